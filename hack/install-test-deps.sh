@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian machine. Idempotent and quick
+# when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
+command -v php >/dev/null || need_apt+=(php-cli)
+php -m 2>/dev/null | grep -qi '^curl$' || need_apt+=(php-curl)
+command -v wrk >/dev/null || need_apt+=(wrk)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# Debian starts mariadb/redis services on install; the tests start their own servers.
+service mariadb stop >/dev/null 2>&1 || true
+service redis-server stop >/dev/null 2>&1 || true
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test,bench]'
+
+if [ -f hack/k8s/build.sh ]; then
+  bash hack/k8s/build.sh
+fi

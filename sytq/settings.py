@@ -1,0 +1,191 @@
+"""The one settings object every SYT Queue service reads.
+
+Values come from the environment (prefix ``SYTQ_``; ``DEEPSEEK_API_KEY`` without it) and,
+optionally, a YAML file named by ``SYTQ_CONFIG``. The environment wins over the file.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+DEFAULT_LLM_BASE_URL = "https://api.deepseek.com"
+
+
+class ConfigError(ValueError):
+    """Settings that cannot be used; the message says which and why."""
+
+
+def parse_queue_weights(spec: str) -> dict[str, int]:
+    """Parse ``critical=6,default=3,low=1`` into ``{"critical": 6, ...}``."""
+    weights: dict[str, int] = {}
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        name, sep, weight = part.partition("=")
+        name = name.strip()
+        if not name:
+            raise ConfigError(f"queue entry {part!r} has no name")
+        try:
+            value = int(weight) if sep else 1
+        except ValueError as exc:
+            raise ConfigError(f"queue {name!r}: weight {weight!r} is not an integer") from exc
+        if value < 1:
+            raise ConfigError(f"queue {name!r}: weight must be >= 1, got {value}")
+        weights[name] = value
+    if not weights:
+        raise ConfigError("SYTQ_QUEUES names no queue")
+    return weights
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by SYTQ_CONFIG; keys are field names (lower case)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        path = os.environ.get("SYTQ_CONFIG")
+        if path:
+            try:
+                loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise ConfigError(f"SYTQ_CONFIG={path}: cannot read: {exc}") from exc
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"SYTQ_CONFIG={path}: not valid YAML: {exc}") from exc
+            if loaded is None:
+                loaded = {}
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"SYTQ_CONFIG={path}: top level must be a mapping")
+            self._data = {str(k).lower(): v for k, v in loaded.items()}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        known = set(self.settings_cls.model_fields)
+        unknown = sorted(set(self._data) - known)
+        if unknown:
+            raise ConfigError(f"SYTQ_CONFIG: unknown settings {', '.join(unknown)}")
+        return dict(self._data)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SYTQ_", extra="ignore", populate_by_name=True)
+
+    # --- connections -------------------------------------------------------------------
+    redis_url: str | None = Field(default=None, description="Redis URL; unset = embedded Valkey")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset = SQLite file")
+    record_database_url: str | None = Field(
+        default=None, description="Where llm:process record tables live; defaults to database_url"
+    )
+    data_dir: Path = Field(default=Path("var"), description="Local state for embedded defaults")
+
+    # --- LLM provider --------------------------------------------------------------------
+    deepseek_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DEEPSEEK_API_KEY", "deepseek_api_key")
+    )
+    llm_base_url: str = DEFAULT_LLM_BASE_URL
+    llm_default_model: str = "deepseek-chat"
+    llm_connect_timeout: float = 10.0
+    llm_read_timeout: float = 660.0  # Deepseek holds slow requests open for up to 10 minutes
+    llm_max_in_flight: int = Field(default=0, ge=0, description="Cluster-wide cap; 0 = unlimited")
+    llm_requests_per_minute: int = Field(default=0, ge=0)
+    llm_tokens_per_minute: int = Field(default=0, ge=0)
+    llm_breaker_failures: int = Field(default=5, ge=1)
+    llm_breaker_reset_seconds: float = Field(default=30.0, gt=0)
+
+    # --- queue / worker --------------------------------------------------------------------
+    queues: str = "default=1"
+    strict_priority: bool = False
+    worker_concurrency: int = Field(default=100, ge=1, le=100_000)
+    shutdown_timeout: float = Field(default=8.0, ge=0)
+    task_max_retry: int = Field(default=25, ge=0)
+    task_timeout_seconds: int = Field(default=900, ge=1)
+    publish_task_events: bool = True
+
+    # --- llm:process record mode -----------------------------------------------------------
+    record_tables: str = "valuation_records"
+    record_status_processing: str = "处理中"
+    record_status_done: str = "已完成"
+    record_status_failed: str = "失败"
+
+    # --- callbacks ---------------------------------------------------------------------------
+    callback_secret: SecretStr | None = None
+    callback_allow_nets: str = ""
+    callback_max_attempts: int = Field(default=10, ge=1)
+    callback_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # --- HTTP API --------------------------------------------------------------------------------
+    api_host: str = "0.0.0.0"
+    api_port: int = Field(default=8080, ge=1, le=65535)
+    api_workers: int = Field(default=1, ge=1)
+    api_keys: str = Field(
+        default="",
+        description="Comma-separated name:sha256hex:scope|scope entries; empty = auth disabled",
+    )
+    api_rate_limit_per_minute: int = Field(default=0, ge=0, description="Per key; 0 = unlimited")
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    api_max_prompt_chars: int = Field(default=200_000, ge=1)
+    api_max_batch: int = Field(default=1000, ge=1)
+    api_resource_mode: bool = Field(default=False, description="Submit creates LLMTask resources")
+    api_resource_namespace: str = "default"
+
+    # --- observability -------------------------------------------------------------------------
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no metrics listener")
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("queues")
+    @classmethod
+    def _check_queues(cls, value: str) -> str:
+        parse_queue_weights(value)
+        return value
+
+    @property
+    def queue_weights(self) -> dict[str, int]:
+        return parse_queue_weights(self.queues)
+
+    @property
+    def record_table_allowlist(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.record_tables.split(",") if t.strip())
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'sytq.db').resolve()}"
+
+    @property
+    def effective_record_database_url(self) -> str:
+        return self.record_database_url or self.effective_database_url
+
+    @property
+    def uses_stub_llm(self) -> bool:
+        return self.deepseek_api_key is None and self.llm_base_url == DEFAULT_LLM_BASE_URL
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlFileSource(settings_cls), file_secret_settings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once."""
+    return Settings()

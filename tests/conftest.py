@@ -1,0 +1,42 @@
+"""Session-wide fixtures: real servers started on loopback ports for the whole run.
+
+Fixture modules owned by each part of the suite are listed in ``pytest_plugins``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.harness.services import MariaDBServer, RedisServer, managed
+
+pytest_plugins: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = managed(RedisServer)
+    assert isinstance(server, RedisServer)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDBServer]:
+    server = managed(MariaDBServer)
+    assert isinstance(server, MariaDBServer)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """A client on a freshly flushed database: every test starts from an empty Redis."""
+    if not redis_server.running:
+        redis_server.start()
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.flushall()
+    yield client
+    await client.aclose()

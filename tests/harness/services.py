@@ -1,0 +1,208 @@
+"""Real Redis and MariaDB servers for the test suite, on free loopback ports.
+
+Each server runs as a child process in its own temporary directory and can be stopped and
+started again on the same port (tests of outages need that). Children are asked to die with
+the test process (PR_SET_PDEATHSIG), so an interrupted run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    os.setsid()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def _find_binary(*names: str) -> str:
+    for name in names:
+        for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+            if candidate and os.access(candidate, os.X_OK):
+                return candidate
+    raise RuntimeError(f"none of {names} is installed; run `make test-deps` (hack/install-test-deps.sh)")
+
+
+class _ServerProcess:
+    """A restartable child server bound to one loopback port."""
+
+    def __init__(self, name: str) -> None:
+        self.port = free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"sytq-{name}-"))
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = self.workdir / f"{name}.log"
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _after_first_start(self) -> None:
+        """Hook for one-time set-up once the server listens."""
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        first = self._proc is None
+        log = self._log.open("ab")
+        self._proc = subprocess.Popen(
+            self._command(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
+        log.close()
+        try:
+            wait_for_port(self.port, timeout=60.0, proc=self._proc)
+        except Exception as exc:
+            raise RuntimeError(f"{exc}\n--- log ---\n{self._log.read_text(errors='replace')[-4000:]}") from exc
+        if first:
+            self._after_first_start()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class RedisServer(_ServerProcess):
+    """Debian's redis-server, no persistence."""
+
+    def __init__(self) -> None:
+        super().__init__("redis")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _command(self) -> list[str]:
+        return [
+            _find_binary("redis-server"),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.workdir),
+            "--daemonize", "no",
+        ]
+
+
+class MariaDBServer(_ServerProcess):
+    """Debian's mariadb-server on a private data directory, root without password over TCP."""
+
+    database = "sytq_test"
+
+    def __init__(self) -> None:
+        super().__init__("mariadb")
+        self.datadir = self.workdir / "data"
+        self.socket = self.workdir / "mysqld.sock"
+        install = _find_binary("mariadb-install-db", "mysql_install_db")
+        self.datadir.mkdir()
+        subprocess.run(
+            [
+                install,
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--user=root" if os.geteuid() == 0 else f"--user={os.environ.get('USER', 'nobody')}",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"mysql+pymysql://root@127.0.0.1:{self.port}/{self.database}?charset=utf8mb4"
+
+    def url_for(self, database: str) -> str:
+        return f"mysql+pymysql://root@127.0.0.1:{self.port}/{database}?charset=utf8mb4"
+
+    def _command(self) -> list[str]:
+        cmd = [
+            _find_binary("mariadbd", "mysqld"),
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            f"--socket={self.socket}",
+            f"--port={self.port}",
+            "--bind-address=127.0.0.1",
+            "--skip-name-resolve",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=64M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--max-connections=500",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_unicode_ci",
+            f"--pid-file={self.workdir / 'mysqld.pid'}",
+        ]
+        if os.geteuid() == 0:
+            cmd.append("--user=root")
+        return cmd
+
+    def _after_first_start(self) -> None:
+        self.create_database(self.database)
+
+    def create_database(self, name: str) -> str:
+        self.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
+        return self.url_for(name)
+
+    def execute(self, sql: str, database: str | None = None) -> None:
+        import pymysql
+
+        conn = pymysql.connect(host="127.0.0.1", port=self.port, user="root", database=database)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+            conn.commit()
+        finally:
+            conn.close()
+
+
+def managed(factory: Callable[[], _ServerProcess]) -> _ServerProcess:
+    server = factory()
+    server.start()
+    return server

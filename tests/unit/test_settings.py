@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sytq.settings import ConfigError, Settings, parse_queue_weights
+
+
+def test_queue_weights_parse() -> None:
+    assert parse_queue_weights("critical=6,default=3,low=1") == {"critical": 6, "default": 3, "low": 1}
+    assert parse_queue_weights("default") == {"default": 1}
+
+
+@pytest.mark.parametrize("spec", ["", "a=0", "a=x", "=3"])
+def test_queue_weights_reject_bad_specs(spec: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_queue_weights(spec)
+
+
+def test_env_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("worker_concurrency: 7\napi_port: 9000\n")
+    monkeypatch.setenv("SYTQ_CONFIG", str(cfg))
+    monkeypatch.setenv("SYTQ_API_PORT", "9100")
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-test")
+    s = Settings()
+    assert s.worker_concurrency == 7
+    assert s.api_port == 9100
+    assert s.deepseek_api_key is not None and s.deepseek_api_key.get_secret_value() == "sk-test"
+    assert not s.uses_stub_llm
+
+
+def test_unknown_yaml_key_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("wrker_concurrency: 7\n")
+    monkeypatch.setenv("SYTQ_CONFIG", str(cfg))
+    with pytest.raises(ConfigError, match="wrker_concurrency"):
+        Settings()
+
+
+def test_defaults_fall_back_to_sqlite_and_stub(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("SYTQ_DATABASE_URL", "DEEPSEEK_API_KEY", "SYTQ_CONFIG", "SYTQ_LLM_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    s = Settings()
+    assert s.effective_database_url.startswith("sqlite:///")
+    assert s.uses_stub_llm
+    assert s.queue_weights == {"default": 1}
