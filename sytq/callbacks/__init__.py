@@ -1,0 +1,35 @@
+"""Callbacks: SSRF guard for targets, HMAC signing and verification, and the signed delivery."""
+
+from sytq.callbacks.delivery import (
+    CallbackDeliveryError,
+    DeliveryResult,
+    callback_body,
+    deliver_callback,
+    encode_body,
+)
+from sytq.callbacks.signing import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+    signed_headers,
+    verify_signature,
+)
+from sytq.callbacks.ssrf import UnsafeCallbackURL, check_callback_url, parse_allow_nets
+
+__all__ = [
+    "IDEMPOTENCY_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "CallbackDeliveryError",
+    "DeliveryResult",
+    "UnsafeCallbackURL",
+    "callback_body",
+    "check_callback_url",
+    "deliver_callback",
+    "encode_body",
+    "parse_allow_nets",
+    "sign",
+    "signed_headers",
+    "verify_signature",
+]
