@@ -1,0 +1,28 @@
+"""Task storage: SQLAlchemy models, Alembic migrations and the TaskStore repository."""
+
+from sytq.storage.migrate import upgrade
+from sytq.storage.models import (
+    CALLBACK_DELIVERED,
+    CALLBACK_FAILED,
+    CALLBACK_PENDING,
+    STATUS_FAILED,
+    STATUS_QUEUED,
+    STATUS_RUNNING,
+    STATUS_SUCCEEDED,
+)
+from sytq.storage.store import LLMOutcome, NewTask, TaskRecord, TaskStore
+
+__all__ = [
+    "CALLBACK_DELIVERED",
+    "CALLBACK_FAILED",
+    "CALLBACK_PENDING",
+    "STATUS_FAILED",
+    "STATUS_QUEUED",
+    "STATUS_RUNNING",
+    "STATUS_SUCCEEDED",
+    "LLMOutcome",
+    "NewTask",
+    "TaskRecord",
+    "TaskStore",
+    "upgrade",
+]

@@ -1,0 +1,293 @@
+"""The task store: the repository the worker writes and the API reads (GET /api/v1/tasks/{id}).
+
+Calls are sync SQLAlchemy run on a small private thread pool, so the event loop never blocks on
+the database. A lost database connection (restart, failover) is waited out for up to
+``retry_for_seconds`` instead of failing the task: an LLM answer already paid for is not thrown away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from sytq.storage.engine import create_engine
+from sytq.storage.models import (
+    CALLBACK_PENDING,
+    STATUS_FAILED,
+    STATUS_QUEUED,
+    STATUS_RUNNING,
+    STATUS_SUCCEEDED,
+    LLMTaskRow,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    """Naive UTC, as stored (MySQL DATETIME has no zone)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    task_id: str
+    type: str
+    queue: str
+    model: str | None
+    status: str
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    llm_latency_ms: int | None
+    content: str | None
+    reasoning_content: str | None
+    finish_reason: str | None
+    usage: dict[str, Any] | None
+    error: str | None
+    callback_url: str | None
+    callback_status: str | None
+    callback_attempts: int
+    metadata: dict[str, Any]
+    callback_error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (STATUS_SUCCEEDED, STATUS_FAILED)
+
+    @classmethod
+    def from_row(cls, row: LLMTaskRow) -> TaskRecord:
+        created = _aware(row.created_at)
+        assert created is not None
+        return cls(
+            task_id=row.task_id,
+            type=row.type,
+            queue=row.queue,
+            model=row.model,
+            status=row.status,
+            attempts=row.attempts,
+            created_at=created,
+            started_at=_aware(row.started_at),
+            finished_at=_aware(row.finished_at),
+            llm_latency_ms=row.llm_latency_ms,
+            content=row.content,
+            reasoning_content=row.reasoning_content,
+            finish_reason=row.finish_reason,
+            usage=row.usage,
+            error=row.error,
+            callback_url=row.callback_url,
+            callback_status=row.callback_status,
+            callback_attempts=row.callback_attempts,
+            metadata=dict(row.meta or {}),
+            callback_error=row.callback_error,
+        )
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """What is known about a task before the LLM is called."""
+
+    task_id: str
+    type: str
+    queue: str
+    model: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    parameters: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    client_id: str | None = None
+    callback_url: str | None = None
+
+
+@dataclass(frozen=True)
+class LLMOutcome:
+    content: str
+    reasoning_content: str | None
+    finish_reason: str | None
+    usage: dict[str, Any] | None
+    llm_latency_ms: int
+    model: str | None = None
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, IntegrityError):
+        return False
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class TaskStore:
+    def __init__(self, engine: sa.Engine, *, threads: int = 8, retry_for_seconds: float = 120.0) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sytq-db")
+        self.retry_for_seconds = retry_for_seconds
+
+    @classmethod
+    def from_url(cls, url: str, *, threads: int = 8, retry_for_seconds: float = 120.0) -> TaskStore:
+        engine = create_engine(url, pool_size=threads)
+        return cls(engine, threads=threads, retry_for_seconds=retry_for_seconds)
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self.engine.dispose)
+
+    async def ping(self) -> bool:
+        """True when the database answers (for /readyz); never waits out an outage."""
+        def _ping() -> None:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._pool, _ping)
+        except DBAPIError:
+            return False
+        return True
+
+    async def _run(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn`` in a transaction on the pool, waiting out a database that is away."""
+        loop = asyncio.get_running_loop()
+        give_up_at = time.monotonic() + self.retry_for_seconds
+        delay = 0.2
+        while True:
+            try:
+                return await loop.run_in_executor(self._pool, functools.partial(self._in_session, fn))
+            except DBAPIError as exc:
+                if not _is_transient(exc) or time.monotonic() + delay > give_up_at:
+                    raise
+                log.warning("database unavailable, retrying in %.1fs: %s", delay, exc.orig)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _in_session(self, fn: Callable[[Session], T]) -> T:
+        with self._sessions.begin() as session:
+            return fn(session)
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        def _get(session: Session) -> TaskRecord | None:
+            row = session.get(LLMTaskRow, task_id)
+            return TaskRecord.from_row(row) if row is not None else None
+
+        return await self._run(_get)
+
+    # --- writes --------------------------------------------------------------------------------
+
+    async def create_queued(self, task: NewTask) -> bool:
+        """Insert the row at submit time (status queued); False when it already exists."""
+        try:
+            await self._run(lambda s: s.add(_new_row(task, STATUS_QUEUED)))
+        except IntegrityError:
+            return False
+        return True
+
+    async def begin_attempt(self, task: NewTask, attempt: int) -> TaskRecord:
+        """Create or touch the row for a run; the returned record tells if it is already finished."""
+
+        def _begin(session: Session) -> TaskRecord:
+            row = session.get(LLMTaskRow, task.task_id, with_for_update=True)
+            if row is None:
+                row = _new_row(task, STATUS_RUNNING)
+                row.attempts = attempt
+                row.started_at = utcnow()
+                session.add(row)
+                session.flush()
+            elif not TaskRecord.from_row(row).finished:
+                row.status = STATUS_RUNNING
+                row.attempts = max(row.attempts, attempt)
+                row.started_at = row.started_at or utcnow()
+            return TaskRecord.from_row(row)
+
+        try:
+            return await self._run(_begin)
+        except IntegrityError:
+            # Another delivery of the same task inserted first; read what it wrote.
+            return await self._run(_begin)
+
+    async def mark_succeeded(self, task_id: str, outcome: LLMOutcome) -> TaskRecord:
+        def _done(session: Session) -> TaskRecord:
+            row = _must_get(session, task_id)
+            if row.status != STATUS_SUCCEEDED:
+                row.status = STATUS_SUCCEEDED
+                row.content = outcome.content
+                row.reasoning_content = outcome.reasoning_content
+                row.finish_reason = outcome.finish_reason
+                row.usage = outcome.usage
+                row.llm_latency_ms = outcome.llm_latency_ms
+                row.model = outcome.model or row.model
+                row.error = None
+                row.finished_at = utcnow()
+                if row.callback_url:
+                    row.callback_status = CALLBACK_PENDING
+            return TaskRecord.from_row(row)
+
+        return await self._run(_done)
+
+    async def mark_failed(self, task_id: str, error: str, *, final: bool) -> TaskRecord:
+        """Record an attempt's error; ``final`` ends the task as failed (no more retries)."""
+
+        def _fail(session: Session) -> TaskRecord:
+            row = _must_get(session, task_id)
+            if row.status == STATUS_SUCCEEDED:
+                return TaskRecord.from_row(row)
+            row.error = error[:65_000]
+            if final:
+                row.status = STATUS_FAILED
+                row.finished_at = utcnow()
+                if row.callback_url:
+                    row.callback_status = CALLBACK_PENDING
+            return TaskRecord.from_row(row)
+
+        return await self._run(_fail)
+
+    async def set_callback_state(self, task_id: str, status: str, attempts: int, error: str | None) -> None:
+        def _set(session: Session) -> None:
+            row = session.get(LLMTaskRow, task_id)
+            if row is not None:
+                row.callback_status = status
+                row.callback_attempts = attempts
+                row.callback_error = error[:65_000] if error else None
+
+        await self._run(_set)
+
+
+def _new_row(task: NewTask, status: str) -> LLMTaskRow:
+    return LLMTaskRow(
+        task_id=task.task_id,
+        type=task.type,
+        queue=task.queue,
+        model=task.model,
+        status=status,
+        attempts=0,
+        messages=task.messages,
+        parameters=task.parameters,
+        meta=task.metadata,
+        client_id=task.client_id,
+        created_at=utcnow(),
+        callback_url=task.callback_url,
+        callback_attempts=0,
+    )
+
+
+def _must_get(session: Session, task_id: str) -> LLMTaskRow:
+    row = session.get(LLMTaskRow, task_id, with_for_update=True)
+    if row is None:
+        raise LookupError(f"task {task_id} has no row; begin_attempt must run first")
+    return row
