@@ -1,0 +1,1 @@
+"""SYT Queue HTTP ingress (FastAPI). Build the app with ``api.app.create_app``."""

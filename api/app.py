@@ -1,0 +1,106 @@
+"""The FastAPI application: ``uvicorn --factory api.app:create_app`` (or ``sytq api``)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from api import routes_health, routes_queues, routes_submit, routes_tasks
+from api.auth import parse_api_keys
+from api.body_limit import BodyLimitMiddleware
+from api.errors import install_error_handlers
+from api.state import AppState
+from api.submitter import QueueSubmitter, TaskSubmitter
+from sytq.callbacks import parse_allow_nets
+from sytq.idempotency import IdempotencyStore
+from sytq.queue import Inspector, QueueClient
+from sytq.ratelimit import RateLimiter
+from sytq.settings import ConfigError, Settings, get_settings
+
+log = logging.getLogger("sytq.api")
+
+# Where the resource-mode submitter (creates LLMTask objects) plugs in; see api/submitter.py.
+RESOURCE_SUBMITTER = "api.resource_submitter"
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    # Short timeouts: when Redis is down a caller gets a quick 503, not a hung request.
+    return aioredis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0, max_connections=512)
+
+
+def _submitter(settings: Settings, redis: aioredis.Redis) -> TaskSubmitter:
+    if not settings.api_resource_mode:
+        return QueueSubmitter(QueueClient(redis))
+    try:
+        module = importlib.import_module(RESOURCE_SUBMITTER)
+    except ModuleNotFoundError as exc:
+        raise ConfigError("SYTQ_API_RESOURCE_MODE is set but this build has no resource submitter") from exc
+    submitter: TaskSubmitter = module.create_submitter(settings)
+    return submitter
+
+
+def _task_store(settings: Settings) -> Any:
+    try:
+        from sytq.storage import TaskStore
+
+        return TaskStore.from_url(settings.effective_database_url)
+    except Exception as exc:  # the API still serves submits without its database
+        log.error("cannot open the task database (%s); results will not be shown", exc)
+        return None
+
+
+def build_state(settings: Settings) -> AppState:
+    keys = parse_api_keys(settings.api_keys)
+    if not settings.redis_url:
+        raise ConfigError("SYTQ_REDIS_URL is not set (`sytq run` starts an embedded Valkey for you)")
+    parse_allow_nets(settings.callback_allow_nets)  # a bad CIDR fails at start, not at the first submit
+    redis = redis_client(settings.redis_url)
+    return AppState(
+        settings=settings,
+        keys=keys,
+        redis=redis,
+        submitter=_submitter(settings, redis),
+        inspector=Inspector(redis),
+        limiter=RateLimiter(redis, settings.api_rate_limit_per_minute),
+        idempotency=IdempotencyStore(redis, max(settings.task_retention_seconds, 3600)),
+        store=_task_store(settings),
+        allow_nets=settings.callback_allow_nets,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    state = build_state(settings)
+    if not state.keys:
+        log.warning(
+            "SYTQ_API_KEYS is empty: authentication is OFF, anyone who can reach this port may submit"
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await state.redis.aclose()
+        dispose = getattr(state.store, "close", None) or getattr(state.store, "dispose", None)
+        if dispose is not None:
+            result = dispose()
+            if hasattr(result, "__await__"):
+                await result
+
+    app = FastAPI(
+        title="SYT Queue API",
+        version="0.1.0",
+        description="Submit LLM calls to the queue and follow them. Keys: `Authorization: Bearer <key>`.",
+        lifespan=lifespan,
+    )
+    app.state.sytq = state
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    for module in (routes_submit, routes_tasks, routes_queues, routes_health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,107 @@
+"""Every error leaves as a short JSON body with the right status; never a traceback.
+
+Routes of the Go original's contract (``/api/tasks/...``) get its envelope
+``{"code": <status>, "message": ...}``; everything else gets ``{"detail": ...}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis.exceptions
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api import metrics
+from sytq.queue import QueueUnavailableError
+
+log = logging.getLogger("sytq.api")
+
+LEGACY_PREFIX = "/api/tasks"
+RETRY_AFTER_SECONDS = "2"
+
+
+class BodyTooLarge(Exception):
+    """The request body is over the configured cap."""
+
+
+class FieldError(StarletteHTTPException):
+    """A 422 found after schema validation, in the same field-level shape as schema errors."""
+
+    def __init__(self, loc: list[str | int], msg: str) -> None:
+        super().__init__(422, msg)
+        self.errors = [{"loc": loc, "msg": msg, "type": "value_error"}]
+
+
+def _is_legacy(request: Request) -> bool:
+    return request.url.path.startswith(LEGACY_PREFIX)
+
+
+def error_response(
+    request: Request, status: int, detail: str | list[dict[str, Any]], headers: dict[str, str] | None = None
+) -> JSONResponse:
+    metrics.REJECTED.labels(str(status)).inc()
+    if _is_legacy(request):
+        message = detail if isinstance(detail, str) else "; ".join(_describe(e) for e in detail)
+        return JSONResponse({"code": status, "message": message}, status_code=status, headers=headers)
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+    return f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid"))
+
+
+def _clean(errors: Any) -> list[dict[str, Any]]:
+    """Field-level messages without echoing the (possibly huge) input back."""
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in errors
+    ]
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _clean(exc.errors())
+    # The original answered malformed bodies with 400; keep that on its routes.
+    return error_response(request, 400 if _is_legacy(request) else 422, errors)
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, FieldError):
+        return error_response(request, 400 if _is_legacy(request) else 422, exc.errors)
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(request, exc.status_code, str(exc.detail), headers)
+
+
+async def _too_large(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(request, 413, str(exc) or "request body too large")
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("redis unavailable: %s", exc)
+    return error_response(
+        request,
+        503,
+        "queue backend (Redis) is unavailable; retry later",
+        {"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(request, 500, "internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(BodyTooLarge, _too_large)
+    app.add_exception_handler(QueueUnavailableError, _unavailable)
+    app.add_exception_handler(redis.exceptions.ConnectionError, _unavailable)
+    app.add_exception_handler(redis.exceptions.TimeoutError, _unavailable)
+    app.add_exception_handler(Exception, _unexpected)

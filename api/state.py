@@ -1,0 +1,69 @@
+"""What the routes share for the life of the process, built once in the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import Request
+
+from api.auth import ApiKey
+from api.submitter import TaskSubmitter
+from sytq.idempotency import IdempotencyStore
+from sytq.queue import Inspector
+from sytq.ratelimit import RateLimiter
+from sytq.settings import Settings
+
+log = logging.getLogger("sytq.api")
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    keys: tuple[ApiKey, ...]
+    redis: aioredis.Redis
+    submitter: TaskSubmitter
+    inspector: Inspector
+    limiter: RateLimiter
+    idempotency: IdempotencyStore
+    store: Any  # sytq.storage.TaskStore, or None when the database cannot be opened
+    allow_nets: str
+
+    async def get_record(self, task_id: str) -> tuple[Any, bool]:
+        """The stored row (or None) and whether the database answered at all."""
+        if self.store is None:
+            return None, False
+        try:
+            return await self.store.get(task_id), True
+        except Exception as exc:  # a DB outage must not hide what the queue knows
+            log.warning("task store unavailable: %s", exc)
+            return None, False
+
+    async def database_ready(self) -> bool:
+        if self.store is None:
+            return False
+        try:
+            ping = getattr(self.store, "ping", None)
+            if ping is not None:
+                await ping()
+            else:
+                await self.store.get("readyz-probe")
+            return True
+        except Exception as exc:
+            log.warning("database not ready: %s", exc)
+            return False
+
+    async def redis_ready(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.redis.ping(), timeout=2.0))
+        except Exception as exc:
+            log.warning("redis not ready: %s", exc)
+            return False
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.sytq
+    return state

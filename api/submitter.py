@@ -1,0 +1,109 @@
+"""Where a submit goes: the seam between the HTTP layer and the queue.
+
+``QueueSubmitter`` enqueues straight onto the asynq-layout queue. The resource mode
+(``SYTQ_API_RESOURCE_MODE``) plugs in another ``TaskSubmitter`` that creates LLMTask objects
+instead; routes only ever talk to this protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sytq.queue import EnqueueRequest, QueueClient, QueueError, TaskIdConflictError
+from sytq.tasks import DEFAULT_QUEUE, TYPE_LLM_CHAT, TYPE_LLM_PROCESS, LLMChatPayload
+
+
+class AlreadySubmitted(Exception):
+    """A submit with this task id exists already (an idempotent repeat)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id} already exists")
+        self.task_id = task_id
+
+
+@dataclass(frozen=True)
+class ChatSubmission:
+    task_id: str
+    payload: LLMChatPayload
+    queue: str
+    max_retry: int
+    timeout_seconds: float
+    retention_seconds: float
+    process_at: datetime | None = None
+    process_in: float | None = None
+
+
+class TaskSubmitter(Protocol):
+    async def submit_chat(self, item: ChatSubmission) -> str:
+        """Enqueue one chat task; raises AlreadySubmitted when its id exists."""
+
+    async def submit_chat_many(self, items: Sequence[ChatSubmission]) -> list[str | Exception]:
+        """Enqueue many in one round trip; per item the task id or the error."""
+
+    async def submit_process(self, task_id: str, table_name: str, record_id: int) -> str:
+        """Enqueue the Go original's ``llm:process`` task."""
+
+
+def process_payload(table_name: str, record_id: int) -> bytes:
+    """``{"table_name":"x","id":1}``: byte for byte what Go's json.Marshal produced for the original."""
+    return json.dumps({"table_name": table_name, "id": record_id}, separators=(",", ":")).encode()
+
+
+def _request(item: ChatSubmission) -> EnqueueRequest:
+    return EnqueueRequest(
+        type=TYPE_LLM_CHAT,
+        payload=item.payload.model_dump_json(exclude_none=True).encode(),
+        queue=item.queue,
+        task_id=item.task_id,
+        max_retry=item.max_retry,
+        timeout=item.timeout_seconds,
+        process_at=item.process_at,
+        process_in=item.process_in,
+        retention=item.retention_seconds or None,
+    )
+
+
+class QueueSubmitter:
+    def __init__(self, client: QueueClient) -> None:
+        self._client = client
+
+    async def submit_chat(self, item: ChatSubmission) -> str:
+        req = _request(item)
+        try:
+            info = await self._client.enqueue(
+                req.type,
+                req.payload,
+                queue=req.queue,
+                task_id=req.task_id,
+                max_retry=req.max_retry,
+                timeout=req.timeout,
+                process_at=req.process_at,
+                process_in=req.process_in,
+                retention=req.retention,
+            )
+        except TaskIdConflictError as exc:
+            raise AlreadySubmitted(item.task_id) from exc
+        return info.id
+
+    async def submit_chat_many(self, items: Sequence[ChatSubmission]) -> list[str | Exception]:
+        outcomes = await self._client.enqueue_many([_request(i) for i in items])
+        results: list[str | Exception] = []
+        for item, outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, TaskIdConflictError):
+                results.append(AlreadySubmitted(item.task_id))
+            elif isinstance(outcome, QueueError):
+                results.append(outcome)
+            else:
+                results.append(outcome.id)
+        return results
+
+    async def submit_process(self, task_id: str, table_name: str, record_id: int) -> str:
+        # Default options, default queue: exactly what the original's asynq.Client.Enqueue did.
+        info = await self._client.enqueue(
+            TYPE_LLM_PROCESS, process_payload(table_name, record_id), queue=DEFAULT_QUEUE, task_id=task_id
+        )
+        return info.id

@@ -1,0 +1,52 @@
+"""Idempotent submits: one ``Idempotency-Key`` maps to one task id.
+
+The task id is derived from the key (UUIDv5 over client + key), so two racing submits with the
+same key collide on the queue's task id and can never enqueue twice. Redis remembers a
+fingerprint of the first request body so that a key reused for a *different* request is
+refused instead of silently answering with an unrelated task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import redis.asyncio as aioredis
+
+_NAMESPACE = uuid.UUID("5b7e2f0a-4c1d-4f8e-9a63-2f1d7c9e0b11")
+_PREFIX = "sytq:idempotency:"
+MAX_KEY_LENGTH = 255
+
+
+class IdempotencyKeyReused(ValueError):
+    """The key was already used for a request with a different body."""
+
+
+def task_id_for(client: str, key: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{client}\x00{key}"))
+
+
+def fingerprint(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+class IdempotencyStore:
+    def __init__(self, redis: aioredis.Redis, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+
+    async def claim(self, client: str, key: str, body_fingerprint: str) -> str:
+        """The task id for this key; raises IdempotencyKeyReused when the body differs."""
+        task_id = task_id_for(client, key)
+        redis_key = f"{_PREFIX}{task_id}"
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(redis_key, body_fingerprint, nx=True, ex=self._ttl)
+        pipe.get(redis_key)
+        _, stored = await pipe.execute()
+        if stored is not None and stored.decode() != body_fingerprint:
+            raise IdempotencyKeyReused("Idempotency-Key was already used with a different request body")
+        return task_id
+
+    async def release(self, client: str, key: str) -> None:
+        """Forget a claim whose submit failed, so a retry with the same key can succeed."""
+        await self._redis.delete(f"{_PREFIX}{task_id_for(client, key)}")
