@@ -139,6 +139,18 @@ class Settings(BaseSettings):
     api_max_batch: int = Field(default=1000, ge=1)
     api_resource_mode: bool = Field(default=False, description="Submit creates LLMTask resources")
     api_resource_namespace: str = "default"
+    task_retention_seconds: int = Field(
+        default=86_400, ge=0, description="How long finished tasks (and their results) stay on the queue"
+    )
+
+    # --- Kubernetes controller (sytq controller) -------------------------------------------
+    controller_namespaces: str = Field(default="", description="Comma-separated; empty = cluster-wide")
+    controller_resync_seconds: float = Field(default=10.0, gt=0, le=3600)
+    controller_scale_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+    controller_peering: str = Field(default="syt-queue", description="kopf peering name; empty = standalone")
+    controller_priority: int = Field(default=0, ge=0, description="kopf peering priority; 0 = random")
+    controller_result_retention_seconds: int = Field(default=86_400, ge=60)
+    controller_max_patches_in_flight: int = Field(default=32, ge=1, le=1000)
 
     # --- observability -------------------------------------------------------------------------
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no metrics listener")
