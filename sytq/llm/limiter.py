@@ -1,0 +1,114 @@
+"""Provider limits shared by every worker pod through Redis: in-flight calls, requests and tokens
+per minute, per provider and model. All Redis commands of the limiter live in this module.
+
+In-flight slots are leases in a sorted set scored by expiry, so a pod killed mid-call frees its
+slots when the lease runs out instead of leaking them. Minute windows are plain counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from sytq.metrics import LLM_LIMITER_WAIT
+
+# KEYS: inflight zset, rpm counter, tpm counter. ARGV: now_ms, lease_ms, token, max_in_flight, rpm, tpm
+# Returns 0 when granted, else a suggested wait in ms.
+_ACQUIRE = """
+local now = tonumber(ARGV[1])
+local max_in_flight = tonumber(ARGV[4])
+local rpm = tonumber(ARGV[5])
+local tpm = tonumber(ARGV[6])
+local window_left = 60000 - (now % 60000)
+if tpm > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= tpm then return window_left end
+if rpm > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= rpm then return window_left end
+if max_in_flight > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  if redis.call('ZCARD', KEYS[1]) >= max_in_flight then return 50 end
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+if rpm > 0 then
+  redis.call('INCR', KEYS[2])
+  redis.call('PEXPIRE', KEYS[2], 120000)
+end
+return 0
+"""
+
+
+class SharedLimiter:
+    """Acquire with ``async with limiter.slot(model): ...``; a limit of 0 means unlimited."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        provider: str,
+        *,
+        max_in_flight: int = 0,
+        requests_per_minute: int = 0,
+        tokens_per_minute: int = 0,
+        lease_seconds: float = 900.0,
+    ) -> None:
+        self._redis = redis
+        self._provider = provider
+        self.max_in_flight = max_in_flight
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self._lease_ms = int(lease_seconds * 1000)
+        self._acquire: Any = redis.register_script(_ACQUIRE)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.max_in_flight or self.requests_per_minute or self.tokens_per_minute)
+
+    def _keys(self, model: str, now_ms: int) -> list[str]:
+        base = f"sytq:llm:{{{self._provider}}}:{model}"
+        minute = now_ms // 60000
+        return [f"{base}:inflight", f"{base}:rpm:{minute}", f"{base}:tpm:{minute}"]
+
+    async def in_flight(self, model: str) -> int:
+        now_ms = int(time.time() * 1000)
+        key = self._keys(model, now_ms)[0]
+        await self._redis.zremrangebyscore(key, "-inf", now_ms)
+        return int(await self._redis.zcard(key))
+
+    @contextlib.asynccontextmanager
+    async def slot(self, model: str) -> AsyncIterator[None]:
+        if not self.enabled:
+            yield
+            return
+        token = uuid.uuid4().hex
+        started = time.monotonic()
+        while True:
+            now_ms = int(time.time() * 1000)
+            keys = self._keys(model, now_ms)
+            args = [now_ms, self._lease_ms, token, self.max_in_flight,
+                    self.requests_per_minute, self.tokens_per_minute]
+            wait_ms = int(await self._acquire(keys=keys, args=args))
+            if wait_ms == 0:
+                break
+            # Jitter spreads the pods' retries so they do not poll in lockstep.
+            await asyncio.sleep(min(wait_ms, 1000) / 1000 * random.uniform(0.5, 1.0))
+        LLM_LIMITER_WAIT.labels(model=model).observe(time.monotonic() - started)
+        try:
+            yield
+        finally:
+            if self.max_in_flight:
+                await self._redis.zrem(keys[0], token)
+
+    async def record_tokens(self, model: str, tokens: int) -> None:
+        """Count tokens the provider reported against this minute's tokens-per-minute budget."""
+        if not self.tokens_per_minute or tokens <= 0:
+            return
+        key = self._keys(model, int(time.time() * 1000))[2]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.incrby(key, tokens)
+            pipe.expire(key, 120)
+            await pipe.execute()
