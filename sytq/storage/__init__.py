@@ -10,6 +10,7 @@ from sytq.storage.models import (
     STATUS_RUNNING,
     STATUS_SUCCEEDED,
 )
+from sytq.storage.records import Record, RecordStore, RecordTableNotAllowed
 from sytq.storage.store import LLMOutcome, NewTask, TaskRecord, TaskStore
 
 __all__ = [
@@ -22,6 +23,9 @@ __all__ = [
     "STATUS_SUCCEEDED",
     "LLMOutcome",
     "NewTask",
+    "Record",
+    "RecordStore",
+    "RecordTableNotAllowed",
     "TaskRecord",
     "TaskStore",
     "upgrade",

@@ -7,19 +7,13 @@ the database. A lost database connection (restart, failover) is waited out for u
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import logging
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from sytq.storage.engine import create_engine
 from sytq.storage.models import (
@@ -30,9 +24,7 @@ from sytq.storage.models import (
     STATUS_SUCCEEDED,
     LLMTaskRow,
 )
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
+from sytq.storage.runner import DBRunner
 
 
 def utcnow() -> datetime:
@@ -124,20 +116,11 @@ class LLMOutcome:
     model: str | None = None
 
 
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, IntegrityError):
-        return False
-    if isinstance(exc, OperationalError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
-
-
 class TaskStore:
     def __init__(self, engine: sa.Engine, *, threads: int = 8, retry_for_seconds: float = 120.0) -> None:
         self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sytq-db")
-        self.retry_for_seconds = retry_for_seconds
+        self._db = DBRunner(engine, threads=threads, retry_for_seconds=retry_for_seconds)
+        self._run = self._db.run
 
     @classmethod
     def from_url(cls, url: str, *, threads: int = 8, retry_for_seconds: float = 120.0) -> TaskStore:
@@ -145,39 +128,10 @@ class TaskStore:
         return cls(engine, threads=threads, retry_for_seconds=retry_for_seconds)
 
     async def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        await asyncio.to_thread(self.engine.dispose)
+        await self._db.close()
 
     async def ping(self) -> bool:
-        """True when the database answers (for /readyz); never waits out an outage."""
-        def _ping() -> None:
-            with self.engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._pool, _ping)
-        except DBAPIError:
-            return False
-        return True
-
-    async def _run(self, fn: Callable[[Session], T]) -> T:
-        """Run ``fn`` in a transaction on the pool, waiting out a database that is away."""
-        loop = asyncio.get_running_loop()
-        give_up_at = time.monotonic() + self.retry_for_seconds
-        delay = 0.2
-        while True:
-            try:
-                return await loop.run_in_executor(self._pool, functools.partial(self._in_session, fn))
-            except DBAPIError as exc:
-                if not _is_transient(exc) or time.monotonic() + delay > give_up_at:
-                    raise
-                log.warning("database unavailable, retrying in %.1fs: %s", delay, exc.orig)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    def _in_session(self, fn: Callable[[Session], T]) -> T:
-        with self._sessions.begin() as session:
-            return fn(session)
+        return await self._db.ping()
 
     # --- reads ---------------------------------------------------------------------------------
 
