@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     llm_tokens_per_minute: int = Field(default=0, ge=0)
     llm_breaker_failures: int = Field(default=5, ge=1)
     llm_breaker_reset_seconds: float = Field(default=30.0, gt=0)
+    llm_retry_base_seconds: float = Field(default=10.0, gt=0, description="First retry delay; doubles")
+    llm_retry_max_seconds: float = Field(default=600.0, gt=0)
+    llm_stream: bool = Field(default=False, description="Use SSE streaming for provider calls")
+    database_outage_wait_seconds: float = Field(
+        default=120.0, ge=0, description="How long a task waits for a lost database before retrying"
+    )
 
     # --- queue / worker --------------------------------------------------------------------
     queues: str = "default=1"
@@ -124,6 +130,7 @@ class Settings(BaseSettings):
     callback_allow_nets: str = ""
     callback_max_attempts: int = Field(default=10, ge=1)
     callback_timeout_seconds: float = Field(default=10.0, gt=0)
+    callback_retry_base_seconds: float = Field(default=5.0, gt=0, description="First retry delay; doubles")
 
     # --- HTTP API --------------------------------------------------------------------------------
     api_host: str = "0.0.0.0"
