@@ -1,0 +1,36 @@
+"""Handler for ``llm:chat``: a whole conversation in the payload."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from sytq.logging import task_context
+from sytq.metrics import TASKS_PROCESSED
+from sytq.queue import Task
+from sytq.storage import NewTask
+from sytq.tasks import LLMChatPayload
+from worker.finish import finish_succeeded
+from worker.llm_run import fail_before_start, run_llm
+from worker.pipeline import Pipeline
+
+
+async def handle_chat(pipeline: Pipeline, task: Task) -> None:
+    with task_context(task.id, task.type):
+        try:
+            payload = LLMChatPayload.model_validate_json(task.payload)
+        except ValidationError as exc:
+            await fail_before_start(pipeline, task, f"invalid llm:chat payload: {exc}", "invalid_payload")
+        new = NewTask(
+            task_id=task.id,
+            type=task.type,
+            queue=task.queue,
+            model=payload.model,
+            messages=[m.model_dump() for m in payload.messages],
+            parameters=payload.parameters.model_dump(exclude_none=True),
+            metadata=payload.metadata,
+            client_id=payload.client_id,
+            callback_url=payload.callback_url,
+        )
+        record, called = await run_llm(pipeline, task, new)
+        await finish_succeeded(pipeline, task, record)
+        TASKS_PROCESSED.labels(type=task.type, outcome="succeeded" if called else "reused").inc()

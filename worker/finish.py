@@ -1,0 +1,75 @@
+"""What happens once a task's row is final: the result summary for the queue and the callback task."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from sytq.callbacks import callback_body
+from sytq.queue import Task, TaskIdConflictError
+from sytq.storage import CALLBACK_DELIVERED, STATUS_SUCCEEDED, TaskRecord
+from sytq.tasks import TYPE_CALLBACK_DELIVER, CallbackPayload
+from worker.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+PREVIEW_BYTES = 1024
+
+
+def callback_task_id(task_id: str) -> str:
+    """One callback per task, even when the task itself is delivered twice."""
+    return f"{task_id}:cb"
+
+
+def content_preview(content: str | None) -> str:
+    """The first PREVIEW_BYTES bytes of content, never cutting a UTF-8 character in half."""
+    return (content or "").encode()[:PREVIEW_BYTES].decode(errors="ignore")
+
+
+def result_summary(record: TaskRecord) -> bytes:
+    """What the task hash's result holds (the Kubernetes controller reads it)."""
+    return json.dumps(
+        {
+            "content_preview": content_preview(record.content),
+            "usage": record.usage,
+            "finish_reason": record.finish_reason,
+            "model": record.model,
+        },
+        ensure_ascii=False,
+    ).encode()
+
+
+def _callback_result(record: TaskRecord) -> dict[str, Any] | None:
+    if record.status != STATUS_SUCCEEDED:
+        return None
+    return {
+        "content": record.content,
+        "reasoning_content": record.reasoning_content,
+        "finish_reason": record.finish_reason,
+        "model": record.model,
+    }
+
+
+async def enqueue_callback(pipeline: Pipeline, task: Task, record: TaskRecord) -> None:
+    """Queue the signed POST for a finished task (no-op without a URL or once delivered)."""
+    if not record.callback_url or record.callback_status == CALLBACK_DELIVERED:
+        return
+    body = callback_body(
+        record.task_id, record.status, _callback_result(record), record.usage, record.error, record.metadata
+    )
+    payload = CallbackPayload(task_id=record.task_id, url=record.callback_url, body=body)
+    try:
+        await pipeline.queue.enqueue(
+            TYPE_CALLBACK_DELIVER,
+            payload.model_dump_json().encode(),
+            queue=task.queue,
+            task_id=callback_task_id(record.task_id),
+            max_retry=pipeline.settings.callback_max_attempts - 1,
+        )
+    except TaskIdConflictError:
+        log.info("callback already queued for %s", record.task_id)
+
+
+async def finish_succeeded(pipeline: Pipeline, task: Task, record: TaskRecord) -> None:
+    await task.write_result(result_summary(record))
+    await enqueue_callback(pipeline, task, record)

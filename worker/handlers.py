@@ -1,0 +1,31 @@
+"""The handler table the queue server (or the all-in-one ``sytq run``) hosts."""
+
+from __future__ import annotations
+
+import functools
+
+import redis.asyncio as aioredis
+
+from sytq.queue import Handler
+from sytq.settings import Settings
+from sytq.tasks import TYPE_CALLBACK_DELIVER, TYPE_LLM_CHAT, TYPE_LLM_PROCESS
+from worker.callback import handle_callback
+from worker.chat import handle_chat
+from worker.pipeline import Pipeline, build_pipeline
+from worker.process import handle_process
+
+
+def handlers_for(pipeline: Pipeline) -> dict[str, Handler]:
+    return {
+        TYPE_LLM_CHAT: functools.partial(handle_chat, pipeline),
+        TYPE_LLM_PROCESS: functools.partial(handle_process, pipeline),
+        TYPE_CALLBACK_DELIVER: functools.partial(handle_callback, pipeline),
+    }
+
+
+def build_handlers(
+    settings: Settings, redis: aioredis.Redis, pipeline: Pipeline | None = None
+) -> dict[str, Handler]:
+    """Handlers for the three task types. For a clean shutdown build the pipeline with
+    ``build_pipeline`` yourself, pass it here, and ``await pipeline.close()`` after the server stops."""
+    return handlers_for(pipeline or build_pipeline(settings, redis))

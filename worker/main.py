@@ -1,0 +1,86 @@
+"""``sytq worker``: runs the queue server with the pipeline's handlers until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from sytq.logging import configure_logging
+from sytq.queue import Inspector, Server, ServerConfig
+from sytq.settings import ConfigError, Settings, get_settings
+from worker.handlers import handlers_for
+from worker.health import HealthServer, ReadyCheck, export_queue_depth
+from worker.llm_run import retry_delay_for
+from worker.pipeline import Pipeline, build_pipeline
+
+log = logging.getLogger("sytq.worker")
+
+
+def server_config(settings: Settings) -> ServerConfig:
+    return ServerConfig(
+        queues=settings.queue_weights,
+        strict_priority=settings.strict_priority,
+        concurrency=settings.worker_concurrency,
+        shutdown_timeout=settings.shutdown_timeout,
+        publish_events=settings.publish_task_events,
+        retry_delay=retry_delay_for(settings),
+    )
+
+
+def _ready_check(redis: aioredis.Redis, pipeline: Pipeline) -> ReadyCheck:
+    async def check() -> str | None:
+        try:
+            await redis.ping()
+        except RedisError as exc:
+            return f"redis unreachable: {exc}"
+        if not await pipeline.store.ping():
+            return "database unreachable"
+        return None
+
+    return check
+
+
+async def run_worker(settings: Settings) -> None:
+    if not settings.redis_url:
+        raise ConfigError("sytq worker needs SYTQ_REDIS_URL (the embedded Valkey is only for `sytq run`)")
+    if settings.uses_stub_llm:
+        log.warning("NO DEEPSEEK_API_KEY and no SYTQ_LLM_BASE_URL: provider calls will be refused (401)")
+    redis = aioredis.Redis.from_url(settings.redis_url, max_connections=64)
+    pipeline = await asyncio.to_thread(build_pipeline, settings, redis)
+    server = Server(redis, server_config(settings), handlers_for(pipeline))
+    health: HealthServer | None = None
+    depth = asyncio.create_task(export_queue_depth(Inspector(redis)))
+    try:
+        if settings.metrics_port:
+            health = HealthServer(settings.metrics_port, _ready_check(redis, pipeline))
+            await health.start()
+        log.info("worker started: queues=%s concurrency=%d provider=%s",
+                 settings.queues, settings.worker_concurrency, settings.llm_base_url)
+        await server.run(install_signal_handlers=True)
+    finally:
+        depth.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await depth
+        if health is not None:
+            await health.stop()
+        await pipeline.close()
+        await redis.aclose()
+        log.info("worker stopped")
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    try:
+        asyncio.run(run_worker(settings))
+    except ConfigError as exc:
+        log.error("%s", exc)
+        raise SystemExit(2) from exc
+
+
+if __name__ == "__main__":
+    main()
