@@ -13,8 +13,8 @@ from fastapi import FastAPI
 
 from api import routes_health, routes_queues, routes_submit, routes_tasks
 from api.auth import parse_api_keys
-from api.body_limit import BodyLimitMiddleware
 from api.errors import install_error_handlers
+from api.middleware import BodyLimitMiddleware, JsonByDefaultMiddleware
 from api.state import AppState
 from api.submitter import QueueSubmitter, TaskSubmitter
 from sytq.callbacks import parse_allow_nets
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.sytq = state
     install_error_handlers(app)
+    app.add_middleware(JsonByDefaultMiddleware, paths=routes_submit.JSON_PATHS)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     for module in (routes_submit, routes_tasks, routes_queues, routes_health):
         app.include_router(module.router)

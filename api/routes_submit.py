@@ -30,7 +30,14 @@ from sytq.tasks import DEFAULT_QUEUE, LLMChatPayload, LLMParameters, build_messa
 
 router = APIRouter()
 
+SUBMIT_PATH = "/api/v1/tasks/llm"
+BATCH_PATH = "/api/v1/tasks/llm:batch"
+LEGACY_PATH = "/api/tasks/llm"
+JSON_PATHS = frozenset({SUBMIT_PATH, BATCH_PATH, LEGACY_PATH})
+
 _JSON = "application/json"
+# A callback host that takes longer than this to resolve is refused rather than holding the request.
+CALLBACK_CHECK_SECONDS = 3.0
 
 
 def accepted_body(task_id: str) -> bytes:
@@ -49,9 +56,13 @@ async def _check_callbacks(state: AppState, items: Iterable[tuple[list[str | int
         seen.setdefault(url, loc)
     for url, loc in seen.items():
         try:
-            await asyncio.to_thread(check_callback_url, url, state.allow_nets)
+            await asyncio.wait_for(
+                asyncio.to_thread(check_callback_url, url, state.allow_nets), CALLBACK_CHECK_SECONDS
+            )
         except UnsafeCallbackURL as exc:
             raise _unprocessable(loc, str(exc)) from exc
+        except TimeoutError as exc:
+            raise _unprocessable(loc, "callback_url host did not resolve in time") from exc
 
 
 def _submission(
@@ -97,7 +108,7 @@ def _first_line(exc: ValueError) -> str:
 
 
 @router.post(
-    "/api/v1/tasks/llm",
+    SUBMIT_PATH,
     response_model=TaskAccepted,
     summary="Submit one chat completion",
     tags=["tasks"],
@@ -141,7 +152,7 @@ async def _release_quietly(state: AppState, client: str, idempotency_key: str) -
 
 
 @router.post(
-    "/api/v1/tasks/llm:batch",
+    BATCH_PATH,
     response_model=BatchResponse,
     summary="Submit many chat completions in one request (one Redis round trip)",
     tags=["tasks"],
@@ -181,7 +192,7 @@ async def submit_llm_batch(
 
 
 @router.post(
-    "/api/tasks/llm",
+    LEGACY_PATH,
     response_model=Envelope,
     summary="The Go original's contract: process one record of a table (llm:process)",
     tags=["compat"],

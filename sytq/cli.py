@@ -1,0 +1,111 @@
+"""``sytq``: one command for every SYT Queue process and for talking to a running API.
+
+Services (api, worker, controller) are loaded by module name: the core package never imports
+them (import-linter enforces that layering).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+import pydantic
+
+from sytq.cli_client import CommandError, add_client_commands
+from sytq.settings import ConfigError, get_settings
+
+
+def _cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+        workers=args.workers or settings.api_workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+    return 0
+
+
+def _run_service_main(module: str) -> Callable[[argparse.Namespace], int]:
+    def run(_: argparse.Namespace) -> int:
+        importlib.import_module(module).main()
+        return 0
+
+    return run
+
+
+def _cmd_stub_llm(args: argparse.Namespace) -> int:
+    from sytq import stub_llm
+
+    stub_llm.serve(args.host, args.port, latency=args.latency, faults=args.faults)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from sytq.cli_run import run_all
+
+    return run_all(port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sytq", description="SYT Queue: a Kubernetes-native queue for LLM calls"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    api = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
+    api.add_argument("--host", default=None, help="default SYTQ_API_HOST")
+    api.add_argument("--port", type=int, default=None, help="default SYTQ_API_PORT (8080)")
+    api.add_argument("--workers", type=int, default=None, help="uvicorn worker processes (SYTQ_API_WORKERS)")
+    api.set_defaults(handler=_cmd_api)
+
+    sub.add_parser("worker", help="run a worker process").set_defaults(
+        handler=_run_service_main("worker.main")
+    )
+    sub.add_parser("controller", help="run the Kubernetes operator").set_defaults(
+        handler=_run_service_main("controller.main")
+    )
+
+    stub = sub.add_parser("stub-llm", help="serve the OpenAI-compatible stub LLM")
+    stub.add_argument("--host", default="127.0.0.1")
+    stub.add_argument("--port", type=int, required=True)
+    stub.add_argument("--latency", default="0", help="seconds, or a distribution spec (see docs/pipeline.md)")
+    stub.add_argument("--faults", default="", help="injected faults (see docs/pipeline.md)")
+    stub.set_defaults(handler=_cmd_stub_llm)
+
+    run = sub.add_parser(
+        "run", help="the whole system locally: API + worker (+ embedded Redis, SQLite, stub LLM)"
+    )
+    run.add_argument("--port", type=int, default=None, help="API port (default SYTQ_API_PORT)")
+    run.set_defaults(handler=_cmd_run)
+
+    add_client_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.handler(args)
+    except (CommandError, ConfigError) as exc:
+        print(f"sytq: {exc}", file=sys.stderr)
+        code = 2 if isinstance(exc, ConfigError) else 1
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"sytq: invalid settings: {problems}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
