@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from tests.harness.services import MariaDBServer, RedisServer, managed
 
-pytest_plugins: list[str] = ["tests.harness.api_fixtures"]
+pytest_plugins: list[str] = ["tests.harness.api_fixtures", "tests.harness.queue_fixtures"]
 
 
 @pytest.fixture(scope="session")

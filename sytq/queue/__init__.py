@@ -1,0 +1,56 @@
+"""asynq-compatible task queue: client, worker runtime (Server) and Inspector over asynq's Redis layout."""
+
+from sytq.queue.client import QueueClient
+from sytq.queue.config import RetryDelay, ServerConfig
+from sytq.queue.events import EVENTS_CHANNEL
+from sytq.queue.inspector import Inspector
+from sytq.queue.models import (
+    DuplicateTaskError,
+    EnqueueRequest,
+    InvalidTaskError,
+    QueueError,
+    QueueNotFoundError,
+    QueueStats,
+    QueueUnavailableError,
+    RetryIn,
+    ServerInfo,
+    SkipRetry,
+    TaskIdConflictError,
+    TaskInfo,
+    TaskNotFoundError,
+    TaskState,
+    TaskStateError,
+    WorkerInfo,
+)
+from sytq.queue.retry import DEFAULT_MAX_RETRY, default_retry_delay
+from sytq.queue.server import Server
+from sytq.queue.task import Handler, Task
+
+__all__ = [
+    "DEFAULT_MAX_RETRY",
+    "EVENTS_CHANNEL",
+    "DuplicateTaskError",
+    "EnqueueRequest",
+    "Handler",
+    "Inspector",
+    "InvalidTaskError",
+    "QueueClient",
+    "QueueError",
+    "QueueNotFoundError",
+    "QueueStats",
+    "QueueUnavailableError",
+    "RetryDelay",
+    "RetryIn",
+    "Server",
+    "ServerConfig",
+    "ServerInfo",
+    "SkipRetry",
+    "Task",
+    "TaskIdConflictError",
+    "TaskInfo",
+    "TaskNotFoundError",
+    "TaskState",
+    "TaskStateError",
+    "WorkerInfo",
+    "default_retry_delay",
+]

@@ -1,0 +1,187 @@
+"""The producer side: enqueue tasks in asynq's layout, alone or many in one round trip."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+
+from sytq.queue import keys, redis_ops
+from sytq.queue.codec import TaskMessage, to_unix
+from sytq.queue.info import task_info
+from sytq.queue.models import (
+    DuplicateTaskError,
+    EnqueueRequest,
+    InvalidTaskError,
+    QueueError,
+    TaskIdConflictError,
+    TaskInfo,
+    TaskState,
+)
+from sytq.queue.redis_ops import RedisOps
+
+DEFAULT_TIMEOUT_SECONDS = 30 * 60  # asynq's default when neither timeout nor deadline is given
+
+
+def validate_queue_name(queue: str) -> str:
+    name = queue.strip() if isinstance(queue, str) else ""
+    if not name or any(c in name for c in "{}\r\n\t "):
+        raise InvalidTaskError(f"invalid queue name {queue!r}")
+    return name
+
+
+class _Prepared:
+    __slots__ = ("call", "info", "unique")
+
+    def __init__(self, call: redis_ops.Call, info: TaskInfo, unique: str | None) -> None:
+        self.call = call
+        self.info = info
+        self.unique = unique
+
+
+def _prepare(req: EnqueueRequest, now: float) -> _Prepared:
+    if not isinstance(req.type, str) or not req.type.strip():
+        raise InvalidTaskError("task type must be a non-empty string")
+    if not isinstance(req.payload, bytes | bytearray | memoryview):
+        raise InvalidTaskError(f"payload must be bytes, got {type(req.payload).__name__}")
+    queue = validate_queue_name(req.queue)
+    task_id = str(uuid.uuid4()) if req.task_id is None else req.task_id
+    if not isinstance(task_id, str) or not task_id.strip():
+        raise InvalidTaskError("task_id must be a non-empty string")
+    if req.max_retry < 0:
+        raise InvalidTaskError("max_retry must be >= 0")
+    for name, value in (
+        ("timeout", req.timeout),
+        ("process_in", req.process_in),
+        ("unique_for", req.unique_for),
+        ("retention", req.retention),
+    ):
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise InvalidTaskError(f"{name} must be a finite number >= 0, got {value!r}")
+    if req.unique_for is not None and req.unique_for < 1:
+        raise InvalidTaskError("unique_for must be at least 1 second")
+    if req.process_at is not None and req.process_in is not None:
+        raise InvalidTaskError("give process_at or process_in, not both")
+    headers = dict(req.headers or {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise InvalidTaskError("headers must map strings to strings")
+
+    timeout = math.ceil(req.timeout) if req.timeout else 0
+    deadline = to_unix(req.deadline) if req.deadline is not None else 0
+    if not timeout and not deadline:
+        timeout = DEFAULT_TIMEOUT_SECONDS
+    process_at: float | None = None
+    if req.process_at is not None:
+        process_at = req.process_at.replace(tzinfo=req.process_at.tzinfo or UTC).timestamp()
+    elif req.process_in:
+        process_at = now + req.process_in
+    if process_at is not None and process_at <= now:
+        process_at = None  # due already: straight to pending, as asynq does
+
+    payload = bytes(req.payload)
+    unique = keys.unique_key(queue, req.type, payload) if req.unique_for else None
+    unique_ttl = 0
+    if req.unique_for:
+        unique_ttl = math.ceil(req.unique_for + max(0.0, (process_at or now) - now))
+    msg = TaskMessage(
+        type=req.type,
+        payload=payload,
+        id=task_id,
+        queue=queue,
+        retry=req.max_retry,
+        timeout=timeout,
+        deadline=deadline,
+        unique_key=unique or "",
+        retention=math.ceil(req.retention or 0),
+        headers=headers,
+    )
+    call = redis_ops.enqueue_call(
+        queue,
+        task_id,
+        msg.encode(),
+        pending_since_ns=int(now * 1e9),
+        process_at=None if process_at is None else int(process_at),
+        unique=unique,
+        unique_ttl=unique_ttl,
+    )
+    state = TaskState.PENDING if process_at is None else TaskState.SCHEDULED
+    next_at = datetime.fromtimestamp(process_at if process_at is not None else now, UTC)
+    return _Prepared(call, task_info(msg, state, next_process_at=next_at), unique)
+
+
+def _outcome(code: object, prepared: _Prepared) -> TaskInfo | QueueError:
+    if isinstance(code, Exception):
+        return QueueError(f"enqueue of {prepared.info.id} failed: {code}")
+    if code == 1:
+        return prepared.info
+    if code == 0:
+        return TaskIdConflictError(
+            f"task id {prepared.info.id!r} already exists in queue {prepared.info.queue!r}"
+        )
+    return DuplicateTaskError(f"a task with the same type and payload holds {prepared.unique}")
+
+
+class QueueClient:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._ops = RedisOps(redis)
+
+    async def enqueue(
+        self,
+        type: str,
+        payload: bytes,
+        *,
+        queue: str = "default",
+        task_id: str | None = None,
+        max_retry: int = 25,
+        timeout: float | None = None,  # noqa: ASYNC109 - the task's timeout (asynq's option)
+        deadline: datetime | None = None,
+        process_at: datetime | None = None,
+        process_in: float | None = None,
+        unique_for: float | None = None,
+        retention: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> TaskInfo:
+        request = EnqueueRequest(
+            type=type,
+            payload=payload,
+            queue=queue,
+            task_id=task_id,
+            max_retry=max_retry,
+            timeout=timeout,
+            deadline=deadline,
+            process_at=process_at,
+            process_in=process_in,
+            unique_for=unique_for,
+            retention=retention,
+            headers=headers,
+        )
+        outcome = (await self.enqueue_many([request]))[0]
+        if isinstance(outcome, QueueError):
+            raise outcome
+        return outcome
+
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[TaskInfo | QueueError]:
+        """Enqueue all in one round trip. Invalid requests come back as errors in their slot;
+        QueueUnavailableError is raised when Redis cannot be reached (nothing is known to be written)."""
+        now = time.time()
+        prepared: list[_Prepared | QueueError] = []
+        for req in requests:
+            try:
+                prepared.append(_prepare(req, now))
+            except QueueError as exc:
+                prepared.append(exc)
+        valid = [p for p in prepared if isinstance(p, _Prepared)]
+        if not valid:
+            return [p for p in prepared if isinstance(p, QueueError)]
+        queues = sorted({p.info.queue for p in valid})
+        codes = await self._ops.run(
+            [redis_ops.register_queues_call(queues), *(p.call for p in valid)], raise_errors=False
+        )
+        if isinstance(codes[0], Exception):
+            raise QueueError(f"cannot register queues {queues}: {codes[0]}")
+        it = iter(codes[1:])
+        return [_outcome(next(it), p) if isinstance(p, _Prepared) else p for p in prepared]

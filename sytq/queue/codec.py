@@ -1,0 +1,99 @@
+"""TaskMessage <-> Python: one immutable record per task, encoded with asynq's protobuf."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sytq.queue.models import QueueError
+from sytq.queue.proto import DecodeError, TaskMessageProto
+
+__all__ = ["CorruptTaskError", "TaskMessage", "from_unix", "to_unix"]
+
+
+class CorruptTaskError(QueueError):
+    """The bytes stored under a task's ``msg`` field are not a TaskMessage."""
+
+
+def from_unix(seconds: float | int | None) -> datetime | None:
+    if not seconds:
+        return None
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def to_unix(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+@dataclass(frozen=True)
+class TaskMessage:
+    """asynq's TaskMessage; timestamps are unix seconds like asynq stores them."""
+
+    type: str
+    payload: bytes
+    id: str
+    queue: str
+    retry: int = 25
+    retried: int = 0
+    error_msg: str = ""
+    timeout: int = 0
+    deadline: int = 0
+    unique_key: str = ""
+    last_failed_at: int = 0
+    retention: int = 0
+    completed_at: int = 0
+    group_key: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        proto = TaskMessageProto(
+            type=self.type,
+            payload=self.payload,
+            id=self.id,
+            queue=self.queue,
+            retry=self.retry,
+            retried=self.retried,
+            error_msg=self.error_msg,
+            timeout=self.timeout,
+            deadline=self.deadline,
+            unique_key=self.unique_key,
+            last_failed_at=self.last_failed_at,
+            retention=self.retention,
+            completed_at=self.completed_at,
+            group_key=self.group_key,
+            headers=self.headers,
+        )
+        data: bytes = proto.SerializeToString()
+        return data
+
+    @classmethod
+    def decode(cls, data: bytes | None) -> TaskMessage:
+        if not data:
+            raise CorruptTaskError("task hash has no msg field")
+        try:
+            proto = TaskMessageProto.FromString(data)
+        except (DecodeError, ValueError) as exc:
+            raise CorruptTaskError(f"msg is not a valid asynq TaskMessage: {exc}") from exc
+        return cls(
+            type=proto.type,
+            payload=proto.payload,
+            id=proto.id,
+            queue=proto.queue,
+            retry=proto.retry,
+            retried=proto.retried,
+            error_msg=proto.error_msg,
+            timeout=proto.timeout,
+            deadline=proto.deadline,
+            unique_key=proto.unique_key,
+            last_failed_at=proto.last_failed_at,
+            retention=proto.retention,
+            completed_at=proto.completed_at,
+            group_key=proto.group_key,
+            headers=dict(proto.headers),
+        )
+
+    def replace(self, **changes: object) -> TaskMessage:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,246 @@
+"""Read and manage queues and tasks (asynq's Inspector): stats, listing, delete / run / archive, cancel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+from sytq.queue import keys, redis_ops
+from sytq.queue.client import validate_queue_name
+from sytq.queue.codec import CorruptTaskError, TaskMessage, from_unix
+from sytq.queue.info import task_info
+from sytq.queue.models import (
+    QueueError,
+    QueueNotFoundError,
+    QueueStats,
+    ServerInfo,
+    TaskInfo,
+    TaskNotFoundError,
+    TaskState,
+    TaskStateError,
+    WorkerInfo,
+)
+from sytq.queue.proto import DecodeError, ServerInfoProto, WorkerInfoProto
+from sytq.queue.redis_ops import RedisOps
+
+_STATE_KEY = {
+    TaskState.PENDING: keys.pending_key,
+    TaskState.ACTIVE: keys.active_key,
+    TaskState.SCHEDULED: keys.scheduled_key,
+    TaskState.RETRY: keys.retry_key,
+    TaskState.ARCHIVED: keys.archived_key,
+    TaskState.COMPLETED: keys.completed_key,
+}
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Inspector:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._ops = RedisOps(redis)
+
+    async def queues(self) -> list[str]:
+        members = await self._ops.run_one(redis_ops.list_queues_call())
+        return sorted(_text(m) for m in members)
+
+    async def queue_stats(self, queue: str) -> QueueStats:
+        queue = validate_queue_name(queue)
+        now = time.time()
+        registered, raw = await self._ops.run(
+            [
+                redis_ops.command("SISMEMBER", keys.ALL_QUEUES, queue),
+                redis_ops.queue_stats_call(queue, time.strftime("%Y-%m-%d", time.gmtime(now))),
+            ]
+        )
+        if not registered:
+            raise QueueNotFoundError(f"queue {queue!r} does not exist")
+        pending, active, scheduled, retry, archived, completed = (int(v) for v in raw[:6])
+        processed_today, failed_today, processed_total, failed_total = (int(v) for v in raw[6:10])
+        oldest_ns = int(raw[11])
+        latency = max(0.0, now - oldest_ns / 1e9) if oldest_ns else 0.0
+        return QueueStats(
+            queue=queue,
+            size=pending + active + scheduled + retry + archived + completed,
+            pending=pending,
+            active=active,
+            scheduled=scheduled,
+            retry=retry,
+            archived=archived,
+            completed=completed,
+            processed_today=processed_today,
+            failed_today=failed_today,
+            processed_total=processed_total,
+            failed_total=failed_total,
+            paused=bool(int(raw[10])),
+            latency_seconds=latency,
+        )
+
+    async def get_task(self, queue: str, task_id: str) -> TaskInfo:
+        queue = validate_queue_name(queue)
+        fields, sched, retry = await self._ops.run(
+            [
+                redis_ops.task_fields_call(queue, task_id),
+                redis_ops.zscore_call(keys.scheduled_key(queue), task_id),
+                redis_ops.zscore_call(keys.retry_key(queue), task_id),
+            ]
+        )
+        return self._info(queue, task_id, fields, sched or retry)
+
+    async def find_task(self, task_id: str, queues: Sequence[str] | None = None) -> TaskInfo:
+        names = list(queues) if queues is not None else await self.queues()
+        if not names:
+            raise TaskNotFoundError(f"task {task_id!r} not found (no queues)")
+        found = await self._ops.run(
+            [redis_ops.task_fields_call(validate_queue_name(q), task_id) for q in names]
+        )
+        for queue, fields in zip(names, found, strict=True):
+            if fields[0] is not None:
+                return await self.get_task(queue, task_id)
+        raise TaskNotFoundError(f"task {task_id!r} not found in queues {', '.join(names)}")
+
+    def _info(self, queue: str, task_id: str, fields: list[object], score: object) -> TaskInfo:
+        raw_msg, raw_state, result = fields
+        if raw_msg is None:
+            raise TaskNotFoundError(f"task {task_id!r} not found in queue {queue!r}")
+        try:
+            msg = TaskMessage.decode(raw_msg if isinstance(raw_msg, bytes) else None)
+        except CorruptTaskError as exc:
+            raise CorruptTaskError(f"task {task_id!r} in queue {queue!r}: {exc}") from exc
+        try:
+            state = TaskState(_text(raw_state))
+        except ValueError as exc:
+            raise QueueError(f"task {task_id!r} has unknown state {raw_state!r}") from exc
+        next_at: datetime | None = None
+        if state is TaskState.PENDING:
+            next_at = datetime.now(UTC)
+        elif state in (TaskState.SCHEDULED, TaskState.RETRY) and score is not None:
+            next_at = from_unix(float(score))  # type: ignore[arg-type]
+        return task_info(
+            msg, state, next_process_at=next_at, result=result if isinstance(result, bytes) else None
+        )
+
+    async def list_tasks(
+        self, queue: str, state: TaskState, *, page_size: int = 30, page: int = 0
+    ) -> list[TaskInfo]:
+        queue = validate_queue_name(queue)
+        if page_size < 1 or page < 0:
+            raise ValueError("page_size must be >= 1 and page >= 0")
+        start, stop = page * page_size, page * page_size + page_size - 1
+        key = _STATE_KEY[TaskState(state)](queue)
+        if state in (TaskState.PENDING, TaskState.ACTIVE):
+            ids = [
+                _text(v)
+                for v in reversed(await self._ops.run_one(redis_ops.list_range_call(key, start, stop)))
+            ]
+            scores: list[object] = [None] * len(ids)
+        else:
+            pairs = await self._ops.run_one(redis_ops.zset_range_call(key, start, stop))
+            ids = [_text(member) for member, _ in pairs]
+            scores = [score for _, score in pairs]
+        if not ids:
+            return []
+        rows = await self._ops.run([redis_ops.task_fields_call(queue, task_id) for task_id in ids])
+        infos: list[TaskInfo] = []
+        for task_id, fields, score in zip(ids, rows, scores, strict=True):
+            try:
+                infos.append(self._info(queue, task_id, fields, score))
+            except (TaskNotFoundError, CorruptTaskError):
+                continue  # moved or deleted between the two reads, or unreadable: not listable
+        return infos
+
+    async def _move(self, queue: str, task_id: str, op: str) -> None:
+        queue = validate_queue_name(queue)
+        try:
+            await self._ops.run_one(
+                redis_ops.inspector_move_call(queue, task_id, op, int(time.time()), time.time_ns())
+            )
+        except redis_errors.ResponseError as exc:
+            text = str(exc)
+            if text.startswith("NOT_FOUND"):
+                raise TaskNotFoundError(f"task {task_id!r} not found in queue {queue!r}") from exc
+            if text.startswith("ACTIVE"):
+                raise TaskStateError(f"task {task_id!r} is active; cancel it instead") from exc
+            if text.startswith("ALREADY"):
+                raise TaskStateError(f"task {task_id!r} is already {text.split()[-1]}") from exc
+            if text.startswith("COMPLETED"):
+                raise TaskStateError(f"task {task_id!r} is completed") from exc
+            raise QueueError(f"{op} of task {task_id!r} failed: {text}") from exc
+
+    async def delete_task(self, queue: str, task_id: str) -> None:
+        await self._move(queue, task_id, "delete")
+
+    async def run_task(self, queue: str, task_id: str) -> None:
+        await self._move(queue, task_id, "run")
+
+    async def archive_task(self, queue: str, task_id: str) -> None:
+        await self._move(queue, task_id, "archive")
+
+    async def cancel_task(self, task_id: str) -> None:
+        """Best effort, like asynq: every server running the task cancels its handler."""
+        await self._ops.run_one(redis_ops.cancel_call(task_id))
+
+    async def pause_queue(self, queue: str) -> None:
+        await self._ops.run_one(redis_ops.pause_call(validate_queue_name(queue), int(time.time())))
+
+    async def unpause_queue(self, queue: str) -> None:
+        await self._ops.run_one(redis_ops.unpause_call(validate_queue_name(queue)))
+
+    async def servers(self) -> list[ServerInfo]:
+        server_keys = [
+            _text(k) for k in await self._ops.run_one(redis_ops.live_servers_call(int(time.time())))
+        ]
+        if not server_keys:
+            return []
+        worker_keys = [k.replace("asynq:servers:", "asynq:workers:", 1) for k in server_keys]
+        rows = await self._ops.run(
+            [*(redis_ops.get_call(k) for k in server_keys), *(redis_ops.hgetall_call(k) for k in worker_keys)]
+        )
+        infos, workers = rows[: len(server_keys)], rows[len(server_keys) :]
+        out: list[ServerInfo] = []
+        for raw, worker_map in zip(infos, workers, strict=True):
+            if not isinstance(raw, bytes):
+                continue  # expired between the two reads
+            try:
+                proto = ServerInfoProto.FromString(raw)
+            except DecodeError:
+                continue
+            out.append(
+                ServerInfo(
+                    id=proto.server_id,
+                    host=proto.host,
+                    pid=proto.pid,
+                    concurrency=proto.concurrency,
+                    queues=dict(proto.queues),
+                    strict_priority=proto.strict_priority,
+                    status=proto.status,
+                    started=proto.start_time.ToDatetime(UTC) if proto.HasField("start_time") else None,
+                    active_workers=proto.active_worker_count,
+                    workers=_workers(worker_map or {}),
+                )
+            )
+        return out
+
+
+def _workers(raw: dict[bytes, bytes]) -> list[WorkerInfo]:
+    out: list[WorkerInfo] = []
+    for value in raw.values():
+        try:
+            proto = WorkerInfoProto.FromString(value)
+        except DecodeError:
+            continue
+        out.append(
+            WorkerInfo(
+                task_id=proto.task_id,
+                task_type=proto.task_type,
+                queue=proto.queue,
+                started=proto.start_time.ToDatetime(UTC) if proto.HasField("start_time") else None,
+                deadline=proto.deadline.ToDatetime(UTC) if proto.HasField("deadline") else None,
+            )
+        )
+    return out

@@ -1,0 +1,435 @@
+"""The one Redis access layer of the queue: every command and script call lives here.
+
+Scripts run with EVALSHA; when Redis answers NOSCRIPT (first use, or after a restart) they are
+loaded and only the calls that did not run are sent again, which is safe because a NOSCRIPT
+call changed nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+from sytq.queue import keys, scripts
+from sytq.queue.models import QueueUnavailableError
+
+STATS_TTL_SECONDS = 90 * 24 * 3600  # asynq keeps daily counters for 90 days
+ARCHIVE_MAX_SIZE = 10_000  # asynq's archive caps
+ARCHIVE_MAX_AGE_SECONDS = 90 * 24 * 3600
+
+_UNAVAILABLE = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.BusyLoadingError,
+    OSError,
+)
+
+
+@dataclass(frozen=True)
+class Script:
+    source: str
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha1(self.source.encode()).hexdigest()
+
+
+ENQUEUE = Script(scripts.ENQUEUE)
+DEQUEUE_BATCH = Script(scripts.DEQUEUE_BATCH)
+ACK_BATCH = Script(scripts.ACK_BATCH)
+RETRY = Script(scripts.RETRY)
+ARCHIVE = Script(scripts.ARCHIVE)
+REQUEUE = Script(scripts.REQUEUE)
+FORWARD = Script(scripts.FORWARD)
+LIST_LEASE_EXPIRED = Script(scripts.LIST_LEASE_EXPIRED)
+DROP_ACTIVE = Script(scripts.DROP_ACTIVE)
+DELETE_EXPIRED_COMPLETED = Script(scripts.DELETE_EXPIRED_COMPLETED)
+INSPECTOR_MOVE = Script(scripts.INSPECTOR_MOVE)
+WRITE_SERVER_STATE = Script(scripts.WRITE_SERVER_STATE)
+QUEUE_STATS = Script(scripts.QUEUE_STATS)
+_ALL_SCRIPTS = (
+    QUEUE_STATS,
+    ENQUEUE,
+    DEQUEUE_BATCH,
+    ACK_BATCH,
+    RETRY,
+    ARCHIVE,
+    REQUEUE,
+    FORWARD,
+    LIST_LEASE_EXPIRED,
+    DROP_ACTIVE,
+    DELETE_EXPIRED_COMPLETED,
+    INSPECTOR_MOVE,
+    WRITE_SERVER_STATE,
+)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One command for a pipeline: a script call or a plain command."""
+
+    args: tuple[Any, ...]
+    script: Script | None = None
+
+
+def script_call(script: Script, keys_: Sequence[str], args: Sequence[Any]) -> Call:
+    return Call(("EVALSHA", script.sha, len(keys_), *keys_, *args), script)
+
+
+def command(*args: Any) -> Call:
+    return Call(tuple(args))
+
+
+@contextlib.asynccontextmanager
+async def unavailable_as_queue_error() -> AsyncIterator[None]:
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise QueueUnavailableError(f"Redis is unavailable: {exc}") from exc
+
+
+def check_client(client: aioredis.Redis) -> None:
+    if client.connection_pool.connection_kwargs.get("decode_responses"):
+        raise ValueError(
+            "the queue needs a Redis client with decode_responses=False (task messages are bytes)"
+        )
+
+
+class RedisOps:
+    """Runs calls against Redis: one round trip per ``run`` (a pipeline without MULTI)."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        check_client(client)
+        self.client = client
+
+    async def load_scripts(self) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for script in _ALL_SCRIPTS:
+            pipe.execute_command("SCRIPT", "LOAD", script.source)
+        await pipe.execute()
+
+    async def run(self, calls: Sequence[Call], *, raise_errors: bool = True) -> list[Any]:
+        """Send ``calls`` in one round trip; per-call errors come back as exception values
+        when ``raise_errors`` is false."""
+        if not calls:
+            return []
+        async with unavailable_as_queue_error():
+            results = await self._send(calls)
+            missing = [i for i, r in enumerate(results) if isinstance(r, redis_errors.NoScriptError)]
+            if missing:
+                await self.load_scripts()
+                retried = await self._send([calls[i] for i in missing])
+                for i, value in zip(missing, retried, strict=True):
+                    results[i] = value
+        if raise_errors:
+            for value in results:
+                if isinstance(value, Exception):
+                    raise value
+        return results
+
+    async def run_one(self, call: Call) -> Any:
+        return (await self.run([call]))[0]
+
+    async def _send(self, calls: Sequence[Call]) -> list[Any]:
+        if len(calls) == 1:
+            try:
+                return [await self.client.execute_command(*calls[0].args)]  # type: ignore[no-untyped-call]
+            except redis_errors.ResponseError as exc:
+                return [exc]
+        pipe = self.client.pipeline(transaction=False)
+        for call in calls:
+            pipe.execute_command(*call.args)
+        return list(await pipe.execute(raise_on_error=False))
+
+
+# ---- builders for the queue's calls (keys computed here, so callers never spell a key) ----------
+
+
+def enqueue_call(
+    queue: str,
+    task_id: str,
+    msg: bytes,
+    *,
+    pending_since_ns: int | None,
+    process_at: int | None,
+    unique: str | None,
+    unique_ttl: int,
+) -> Call:
+    key = keys.task_key(queue, task_id)
+    if process_at is None:
+        call_keys = [key, keys.pending_key(queue)]
+        args: list[Any] = [task_id, msg, pending_since_ns or 0, unique_ttl, "pending"]
+    else:
+        call_keys = [key, keys.scheduled_key(queue)]
+        args = [task_id, msg, process_at, unique_ttl, "scheduled"]
+    if unique:
+        call_keys.append(unique)
+    return script_call(ENQUEUE, call_keys, args)
+
+
+def register_queues_call(queues: Sequence[str]) -> Call:
+    return command("SADD", keys.ALL_QUEUES, *queues)
+
+
+def dequeue_call(queues: Sequence[str], max_tasks: int, lease_expiry: int) -> Call:
+    call_keys: list[str] = []
+    for q in queues:
+        call_keys += [keys.pending_key(q), keys.paused_key(q), keys.active_key(q), keys.lease_key(q)]
+    return script_call(
+        DEQUEUE_BATCH, call_keys, [max_tasks, lease_expiry, *(keys.task_key_prefix(q) for q in queues)]
+    )
+
+
+def ack_batch_call(
+    queue: str, day: str, channel: str, items: Sequence[tuple[str, str, bytes, int, str]]
+) -> Call:
+    """items: (id, unique key, completed msg or b"", completed expiry, event json or "")."""
+    args: list[Any] = [STATS_TTL_SECONDS, keys.task_key_prefix(queue), channel]
+    for item in items:
+        args.extend(item)
+    return script_call(
+        ACK_BATCH,
+        [
+            keys.active_key(queue),
+            keys.lease_key(queue),
+            keys.completed_key(queue),
+            keys.processed_key(queue, day),
+            keys.processed_total_key(queue),
+        ],
+        args,
+    )
+
+
+def _counter_keys(queue: str, day: str) -> list[str]:
+    return [
+        keys.processed_key(queue, day),
+        keys.processed_total_key(queue),
+        keys.failed_key(queue, day),
+        keys.failed_total_key(queue),
+    ]
+
+
+def retry_call(
+    queue: str,
+    task_id: str,
+    msg: bytes,
+    retry_at: int,
+    *,
+    day: str,
+    is_failure: bool,
+    channel: str,
+    event: str,
+) -> Call:
+    return script_call(
+        RETRY,
+        [
+            keys.active_key(queue),
+            keys.lease_key(queue),
+            keys.retry_key(queue),
+            keys.task_key(queue, task_id),
+            *_counter_keys(queue, day),
+        ],
+        [task_id, msg, retry_at, STATS_TTL_SECONDS, "1" if is_failure else "0", channel, event],
+    )
+
+
+def archive_call(
+    queue: str, task_id: str, msg: bytes, now: int, *, day: str, channel: str, event: str
+) -> Call:
+    return script_call(
+        ARCHIVE,
+        [
+            keys.active_key(queue),
+            keys.lease_key(queue),
+            keys.archived_key(queue),
+            keys.task_key(queue, task_id),
+            *_counter_keys(queue, day),
+        ],
+        [
+            task_id,
+            msg,
+            now,
+            now - ARCHIVE_MAX_AGE_SECONDS,
+            ARCHIVE_MAX_SIZE,
+            STATS_TTL_SECONDS,
+            keys.task_key_prefix(queue),
+            channel,
+            event,
+        ],
+    )
+
+
+def requeue_call(queue: str, task_id: str, now_ns: int) -> Call:
+    return script_call(
+        REQUEUE,
+        [
+            keys.active_key(queue),
+            keys.lease_key(queue),
+            keys.pending_key(queue),
+            keys.task_key(queue, task_id),
+        ],
+        [task_id, now_ns],
+    )
+
+
+def forward_calls(queue: str, now: int, now_ns: int, limit: int = 1000) -> list[Call]:
+    prefix = keys.task_key_prefix(queue)
+    return [
+        script_call(FORWARD, [zset, keys.pending_key(queue)], [now, prefix, now_ns, limit])
+        for zset in (keys.scheduled_key(queue), keys.retry_key(queue))
+    ]
+
+
+def list_lease_expired_call(queue: str, cutoff: int, limit: int = 500) -> Call:
+    return script_call(
+        LIST_LEASE_EXPIRED, [keys.lease_key(queue)], [cutoff, keys.task_key_prefix(queue), limit]
+    )
+
+
+def drop_active_call(queue: str, task_id: str) -> Call:
+    return script_call(DROP_ACTIVE, [keys.active_key(queue), keys.lease_key(queue)], [task_id])
+
+
+def delete_expired_completed_call(queue: str, now: int, limit: int = 500) -> Call:
+    return script_call(
+        DELETE_EXPIRED_COMPLETED, [keys.completed_key(queue)], [now, keys.task_key_prefix(queue), limit]
+    )
+
+
+def extend_leases_call(queue: str, task_ids: Sequence[str], lease_expiry: int) -> Call:
+    members: list[Any] = []
+    for task_id in task_ids:
+        members += [lease_expiry, task_id]
+    return command("ZADD", keys.lease_key(queue), "XX", *members)
+
+
+def inspector_move_call(queue: str, task_id: str, op: str, now: int, now_ns: int) -> Call:
+    return script_call(
+        INSPECTOR_MOVE,
+        [
+            keys.task_key(queue, task_id),
+            keys.pending_key(queue),
+            keys.scheduled_key(queue),
+            keys.retry_key(queue),
+            keys.archived_key(queue),
+            keys.completed_key(queue),
+        ],
+        [
+            task_id,
+            op,
+            now,
+            now_ns,
+            now - ARCHIVE_MAX_AGE_SECONDS,
+            ARCHIVE_MAX_SIZE,
+            keys.task_key_prefix(queue),
+        ],
+    )
+
+
+def write_server_state_calls(
+    server_key: str,
+    workers_key: str,
+    ttl: int,
+    expires_at: int,
+    server_info: bytes,
+    workers: Sequence[tuple[str, bytes]],
+) -> list[Call]:
+    args: list[Any] = [ttl, server_info]
+    for worker_id, info in workers:
+        args += [worker_id, info]
+    return [
+        script_call(WRITE_SERVER_STATE, [server_key, workers_key], args),
+        command("ZADD", keys.ALL_SERVERS, expires_at, server_key),
+        command("ZADD", keys.ALL_WORKERS, expires_at, workers_key),
+    ]
+
+
+def clear_server_state_calls(server_key: str, workers_key: str) -> list[Call]:
+    return [
+        command("ZREM", keys.ALL_SERVERS, server_key),
+        command("ZREM", keys.ALL_WORKERS, workers_key),
+        command("DEL", server_key, workers_key),
+    ]
+
+
+def cancel_call(task_id: str) -> Call:
+    return command("PUBLISH", keys.CANCEL_CHANNEL, task_id)
+
+
+def write_result_call(queue: str, task_id: str, data: bytes) -> Call:
+    return command("HSET", keys.task_key(queue, task_id), "result", data)
+
+
+def pause_call(queue: str, now: int) -> Call:
+    return command("SET", keys.paused_key(queue), now, "NX")
+
+
+def unpause_call(queue: str) -> Call:
+    return command("DEL", keys.paused_key(queue))
+
+
+def publish_call(channel: str, message: str) -> Call:
+    return command("PUBLISH", channel, message)
+
+
+# ---- reads (Inspector) ------------------------------------------------------------------------------
+
+
+def list_queues_call() -> Call:
+    return command("SMEMBERS", keys.ALL_QUEUES)
+
+
+def queue_stats_call(queue: str, day: str) -> Call:
+    return script_call(
+        QUEUE_STATS,
+        [
+            keys.pending_key(queue),
+            keys.active_key(queue),
+            keys.scheduled_key(queue),
+            keys.retry_key(queue),
+            keys.archived_key(queue),
+            keys.completed_key(queue),
+            keys.processed_key(queue, day),
+            keys.failed_key(queue, day),
+            keys.processed_total_key(queue),
+            keys.failed_total_key(queue),
+            keys.paused_key(queue),
+        ],
+        [keys.task_key_prefix(queue)],
+    )
+
+
+def task_fields_call(queue: str, task_id: str) -> Call:
+    """HMGET msg, state, result."""
+    return command("HMGET", keys.task_key(queue, task_id), "msg", "state", "result")
+
+
+def zscore_call(zset_key: str, task_id: str) -> Call:
+    return command("ZSCORE", zset_key, task_id)
+
+
+def list_range_call(list_key: str, start: int, stop: int) -> Call:
+    """Elements counted from the dequeue end (the list's tail): index 0 is the next to run."""
+    return command("LRANGE", list_key, -(stop + 1), -(start + 1))
+
+
+def zset_range_call(zset_key: str, start: int, stop: int) -> Call:
+    return command("ZRANGE", zset_key, start, stop, "WITHSCORES")
+
+
+def live_servers_call(now: int) -> Call:
+    return command("ZRANGEBYSCORE", keys.ALL_SERVERS, now, "+inf")
+
+
+def get_call(key: str) -> Call:
+    return command("GET", key)
+
+
+def hgetall_call(key: str) -> Call:
+    return command("HGETALL", key)
