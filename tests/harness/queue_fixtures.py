@@ -57,10 +57,10 @@ def queue_server(redis_client: aioredis.Redis) -> ServerRunner:
     return start
 
 
-async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> None:
-    """Poll an (async or sync) predicate until it is truthy; fail the test with a clear message after timeout."""
+async def wait_until(predicate: Callable[[], Any], within: float = 10.0, interval: float = 0.02) -> None:
+    """Poll an (async or sync) predicate until it is truthy; fail with a clear message after ``within`` s."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         value = predicate()
         if asyncio.iscoroutine(value):
@@ -68,5 +68,5 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interv
         if value:
             return
         if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)
