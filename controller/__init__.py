@@ -1,0 +1,1 @@
+"""The SYT Queue Kubernetes operator (kopf): LLMTask lifecycle and LLMWorkerPool autoscaling."""

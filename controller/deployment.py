@@ -1,0 +1,89 @@
+"""The worker Deployment an LLMWorkerPool owns (everything but the replica count, which scaling sets)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+POOL_LABEL = "llm.syt.io/pool"
+WORKER_PORT_METRICS = 9090
+
+
+def deployment_name(pool_name: str) -> str:
+    return f"{pool_name}-worker"
+
+
+def queues_setting(queues: list[Mapping[str, Any]]) -> str:
+    """``SYTQ_QUEUES`` for the pool's queue list: ``critical=6,default=3``."""
+    return ",".join(f"{q['name']}={int(q.get('weight', 1))}" for q in queues)
+
+
+def pool_queue_names(spec: Mapping[str, Any]) -> list[str]:
+    return [str(q["name"]) for q in spec.get("queues") or [{"name": "default"}]]
+
+
+def _secret_env(env_name: str, ref: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    if not ref:
+        return []
+    return [{"name": env_name, "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref["key"]}}}]
+
+
+def build_deployment(
+    pool_name: str, namespace: str, spec: Mapping[str, Any], *, replicas: int
+) -> dict[str, Any]:
+    labels = {
+        "app.kubernetes.io/name": "syt-queue",
+        "app.kubernetes.io/component": "worker",
+        "app.kubernetes.io/managed-by": "syt-queue-controller",
+        POOL_LABEL: pool_name,
+    }
+    selector = {"app.kubernetes.io/component": "worker", POOL_LABEL: pool_name}
+    secrets = spec.get("secrets") or {}
+    env: list[dict[str, Any]] = [
+        {"name": "SYTQ_QUEUES", "value": queues_setting(spec.get("queues") or [{"name": "default"}])},
+        {"name": "SYTQ_WORKER_CONCURRENCY", "value": str(int(spec.get("concurrency", 10)))},
+        {"name": "SYTQ_METRICS_PORT", "value": str(WORKER_PORT_METRICS)},
+        *_secret_env("DEEPSEEK_API_KEY", secrets.get("deepseekApiKey")),
+        *_secret_env("SYTQ_REDIS_URL", secrets.get("redisUrl")),
+        *_secret_env("SYTQ_DATABASE_URL", secrets.get("databaseUrl")),
+        *[dict(e) for e in spec.get("env") or []],
+    ]
+    container: dict[str, Any] = {
+        "name": "worker",
+        "image": spec["image"],
+        "args": ["worker"],
+        "env": env,
+        "ports": [{"name": "metrics", "containerPort": WORKER_PORT_METRICS}],
+        "resources": dict(spec.get("resources") or {}),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if spec.get("imagePullPolicy"):
+        container["imagePullPolicy"] = spec["imagePullPolicy"]
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        # Workers finish in-flight LLM calls on SIGTERM; give them the provider's worst case.
+        "terminationGracePeriodSeconds": 120,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if spec.get("serviceAccountName"):
+        pod_spec["serviceAccountName"] = spec["serviceAccountName"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": deployment_name(pool_name), "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }

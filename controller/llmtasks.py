@@ -1,0 +1,313 @@
+"""LLMTask lifecycle: enqueue once, mirror the queue's view into .status, cancel on delete, TTL.
+
+One kopf daemon per unfinished LLMTask does the mirroring. Kopf stops daemons when this replica is
+paused by peering, so only the active controller enqueues and patches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes_asyncio.client.exceptions import ApiException
+from redis.exceptions import RedisError
+
+from controller.context import ControllerContext
+from controller.status import changed_fields, condition, rfc3339, status_from_task
+from sytq.k8s_resources import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT_SECONDS,
+    FINAL_PHASES,
+    GROUP,
+    LLMTASK_PLURAL,
+    PHASE_CANCELLED,
+    PHASE_FAILED,
+    PHASE_PENDING,
+    PHASE_QUEUED,
+    VERSION,
+    payload_from_spec,
+    task_id_for_uid,
+)
+from sytq.queue import QueueError, TaskIdConflictError, TaskInfo, TaskNotFoundError, TaskState
+from sytq.tasks import DEFAULT_QUEUE, TYPE_LLM_CHAT
+
+ENQUEUE_RETRY_SECONDS = 2.0
+CANCEL_WAIT_ATTEMPTS = 60
+
+_EVENT_REASONS = {
+    "Queued": ("Normal", "Enqueued"),
+    "Running": ("Normal", "Started"),
+    "Succeeded": ("Normal", "Succeeded"),
+    "Failed": ("Warning", "Failed"),
+    "Cancelled": ("Normal", "Cancelled"),
+    "Pending": ("Warning", "EnqueueFailed"),
+}
+
+
+def _ctx(memo: Any) -> ControllerContext:
+    ctx: ControllerContext = memo["ctx"]
+    return ctx
+
+
+def result_ref(task_id: str) -> str:
+    return f"/api/v1/tasks/{task_id}"
+
+
+async def patch_status(ctx: ControllerContext, namespace: str, name: str, fields: Mapping[str, Any]) -> bool:
+    """Merge-patch the status; False if the object is gone."""
+    async with ctx.patch_slots:
+        try:
+            await ctx.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                LLMTASK_PLURAL,
+                name,
+                {"status": dict(fields)},
+                _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+    return True
+
+
+def announce(body: kopf.Body, old_phase: str | None, new_phase: str, message: str) -> None:
+    """A Kubernetes Event for a phase transition."""
+    if old_phase == new_phase:
+        return
+    type_, reason = _EVENT_REASONS[new_phase]
+    kopf.event(body, type=type_, reason=reason, message=message[:1024])
+
+
+async def get_task(ctx: ControllerContext, queue: str, task_id: str) -> TaskInfo | None:
+    try:
+        return await ctx.inspector.get_task(queue, task_id)
+    except TaskNotFoundError:
+        return None
+
+
+class _Mirror:
+    """Keeps one LLMTask's status in step with its queue task."""
+
+    def __init__(self, ctx: ControllerContext, body: kopf.Body, logger: kopf.Logger) -> None:
+        self.ctx = ctx
+        self.body = body
+        self.logger = logger
+        self.name = str(body.metadata.name)
+        self.namespace = str(body.metadata.namespace)
+        self.spec: Mapping[str, Any] = body.spec
+        self.task_id = task_id_for_uid(str(body.metadata.uid))
+        self.queue = str(self.spec.get("queue") or DEFAULT_QUEUE)
+        self.status: dict[str, Any] = dict(body.status)
+
+    @property
+    def phase(self) -> str | None:
+        value = self.status.get("phase")
+        return str(value) if value else None
+
+    async def apply(self, desired: Mapping[str, Any], message: str = "") -> bool:
+        changes = changed_fields(self.status, desired)
+        if not changes:
+            return True
+        old_phase = self.phase
+        if not await patch_status(self.ctx, self.namespace, self.name, changes):
+            return False
+        self.status.update(changes)
+        new_phase = self.phase
+        if new_phase is not None and new_phase != old_phase:
+            announce(self.body, old_phase, new_phase, message or self._describe())
+        return True
+
+    def _describe(self) -> str:
+        text = f"task {self.task_id} is {self.phase}"
+        if self.status.get("attempts"):
+            text += f" after {self.status['attempts']} attempt(s)"
+        if self.phase == PHASE_FAILED and self.status.get("error"):
+            text += f": {self.status['error']}"
+        return text
+
+    async def enqueue(self) -> bool:
+        """Put the task on the queue (once, whatever happens); False if the LLMTask is gone."""
+        now = datetime.now(UTC)
+        try:
+            payload = payload_from_spec(
+                self.spec,
+                namespace=self.namespace,
+                name=self.name,
+                default_model=self.ctx.settings.llm_default_model,
+            )
+        except ValueError as exc:
+            return await self.apply(
+                {
+                    "phase": PHASE_FAILED,
+                    "error": f"invalid spec: {exc}"[:2000],
+                    "completionTime": rfc3339(now),
+                    "conditions": [
+                        condition(
+                            "Failed", True, "InvalidSpec", str(exc)[:500], now=now, previous=self.status
+                        )
+                    ],
+                }
+            )
+        ttl = int(self.spec.get("ttlSecondsAfterFinished") or 0)
+        while True:
+            try:
+                await self.ctx.queue.enqueue(
+                    TYPE_LLM_CHAT,
+                    payload.model_dump_json(exclude_none=True).encode(),
+                    queue=self.queue,
+                    task_id=self.task_id,
+                    max_retry=int(self.spec.get("maxRetries", DEFAULT_MAX_RETRIES)),
+                    timeout=int(self.spec.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)),
+                    retention=max(ttl, self.ctx.settings.controller_result_retention_seconds),
+                )
+            except TaskIdConflictError:
+                self.logger.info("task %s was enqueued before; not enqueuing again", self.task_id)
+                return True  # the mirror loop reads its real state next
+            except (QueueError, RedisError, OSError) as exc:
+                self.logger.warning("cannot enqueue %s: %s", self.task_id, exc)
+                ok = await self.apply(
+                    {
+                        "phase": PHASE_PENDING,
+                        "conditions": [
+                            condition(
+                                "Queued",
+                                False,
+                                "EnqueueFailed",
+                                str(exc)[:500],
+                                now=datetime.now(UTC),
+                                previous=self.status,
+                            )
+                        ],
+                    }
+                )
+                if not ok:
+                    return False
+                await asyncio.sleep(ENQUEUE_RETRY_SECONDS)
+                continue
+            return await self.apply(
+                {
+                    "phase": PHASE_QUEUED,
+                    "taskId": self.task_id,
+                    "queue": self.queue,
+                    "attempts": 0,
+                    "resultRef": result_ref(self.task_id),
+                    "observedGeneration": self.body.metadata.get("generation", 1),
+                    "conditions": [
+                        condition(
+                            "Queued",
+                            True,
+                            "Enqueued",
+                            f"waiting in queue {self.queue}",
+                            now=now,
+                            previous=self.status,
+                        )
+                    ],
+                },
+                message=f"enqueued as {self.task_id} on queue {self.queue}",
+            )
+
+    async def follow(self, wake: asyncio.Event) -> None:
+        """Mirror until the task is final (or the LLMTask is gone)."""
+        resync = self.ctx.settings.controller_resync_seconds
+        while self.phase not in FINAL_PHASES:
+            wake.clear()  # before reading: news arriving during the read is not lost
+            try:
+                info = await get_task(self.ctx, self.queue, self.task_id)
+            except (QueueError, RedisError, OSError) as exc:
+                self.logger.warning("cannot read task %s: %s", self.task_id, exc)
+            else:
+                desired = status_from_task(
+                    self.status,
+                    info,
+                    task_id=self.task_id,
+                    result_ref=result_ref(self.task_id),
+                    now=datetime.now(UTC),
+                )
+                if not await self.apply(desired):
+                    return
+                if self.phase in FINAL_PHASES:
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=resync)
+
+    async def expire_after_ttl(self) -> None:
+        ttl = self.spec.get("ttlSecondsAfterFinished")
+        finished = self.status.get("completionTime")
+        if ttl is None or self.phase not in FINAL_PHASES or not finished:
+            return
+        due = datetime.fromisoformat(str(finished).replace("Z", "+00:00")).timestamp() + int(ttl)
+        await asyncio.sleep(max(0.0, due - datetime.now(UTC).timestamp()))
+        try:
+            await self.ctx.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, LLMTASK_PLURAL, self.name
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        self.logger.info("deleted %s/%s: ttlSecondsAfterFinished=%s passed", self.namespace, self.name, ttl)
+
+
+@kopf.daemon(GROUP, VERSION, LLMTASK_PLURAL, id="mirror")
+async def mirror_llmtask(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    ctx = _ctx(memo)
+    mirror = _Mirror(ctx, body, logger)
+    if mirror.phase not in FINAL_PHASES:
+        wake = ctx.wakeups.register(mirror.task_id)
+        try:
+            if mirror.phase in (None, PHASE_PENDING) and not await mirror.enqueue():
+                return
+            await mirror.follow(wake)
+        finally:
+            ctx.wakeups.unregister(mirror.task_id)
+    await mirror.expire_after_ttl()
+
+
+@kopf.on.delete(GROUP, VERSION, LLMTASK_PLURAL, id="release")
+async def release_llmtask(
+    body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, retry: int, **_: Any
+) -> None:
+    """Take the task off the queue; a running one is cancelled first, then removed."""
+    ctx = _ctx(memo)
+    mirror = _Mirror(ctx, body, logger)
+    info = await get_task(ctx, mirror.queue, mirror.task_id)
+    if info is not None and info.state == TaskState.ACTIVE:
+        await ctx.inspector.cancel_task(mirror.task_id)
+        await _mark_cancelled(mirror, "cancelling the running task")
+        if retry < CANCEL_WAIT_ATTEMPTS:
+            raise kopf.TemporaryError("waiting for the worker to stop the task", delay=1)
+        logger.warning("task %s is still running after cancellation; leaving it to finish", mirror.task_id)
+        return
+    if info is not None:
+        with contextlib.suppress(TaskNotFoundError):
+            await ctx.inspector.delete_task(mirror.queue, mirror.task_id)
+    await _mark_cancelled(mirror, "removed from the queue")
+
+
+async def _mark_cancelled(mirror: _Mirror, message: str) -> None:
+    if mirror.phase in FINAL_PHASES:
+        return
+    now = datetime.now(UTC)
+    await mirror.apply(
+        {
+            "phase": PHASE_CANCELLED,
+            "completionTime": rfc3339(now),
+            "conditions": [
+                condition(
+                    "Failed",
+                    True,
+                    "Cancelled",
+                    f"LLMTask deleted: {message}",
+                    now=now,
+                    previous=mirror.status,
+                )
+            ],
+        },
+        message=f"task {mirror.task_id}: {message}",
+    )

@@ -1,0 +1,99 @@
+"""``sytq controller``: run the kopf operator with our handlers and settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from typing import Any
+
+import kopf
+
+from controller import llmtasks, pools, task_events
+from controller.context import ControllerContext
+from sytq.settings import Settings, get_settings
+
+__all__ = ["main"]
+_HANDLER_MODULES = (llmtasks, pools)  # imported for their kopf registrations
+logger = logging.getLogger("controller")
+
+
+def kopf_settings() -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    # Our own finalizer and annotations (not kopf.zalando.org/*), and no status.kopf: the CRD
+    # schemas stay exact and kopf's bookkeeping never fights with our status.
+    settings.persistence.finalizer = "llm.syt.io/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="llm.syt.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="llm.syt.io", key="last-handled-configuration"
+    )
+    settings.posting.loggers = False  # only the Events we post on purpose, not every log line
+    # No CRD/namespace watching: the RBAC stays small, and our resources are known up front.
+    settings.scanning.disabled = True
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    return settings
+
+
+@kopf.on.startup()
+async def start(memo: kopf.Memo, **_: Any) -> None:
+    ours = get_settings()
+    ctx = await ControllerContext.create(ours)
+    memo["ctx"] = ctx
+    memo["listener"] = asyncio.create_task(task_events.listen(ctx), name="task-events")
+    logger.info(
+        "controller started: namespaces=%s resync=%ss scale-interval=%ss",
+        ours.controller_namespaces or "<all>",
+        ours.controller_resync_seconds,
+        ours.controller_scale_interval_seconds,
+    )
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    listener: asyncio.Task[None] | None = memo.get("listener")
+    if listener is not None:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+    ctx: ControllerContext | None = memo.get("ctx")
+    if ctx is not None:
+        await ctx.close()
+
+
+@kopf.on.probe(id="queue")
+async def queue_probe(memo: kopf.Memo, **_: Any) -> bool:
+    ctx: ControllerContext = memo["ctx"]
+    return bool(await ctx.redis.ping())
+
+
+def operator_options(settings: Settings) -> dict[str, Any]:
+    """Arguments of ``kopf.operator`` for these settings."""
+    namespaces = [n.strip() for n in settings.controller_namespaces.split(",") if n.strip()]
+    peering = settings.controller_peering.strip()
+    return {
+        "clusterwide": not namespaces,
+        "namespaces": namespaces,
+        "standalone": not peering,
+        "peering_name": peering or None,
+        # Equal priorities make kopf pause every replica; a random one elects a single leader.
+        "priority": settings.controller_priority or secrets.randbelow(1_000_000) + 1,
+        "liveness_endpoint": f"http://0.0.0.0:{settings.metrics_port}/healthz"
+        if settings.metrics_port
+        else None,
+    }
+
+
+def main() -> None:
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per handler run is noise
+    asyncio.run(kopf.operator(settings=kopf_settings(), memo=kopf.Memo(), **operator_options(settings)))
+
+
+if __name__ == "__main__":
+    main()

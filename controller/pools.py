@@ -1,0 +1,117 @@
+"""LLMWorkerPool: own a worker Deployment and size it from the depth of the pool's queues."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes_asyncio.client.exceptions import ApiException
+from redis.exceptions import RedisError
+
+from controller.context import ControllerContext
+from controller.deployment import build_deployment, deployment_name, pool_queue_names
+from controller.scaling import PoolLimits, Stabilizer, recommend
+from controller.status import condition, rfc3339
+from sytq.k8s_resources import GROUP, LLMWORKERPOOL_PLURAL, VERSION
+from sytq.queue import QueueError
+from sytq.settings import get_settings
+
+SCALE_INTERVAL_SECONDS = get_settings().controller_scale_interval_seconds
+
+
+def limits_of(spec: kopf.Spec) -> PoolLimits:
+    return PoolLimits(
+        min_replicas=int(spec.get("minReplicas", 0)),
+        max_replicas=int(spec.get("maxReplicas", 10)),
+        target_backlog_per_replica=int(spec.get("targetBacklogPerReplica", 20)),
+        stabilization_seconds=float(spec.get("scaleDownStabilizationSeconds", 300)),
+    )
+
+
+async def ensure_deployment(ctx: ControllerContext, body: kopf.Body, logger: kopf.Logger) -> int:
+    """Create the pool's Deployment, or bring its pod template up to date; returns its replicas."""
+    name, namespace = str(body.metadata.name), str(body.metadata.namespace)
+    desired = build_deployment(name, namespace, body.spec, replicas=limits_of(body.spec).min_replicas)
+    kopf.adopt(desired, owner=body)
+    try:
+        existing = await ctx.apps.read_namespaced_deployment(deployment_name(name), namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        await ctx.apps.create_namespaced_deployment(namespace, desired)  # type: ignore[arg-type]
+        kopf.event(
+            body,
+            type="Normal",
+            reason="DeploymentCreated",
+            message=f"created Deployment {deployment_name(name)}",
+        )
+        logger.info("created Deployment %s", deployment_name(name))
+        return int(desired["spec"]["replicas"])
+    # Leave replicas alone: the autoscaler owns them.
+    await ctx.apps.patch_namespaced_deployment(
+        deployment_name(name),
+        namespace,
+        {
+            "metadata": {"labels": desired["metadata"]["labels"]},
+            "spec": {"template": desired["spec"]["template"]},
+        },
+    )
+    return int(existing.spec.replicas or 0)
+
+
+@kopf.on.create(GROUP, VERSION, LLMWORKERPOOL_PLURAL, id="deployment")
+@kopf.on.resume(GROUP, VERSION, LLMWORKERPOOL_PLURAL, id="deployment")
+@kopf.on.update(GROUP, VERSION, LLMWORKERPOOL_PLURAL, id="deployment", field="spec")
+async def reconcile_pool_deployment(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    await ensure_deployment(memo["ctx"], body, logger)
+
+
+async def _queue_load(ctx: ControllerContext, queues: list[str]) -> tuple[int, int]:
+    """(pending, active) summed over the queues."""
+    pending = active = 0
+    for queue in queues:
+        stats = await ctx.inspector.queue_stats(queue)
+        pending += stats.pending
+        active += stats.active
+    return pending, active
+
+
+@kopf.timer(GROUP, VERSION, LLMWORKERPOOL_PLURAL, id="autoscale", interval=SCALE_INTERVAL_SECONDS)
+async def autoscale_pool(
+    body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, logger: kopf.Logger, **_: Any
+) -> None:
+    ctx: ControllerContext = memo["ctx"]
+    name, namespace = str(body.metadata.name), str(body.metadata.namespace)
+    limits = limits_of(body.spec)
+    try:
+        pending, active = await _queue_load(ctx, pool_queue_names(body.spec))
+    except (QueueError, RedisError, OSError) as exc:
+        patch.status["conditions"] = [_condition("QueueReachable", False, "RedisError", str(exc)[:500], body)]
+        raise kopf.TemporaryError(f"cannot read queue depth: {exc}", delay=SCALE_INTERVAL_SECONDS) from exc
+    current = await ensure_deployment(ctx, body, logger)
+    recommendation = recommend(pending + active, limits)
+    stabilizer: Stabilizer = memo.setdefault("stabilizer", Stabilizer())
+    target = stabilizer.decide(recommendation, current, time.monotonic(), limits.stabilization_seconds)
+    if target != current:
+        await ctx.apps.patch_namespaced_deployment_scale(
+            deployment_name(name), namespace, {"spec": {"replicas": target}}
+        )
+        reason = "ScaledUp" if target > current else "ScaledDown"
+        message = f"{current} -> {target} replicas: {pending} pending, {active} active"
+        kopf.event(body, type="Normal", reason=reason, message=message)
+        logger.info("pool %s/%s %s", namespace, name, message)
+        patch.status["lastScaleTime"] = rfc3339(datetime.now(UTC))
+        patch.status["lastScaleReason"] = message
+    patch.status["replicas"] = target
+    patch.status["desiredReplicas"] = recommendation
+    patch.status["queueDepth"] = pending
+    patch.status["inFlight"] = active
+    patch.status["deployment"] = deployment_name(name)
+    patch.status["observedGeneration"] = body.metadata.get("generation")
+    patch.status["conditions"] = [_condition("QueueReachable", True, "Polled", "queue depth read", body)]
+
+
+def _condition(type_: str, ok: bool, reason: str, message: str, body: kopf.Body) -> dict[str, Any]:
+    return condition(type_, ok, reason, message, now=datetime.now(UTC), previous=body.status)
