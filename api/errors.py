@@ -24,10 +24,6 @@ LEGACY_PREFIX = "/api/tasks"
 RETRY_AFTER_SECONDS = "2"
 
 
-class BodyTooLarge(Exception):
-    """The request body is over the configured cap."""
-
-
 class FieldError(StarletteHTTPException):
     """A 422 found after schema validation, in the same field-level shape as schema errors."""
 
@@ -78,10 +74,6 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, exc.status_code, str(exc.detail), headers)
 
 
-async def _too_large(request: Request, exc: Exception) -> JSONResponse:
-    return error_response(request, 413, str(exc) or "request body too large")
-
-
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("redis unavailable: %s", exc)
     return error_response(
@@ -100,7 +92,6 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(BodyTooLarge, _too_large)
     app.add_exception_handler(QueueUnavailableError, _unavailable)
     app.add_exception_handler(redis.exceptions.ConnectionError, _unavailable)
     app.add_exception_handler(redis.exceptions.TimeoutError, _unavailable)

@@ -6,7 +6,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import LEGACY_PREFIX, BodyTooLarge
+from api.errors import LEGACY_PREFIX
 
 
 class BodyLimitMiddleware:
@@ -31,17 +31,29 @@ class BodyLimitMiddleware:
                     return
                 break
         seen = 0
+        refused = False
+        legacy = scope["path"].startswith(LEGACY_PREFIX)
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            # A body that grows past the cap (chunked, or lying Content-Length) is answered 413
+            # here; the app then only sees a disconnect and its own answer is dropped.
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLarge(f"request body over {self.max_bytes} bytes")
+                    refused = True
+                    await _send_413(send, self.max_bytes, legacy)
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, counting_receive, send)
+        async def guarded_send(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counting_receive, guarded_send)
 
 
 async def _send_413(send: Send, max_bytes: int, legacy: bool) -> None:
