@@ -12,7 +12,12 @@ import redis.asyncio as aioredis
 
 from tests.harness.services import MariaDBServer, RedisServer, managed
 
-pytest_plugins: list[str] = ["tests.harness.api_fixtures", "tests.harness.queue_fixtures"]
+pytest_plugins: list[str] = [
+    "tests.harness.api_fixtures",
+    "tests.harness.queue_fixtures",
+    "tests.harness.llm_fixtures",
+    "tests.harness.operator_fixtures",
+]
 
 
 @pytest.fixture(scope="session")

@@ -44,14 +44,15 @@ def _ready_check(redis: aioredis.Redis, pipeline: Pipeline) -> ReadyCheck:
     return check
 
 
-async def run_worker(settings: Settings) -> None:
+async def run_worker(settings: Settings, config: ServerConfig | None = None) -> None:
+    """Run until stopped; ``config`` overrides the queue server's configuration (tests, benchmarks)."""
     if not settings.redis_url:
         raise ConfigError("sytq worker needs SYTQ_REDIS_URL (the embedded Valkey is only for `sytq run`)")
     if settings.uses_stub_llm:
         log.warning("NO DEEPSEEK_API_KEY and no SYTQ_LLM_BASE_URL: provider calls will be refused (401)")
     redis = aioredis.Redis.from_url(settings.redis_url, max_connections=64)
     pipeline = await asyncio.to_thread(build_pipeline, settings, redis)
-    server = Server(redis, server_config(settings), handlers_for(pipeline))
+    server = Server(redis, config or server_config(settings), handlers_for(pipeline))
     health: HealthServer | None = None
     depth = asyncio.create_task(export_queue_depth(Inspector(redis)))
     try:
