@@ -1,0 +1,106 @@
+"""Redis dying under submits, and the task/queue read endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import redis.asyncio as aioredis
+
+from sytq.queue import Inspector
+from sytq.storage import LLMOutcome, NewTask, TaskStore
+from tests.harness.api_fixtures import RunningApi
+from tests.harness.services import RedisServer
+
+
+async def test_redis_killed_during_submits(
+    api: RunningApi, redis_server: RedisServer, redis_client: aioredis.Redis
+) -> None:
+    acknowledged: list[str] = []
+    statuses: list[int] = []
+    stop = asyncio.Event()
+
+    async def submitter(http: httpx.AsyncClient) -> None:
+        while not stop.is_set():
+            response = await http.post(f"{api.url}/api/v1/tasks/llm", json={"prompt": "during outage"})
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                acknowledged.append(response.json()["task_id"])
+            else:
+                assert response.status_code == 503, response.text
+                assert response.headers["retry-after"] == "2"
+                assert "Traceback" not in response.text
+                await asyncio.sleep(0.05)
+
+    async with httpx.AsyncClient(timeout=15) as http:
+        workers = [asyncio.create_task(submitter(http)) for _ in range(8)]
+        await asyncio.sleep(0.5)
+        redis_server.kill()
+        await asyncio.sleep(1.5)
+        failed_during = statuses.count(503)
+        readyz = await http.get(f"{api.url}/readyz")
+        redis_server.start()
+        recovered_from = len(acknowledged)
+        await asyncio.sleep(1.5)
+        stop.set()
+        await asyncio.gather(*workers)
+
+    assert failed_during > 0
+    assert readyz.status_code == 503 and readyz.json()["redis"] == "down"
+    assert set(statuses) <= {200, 503}
+    after_restart = acknowledged[recovered_from:]
+    assert len(after_restart) > 10, "submits did not recover after Redis came back"
+    # Redis restarted empty (no persistence): what it holds now is exactly what was acknowledged
+    # after the restart. A 503'd submit left no orphan task behind.
+    fresh = aioredis.Redis.from_url(redis_server.url)
+    inspector = Inspector(fresh)
+    stats = await inspector.queue_stats("default")
+    stored = {t.id for t in await inspector.list_tasks("default", "pending", page_size=100_000)}  # type: ignore[arg-type]
+    await fresh.aclose()
+    assert stats.pending == len(stored)
+    assert stored <= set(acknowledged)
+    assert set(after_restart) <= stored
+
+
+async def test_task_view_merges_queue_and_database(api: RunningApi, redis_client: aioredis.Redis) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        missing = await http.get(f"{api.url}/api/v1/tasks/no-such-task")
+        assert missing.status_code == 404
+        task_id = (await http.post(f"{api.url}/api/v1/tasks/llm", json={"prompt": "q"})).json()["task_id"]
+        view = (await http.get(f"{api.url}/api/v1/tasks/{task_id}")).json()
+        assert (view["state"], view["attempts"], view["type"], view["queue"]) == ("pending", 0, "llm:chat", "default")
+        assert view["result"] is None
+
+        # A worker's stored row (as the pipeline writes it) shows up in the same view.
+        store = TaskStore.from_url(api.settings.effective_database_url)
+        await store.begin_attempt(NewTask(task_id=task_id, type="llm:chat", queue="default", model="m"), 1)
+        usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+        await store.mark_succeeded(task_id, LLMOutcome("the answer", None, "stop", usage, 12, "m"))
+        await store.close()
+        view = (await http.get(f"{api.url}/api/v1/tasks/{task_id}")).json()
+        assert view["status"] == "succeeded"
+        assert view["result"]["content"] == "the answer" and view["usage"] == usage
+        assert view["attempts"] >= 1 and view["finished_at"]
+
+        listed = (await http.get(f"{api.url}/api/v1/tasks", params={"state": "pending", "limit": 10})).json()
+        assert [t["task_id"] for t in listed["tasks"]] == [task_id] and listed["next_cursor"] is None
+        assert (await http.get(f"{api.url}/api/v1/tasks", params={"state": "bogus"})).status_code == 422
+
+        cancelled = await http.post(f"{api.url}/api/v1/tasks/{task_id}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["state"] == "archived"
+        assert (await http.post(f"{api.url}/api/v1/tasks/{task_id}/cancel")).status_code == 409
+        retried = await http.post(f"{api.url}/api/v1/tasks/{task_id}/retry")
+        assert retried.status_code == 200 and retried.json()["state"] == "pending"
+
+        queues = (await http.get(f"{api.url}/api/v1/queues")).json()["queues"]
+        assert [(q["queue"], q["pending"]) for q in queues] == [("default", 1)]
+        paused = await http.post(f"{api.url}/api/v1/queues/default/pause")
+        assert paused.json()["paused"] is True
+        resumed = await http.post(f"{api.url}/api/v1/queues/default/resume")
+        assert resumed.json()["paused"] is False
+
+        assert (await http.get(f"{api.url}/healthz")).json() == {"status": "ok"}
+        ready = await http.get(f"{api.url}/readyz")
+        assert ready.status_code == 200 and ready.json() == {"status": "ready", "redis": "ok", "database": "ok"}
+        metrics = (await http.get(f"{api.url}/metrics")).text
+        assert 'sytq_api_tasks_submitted_total{endpoint="llm"}' in metrics
