@@ -1,0 +1,118 @@
+"""Inspector against a real Redis: stats, listing, delete / run / archive, pause, servers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from sytq.queue import (
+    Inspector,
+    QueueClient,
+    QueueNotFoundError,
+    Task,
+    TaskNotFoundError,
+    TaskState,
+    TaskStateError,
+)
+from tests.harness.queue_fixtures import ServerRunner, wait_until
+
+
+async def test_stats_count_every_state(
+    redis_client: aioredis.Redis, queue_client: QueueClient, inspector: Inspector
+) -> None:
+    for i in range(3):
+        await queue_client.enqueue("t", f"{i}".encode(), queue="q")
+    await queue_client.enqueue("t", b"s", queue="q", process_in=600)
+    stats = await inspector.queue_stats("q")
+    assert (stats.pending, stats.scheduled, stats.size, stats.paused) == (3, 1, 4, False)
+    assert 0 <= stats.latency_seconds < 5
+    assert await inspector.queues() == ["q"]
+    with pytest.raises(QueueNotFoundError):
+        await inspector.queue_stats("nope")
+
+
+async def test_list_tasks_pages_in_dequeue_order(queue_client: QueueClient, inspector: Inspector) -> None:
+    ids = [(await queue_client.enqueue("t", f"{i}".encode())).id for i in range(7)]
+    first = await inspector.list_tasks("default", TaskState.PENDING, page_size=3, page=0)
+    second = await inspector.list_tasks("default", TaskState.PENDING, page_size=3, page=1)
+    third = await inspector.list_tasks("default", TaskState.PENDING, page_size=3, page=2)
+    assert [t.id for t in first + second + third] == ids
+    assert await inspector.list_tasks("default", TaskState.ARCHIVED) == []
+
+
+async def test_run_archive_delete_moves(
+    redis_client: aioredis.Redis, queue_client: QueueClient, inspector: Inspector
+) -> None:
+    info = await queue_client.enqueue("t", b"x", process_in=3600)
+    await inspector.archive_task("default", info.id)
+    assert (await inspector.get_task("default", info.id)).state is TaskState.ARCHIVED
+    assert await redis_client.zcard("asynq:{default}:scheduled") == 0
+    with pytest.raises(TaskStateError):
+        await inspector.archive_task("default", info.id)
+    await inspector.run_task("default", info.id)
+    assert (await inspector.get_task("default", info.id)).state is TaskState.PENDING
+    assert await redis_client.lrange("asynq:{default}:pending", 0, -1) == [info.id.encode()]
+    with pytest.raises(TaskStateError):
+        await inspector.run_task("default", info.id)
+    found = await inspector.find_task(info.id)
+    assert found.queue == "default"
+    await inspector.delete_task("default", info.id)
+    with pytest.raises(TaskNotFoundError):
+        await inspector.get_task("default", info.id)
+    with pytest.raises(TaskNotFoundError):
+        await inspector.delete_task("default", info.id)
+    assert await redis_client.llen("asynq:{default}:pending") == 0
+
+
+async def test_delete_releases_unique_lock(queue_client: QueueClient, inspector: Inspector) -> None:
+    info = await queue_client.enqueue("u", b"p", unique_for=600)
+    await inspector.delete_task("default", info.id)
+    await queue_client.enqueue("u", b"p", unique_for=600)
+
+
+async def test_active_task_cannot_be_deleted_and_servers_are_listed(
+    queue_client: QueueClient, inspector: Inspector, queue_server: ServerRunner
+) -> None:
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def hold(task: Task) -> None:
+        started.set()
+        await release.wait()
+
+    info = await queue_client.enqueue("hold", b"payload")
+    async with queue_server({"hold": hold}, concurrency=7, queues={"default": 2, "low": 1}):
+        await asyncio.wait_for(started.wait(), 5)
+        with pytest.raises(TaskStateError):
+            await inspector.delete_task("default", info.id)
+
+        async def listed() -> bool:
+            servers = await inspector.servers()
+            return len(servers) == 1 and len(servers[0].workers) == 1
+
+        await wait_until(listed)
+        (server,) = await inspector.servers()
+        assert (server.concurrency, server.queues, server.status) == (7, {"default": 2, "low": 1}, "active")
+        assert server.workers[0].task_id == info.id and server.workers[0].task_type == "hold"
+        release.set()
+    assert await inspector.servers() == []
+
+
+async def test_pause_stops_dequeue(
+    queue_client: QueueClient, inspector: Inspector, queue_server: ServerRunner
+) -> None:
+    ran: list[str] = []
+
+    async def handler(task: Task) -> None:
+        ran.append(task.id)
+
+    await queue_client.enqueue("t", b"")
+    await inspector.pause_queue("default")
+    assert (await inspector.queue_stats("default")).paused
+    async with queue_server({"t": handler}):
+        await asyncio.sleep(0.4)
+        assert ran == []
+        await inspector.unpause_queue("default")
+        await wait_until(lambda: len(ran) == 1)

@@ -1,0 +1,192 @@
+"""Failure handling: shutdown, expired leases, corrupt data, Redis outages, priorities."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+from sytq.queue import Inspector, QueueClient, QueueUnavailableError, Task, TaskState
+from sytq.queue.codec import TaskMessage
+from tests.harness.queue_fixtures import ServerRunner, running_server, wait_until
+from tests.harness.services import RedisServer
+
+
+async def test_graceful_shutdown_requeues_unfinished(
+    redis_client: aioredis.Redis, queue_client: QueueClient, inspector: Inspector, queue_server: ServerRunner
+) -> None:
+    started: list[str] = []
+
+    async def stuck(task: Task) -> None:
+        started.append(task.id)
+        await asyncio.sleep(60)
+
+    ids = [(await queue_client.enqueue("stuck", b"")).id for _ in range(20)]
+    async with queue_server({"stuck": stuck}, shutdown_timeout=0.2):
+        await wait_until(lambda: len(started) == 20)
+    stats = await inspector.queue_stats("default")
+    assert (stats.pending, stats.active, stats.retry) == (20, 0, 0)
+    assert await redis_client.zcard("asynq:{default}:lease") == 0
+    assert sorted(
+        t.id for t in await inspector.list_tasks("default", TaskState.PENDING, page_size=50)
+    ) == sorted(ids)
+    assert all(t.retried == 0 for t in await inspector.list_tasks("default", TaskState.PENDING, page_size=50))
+
+
+async def test_graceful_shutdown_lets_short_tasks_finish(
+    queue_client: QueueClient, inspector: Inspector, queue_server: ServerRunner
+) -> None:
+    started = asyncio.Event()
+
+    async def short(task: Task) -> None:
+        started.set()
+        await asyncio.sleep(0.3)
+
+    await queue_client.enqueue("short", b"")
+    async with queue_server({"short": short}, shutdown_timeout=5):
+        await asyncio.wait_for(started.wait(), 5)
+    stats = await inspector.queue_stats("default")
+    assert (stats.pending, stats.active, stats.processed_total) == (0, 0, 1)
+
+
+async def test_expired_lease_of_dead_worker_is_recovered(
+    redis_client: aioredis.Redis, queue_client: QueueClient, inspector: Inspector, queue_server: ServerRunner
+) -> None:
+    info = await queue_client.enqueue("t", b"", max_retry=5)
+    # A worker that died right after dequeue: task active with a lease that ran out long ago.
+    task_id = (await redis_client.rpoplpush("asynq:{default}:pending", "asynq:{default}:active")).decode()
+    await redis_client.hset(f"asynq:{{default}}:t:{task_id}", "state", "active")
+    await redis_client.zadd("asynq:{default}:lease", {task_id: 1000})
+    ran: list[int] = []
+
+    async def handler(task: Task) -> None:
+        ran.append(task.retried)
+
+    async with queue_server({"t": handler}, retry_delay=lambda n, e, t: 0.0):
+        await wait_until(lambda: ran == [1])
+    stats = await inspector.queue_stats("default")
+    assert (stats.active, stats.retry, stats.processed_total, stats.failed_total) == (0, 0, 2, 1)
+    assert info.id == task_id
+
+
+async def test_corrupt_message_is_archived_and_loop_survives(
+    redis_client: aioredis.Redis, queue_client: QueueClient, inspector: Inspector, queue_server: ServerRunner
+) -> None:
+    await redis_client.hset(
+        "asynq:{default}:t:bad", mapping={"msg": b"\xff\xff\xff not protobuf", "state": "pending"}
+    )
+    await redis_client.lpush("asynq:{default}:pending", "bad")
+    await redis_client.lpush("asynq:{default}:pending", "ghost")  # id without a task hash
+    await redis_client.sadd("asynq:queues", "default")
+    ran: list[str] = []
+
+    async def handler(task: Task) -> None:
+        ran.append(task.id)
+
+    good = await queue_client.enqueue("t", b"ok")
+    async with queue_server({"t": handler}):
+        await wait_until(lambda: ran == [good.id])
+        await wait_until(lambda: _archived_count(redis_client, 1))
+    assert await redis_client.hget("asynq:{default}:t:bad", "state") == b"archived"
+    assert await redis_client.llen("asynq:{default}:active") == 0
+    assert await redis_client.zcard("asynq:{default}:lease") == 0
+
+
+async def _archived_count(redis_client: aioredis.Redis, n: int) -> bool:
+    return int(await redis_client.zcard("asynq:{default}:archived")) == n
+
+
+async def test_redis_restart_mid_run_loses_nothing() -> None:
+    """Redis goes away (saving its data, as a persistent production Redis would) and comes back:
+    enqueue fails clearly meanwhile, the worker keeps going afterwards and every task runs."""
+    server = RedisServer()  # a private one: this test stops it
+    server.start()
+    client = aioredis.Redis.from_url(server.url)
+    queue = QueueClient(client)
+    done: set[str] = set()
+
+    async def handler(task: Task) -> None:
+        await asyncio.sleep(0.01)
+        done.add(task.id)
+
+    first = {(await queue.enqueue("t", f"{i}".encode())).id for i in range(200)}
+    try:
+        async with running_server(client, {"t": handler}, concurrency=20):
+            await wait_until(lambda: len(done) >= 20)
+            with contextlib.suppress(redis_errors.ConnectionError):
+                await client.shutdown(save=True)
+            with pytest.raises(QueueUnavailableError):
+                await queue.enqueue("t", b"during outage")
+            await asyncio.sleep(1.0)
+            server.start()
+            second = {(await queue.enqueue("t", f"after{i}".encode())).id for i in range(50)}
+
+            async def drained() -> bool:
+                stats = await Inspector(client).queue_stats("default")
+                return stats.pending + stats.active + stats.retry == 0 and (first | second) <= done
+
+            await wait_until(drained, within=30)
+    finally:
+        with contextlib.suppress(Exception):
+            await client.aclose()
+        server.close()
+
+
+async def test_strict_priority_drains_high_queue_first(
+    queue_client: QueueClient, queue_server: ServerRunner
+) -> None:
+    order: list[str] = []
+
+    async def handler(task: Task) -> None:
+        order.append(task.queue)
+
+    for _ in range(30):
+        await queue_client.enqueue("t", b"", queue="low")
+    for _ in range(30):
+        await queue_client.enqueue("t", b"", queue="high")
+    async with queue_server(
+        {"t": handler}, queues={"high": 5, "low": 1}, strict_priority=True, concurrency=1, fetch_batch=1
+    ):
+        await wait_until(lambda: len(order) == 60)
+    assert order == ["high"] * 30 + ["low"] * 30
+
+
+async def test_weighted_priority_favours_heavy_queue(
+    queue_client: QueueClient, queue_server: ServerRunner
+) -> None:
+    order: list[str] = []
+
+    async def handler(task: Task) -> None:
+        order.append(task.queue)
+
+    for _ in range(200):
+        await queue_client.enqueue("t", b"", queue="light")
+        await queue_client.enqueue("t", b"", queue="heavy")
+    async with queue_server({"t": handler}, queues={"heavy": 6, "light": 1}, concurrency=1, fetch_batch=1):
+        await wait_until(lambda: len(order) >= 140)
+    first = order[:140]
+    assert first.count("heavy") > 3 * first.count("light") > 0
+
+
+async def test_message_roundtrip_keeps_every_field() -> None:
+    msg = TaskMessage(
+        type="a",
+        payload=b"\x00\x01",
+        id="i",
+        queue="q",
+        retry=3,
+        retried=2,
+        error_msg="e",
+        timeout=5,
+        deadline=6,
+        unique_key="u",
+        last_failed_at=7,
+        retention=8,
+        completed_at=9,
+        group_key="g",
+        headers={"h": "v"},
+    )
+    assert TaskMessage.decode(msg.encode()) == msg
