@@ -68,7 +68,12 @@ async def test_task_view_merges_queue_and_database(api: RunningApi, redis_client
         assert missing.status_code == 404
         task_id = (await http.post(f"{api.url}/api/v1/tasks/llm", json={"prompt": "q"})).json()["task_id"]
         view = (await http.get(f"{api.url}/api/v1/tasks/{task_id}")).json()
-        assert (view["state"], view["attempts"], view["type"], view["queue"]) == ("pending", 0, "llm:chat", "default")
+        assert (view["state"], view["attempts"], view["type"], view["queue"]) == (
+            "pending",
+            0,
+            "llm:chat",
+            "default",
+        )
         assert view["result"] is None
 
         # A worker's stored row (as the pipeline writes it) shows up in the same view.
@@ -101,6 +106,10 @@ async def test_task_view_merges_queue_and_database(api: RunningApi, redis_client
 
         assert (await http.get(f"{api.url}/healthz")).json() == {"status": "ok"}
         ready = await http.get(f"{api.url}/readyz")
-        assert ready.status_code == 200 and ready.json() == {"status": "ready", "redis": "ok", "database": "ok"}
+        assert ready.status_code == 200 and ready.json() == {
+            "status": "ready",
+            "redis": "ok",
+            "database": "ok",
+        }
         metrics = (await http.get(f"{api.url}/metrics")).text
         assert 'sytq_api_tasks_submitted_total{endpoint="llm"}' in metrics
