@@ -1,0 +1,221 @@
+"""Fixtures for the operator's tests: the manifests applied to the real apiserver, and local
+processes for the controller (as its ServiceAccount), the worker and the stub LLM.
+
+Everything runs in namespace ``syt-queue`` (the manifests' namespace and RBAC, applied as is).
+Namespaces cannot be deleted without a controller-manager, so each test cleans up its LLMTasks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.kube import REPO_ROOT, KubeControlPlane, free_port
+from tests.harness.services import RedisServer
+
+NAMESPACE = "syt-queue"
+CONTROLLER_SA = "syt-queue-controller"
+MANIFESTS = REPO_ROOT / "manifests"
+CRDS = ("llmtasks.llm.syt.io", "llmworkerpools.llm.syt.io", "kopfpeerings.kopf.dev")
+
+
+@dataclass
+class Proc:
+    """A child process with its log file; killed at teardown."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self, chars: int = 6000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    @property
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, nothing graceful."""
+        if self.alive:
+            self.popen.kill()
+        self.popen.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.alive:
+            self.popen.send_signal(signal.SIGINT)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+
+
+@dataclass
+class ProcessFactory:
+    workdir: Path
+    procs: list[Proc] = field(default_factory=list)
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> Proc:
+        log_path = self.workdir / f"{name}-{len(self.procs)}.log"
+        full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        with log_path.open("wb") as log:
+            popen = subprocess.Popen(argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        proc = Proc(name, popen, log_path)
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop(5)
+
+
+@dataclass
+class OperatorEnv:
+    kube: KubeControlPlane
+    controller_kubeconfig: Path
+    redis_url: str
+    factory: ProcessFactory
+    stub_url: str = ""
+
+    def kubectl(self, *args: str, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return self.kube.kubectl("-n", NAMESPACE, *args, check=check, **kwargs)
+
+    def llmtasks(self, selector: str | None = None) -> list[dict[str, Any]]:
+        args = ["get", "llmtasks", "-o", "json"] + (["-l", selector] if selector else [])
+        items: list[dict[str, Any]] = json.loads(self.kubectl(*args).stdout)["items"]
+        return items
+
+    def llmtask(self, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = json.loads(self.kubectl("get", "llmtask", name, "-o", "json").stdout)
+        return obj
+
+    def start_controller(self, **env: str) -> Proc:
+        base = {
+            "KUBECONFIG": str(self.controller_kubeconfig),
+            "SYTQ_REDIS_URL": self.redis_url,
+            "SYTQ_CONTROLLER_NAMESPACES": NAMESPACE,
+            "SYTQ_CONTROLLER_PEERING": NAMESPACE,
+            "SYTQ_CONTROLLER_RESYNC_SECONDS": "2",
+            "SYTQ_CONTROLLER_SCALE_INTERVAL_SECONDS": "1",
+            "SYTQ_METRICS_PORT": "0",
+            "SYTQ_LOG_LEVEL": "INFO",
+        }
+        return self.factory.start("controller", [sys.executable, "-m", "controller"], {**base, **env})
+
+    def start_stub(self, faults: str = "", latency: str = "0") -> Proc:
+        port = free_port()
+        proc = self.factory.start(
+            "stub-llm",
+            [sys.executable, "-m", "sytq.cli", "stub-llm", "--port", str(port), "--latency", latency,
+             "--faults", faults],
+            {},
+        )
+        self.stub_url = f"http://127.0.0.1:{port}"
+        wait_for_port(port, proc)
+        return proc
+
+    def start_worker(self, queues: str = "default=1", concurrency: int = 50, **env: str) -> Proc:
+        assert self.stub_url, "start the stub LLM first"
+        base = {
+            "SYTQ_REDIS_URL": self.redis_url,
+            "SYTQ_DATABASE_URL": f"sqlite:///{self.factory.workdir / 'worker.db'}",
+            "SYTQ_LLM_BASE_URL": self.stub_url,
+            "DEEPSEEK_API_KEY": "sk-test",
+            "SYTQ_QUEUES": queues,
+            "SYTQ_WORKER_CONCURRENCY": str(concurrency),
+            "SYTQ_PUBLISH_TASK_EVENTS": "true",
+            "SYTQ_LLM_RETRY_BASE_SECONDS": "0.05",
+            "SYTQ_LLM_RETRY_MAX_SECONDS": "0.2",
+            "SYTQ_METRICS_PORT": "0",
+        }
+        return self.factory.start("worker", [sys.executable, "-m", "sytq.cli", "worker"], {**base, **env})
+
+    def delete_all(self, plural: str = "llmtasks") -> None:
+        """Remove every object of a kind, finalizers included (the controller may be stopped)."""
+        items = json.loads(self.kubectl("get", plural, "-o", "json").stdout)["items"]
+        for item in items:
+            name = item["metadata"]["name"]
+            self.kubectl("patch", plural, name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
+                         check=False)
+        self.kubectl("delete", plural, "--all", "--wait=false", check=False)
+
+
+def wait_for_port(port: int, proc: Proc, timeout: float = 20.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive:
+            raise RuntimeError(f"{proc.name} exited:\n{proc.log()}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{proc.name} did not listen on {port}:\n{proc.log()}")
+
+
+def wait_until(check: Callable[[], Any], timeout: float, message: str, interval: float = 0.2) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``message`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s: {message} (last: {last!r})"[:4000])
+
+
+def apply_manifests(kube: KubeControlPlane) -> None:
+    """The documented install: ``kubectl apply -f manifests/``, wait for the CRDs, then
+    ``manifests/custom/`` (peering object, default pool). The default pool is removed again so
+    that tests start without pools (no controller has put a finalizer on it yet)."""
+    kube.kubectl("apply", "-f", str(MANIFESTS))
+    kube.kubectl("wait", "--for=condition=established", "--timeout=60s", *(f"crd/{c}" for c in CRDS))
+    kube.kubectl("apply", "-f", str(MANIFESTS / "custom"))
+    kube.kubectl("-n", NAMESPACE, "delete", "llmworkerpool", "default")
+
+
+@pytest.fixture(scope="session")
+def operator_manifests(kube: KubeControlPlane) -> KubeControlPlane:
+    apply_manifests(kube)
+    return kube
+
+
+@pytest.fixture
+def operator_env(
+    operator_manifests: KubeControlPlane, redis_server: RedisServer, tmp_path: Path
+) -> Iterator[OperatorEnv]:
+    """Manifests applied, Redis flushed, no LLMTask left over; processes are started by the test."""
+    import redis
+
+    if not redis_server.running:
+        redis_server.start()
+    redis.Redis.from_url(redis_server.url).flushall()
+    kube = operator_manifests
+    env = OperatorEnv(
+        kube=kube,
+        controller_kubeconfig=kube.service_account_kubeconfig(NAMESPACE, CONTROLLER_SA),
+        redis_url=redis_server.url,
+        factory=ProcessFactory(tmp_path),
+    )
+    env.delete_all("llmtasks")
+    try:
+        yield env
+    finally:
+        env.factory.close()
+        env.delete_all("llmtasks")
+        env.delete_all("llmworkerpools")

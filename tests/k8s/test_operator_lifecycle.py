@@ -1,0 +1,86 @@
+"""LLMTask end to end on the real apiserver: kubectl apply -> controller (as its ServiceAccount,
+with the manifests' Role) -> queue -> local worker with the stub LLM -> status Succeeded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from tests.harness.operator_fixtures import NAMESPACE, OperatorEnv, wait_until
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "examples" / "llmtask.yaml"
+
+
+def phase_of(env: OperatorEnv, name: str) -> str | None:
+    phase: str | None = env.llmtask(name).get("status", {}).get("phase")
+    return phase
+
+
+def test_example_llmtask_succeeds_with_usage_preview_and_columns(operator_env: OperatorEnv) -> None:
+    env = operator_env
+    env.start_stub()
+    env.start_worker()
+    controller = env.start_controller()
+    env.kubectl("apply", "-f", str(EXAMPLE))
+    name = yaml.safe_load(EXAMPLE.read_text())["metadata"]["name"]
+
+    wait_until(lambda: phase_of(env, name) == "Succeeded", 30,
+               f"example LLMTask Succeeded; controller log:\n{controller.log()}")
+    obj = env.llmtask(name)
+    status = obj["status"]
+    assert status["taskId"] == f"llmtask-{obj['metadata']['uid']}"
+    assert status["attempts"] == 1
+    assert status["usage"]["totalTokens"] > 0
+    assert status["usage"]["totalTokens"] == status["usage"]["promptTokens"] + status["usage"]["completionTokens"]
+    assert status["resultPreview"]
+    assert len(status["resultPreview"].encode()) <= 1024
+    assert status["resultRef"] == f"/api/v1/tasks/{status['taskId']}"
+    assert status["startTime"] <= status["completionTime"]
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    complete = next(c for c in status["conditions"] if c["type"] == "Complete")
+    assert complete["status"] == "True" and complete["reason"] == "Succeeded"
+    assert "llm.syt.io/finalizer" in obj["metadata"]["finalizers"]
+
+    table = env.kubectl("get", "llmtasks", name).stdout.splitlines()
+    assert table[0].split() == ["NAME", "PHASE", "MODEL", "ATTEMPTS", "TOKENS", "AGE"]
+    row = table[1].split()
+    assert row[:5] == [name, "Succeeded", "deepseek-chat", "1", str(status["usage"]["totalTokens"])]
+    wide = env.kubectl("get", "llmtasks", name, "-o", "wide").stdout.splitlines()
+    assert wide[0].split() == ["NAME", "PHASE", "MODEL", "ATTEMPTS", "TOKENS", "AGE", "TASK-ID", "QUEUE"]
+    assert wide[1].split()[-2:] == [status["taskId"], "default"]
+
+    events = json.loads(env.kubectl(
+        "get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json").stdout)["items"]
+    reasons = {e["reason"] for e in events}
+    assert {"Enqueued", "Succeeded"} <= reasons, reasons
+    assert controller.alive, controller.log()
+
+
+def test_delete_while_running_cancels_and_removes_the_task(operator_env: OperatorEnv) -> None:
+    env = operator_env
+    env.start_stub(latency="30")  # the call is still in flight when we delete
+    env.start_worker()
+    controller = env.start_controller()
+    env.kubectl("apply", "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "llm.syt.io/v1alpha1", "kind": "LLMTask",
+        "metadata": {"name": "slow", "namespace": NAMESPACE},
+        "spec": {"prompt": "take your time"},
+    }))
+    wait_until(lambda: phase_of(env, "slow") == "Running", 30, f"Running; log:\n{controller.log()}")
+    task_id = env.llmtask("slow")["status"]["taskId"]
+    env.kubectl("delete", "llmtask", "slow", "--wait=false")
+    wait_until(lambda: not env.llmtasks(), 30, f"LLMTask gone; log:\n{controller.log()}")
+
+    import redis
+
+    client = redis.Redis.from_url(env.redis_url)
+    assert not client.exists(f"asynq:{{default}}:t:{task_id}")
+    for state in ("pending", "active", "retry", "archived", "scheduled", "completed"):
+        key = f"asynq:{{default}}:{state}"
+        members = client.lrange(key, 0, -1) if state in ("pending", "active") else client.zrange(key, 0, -1)
+        assert task_id.encode() not in members, state
+    events = json.loads(env.kubectl(
+        "get", "events", "--field-selector", "involvedObject.name=slow", "-o", "json").stdout)["items"]
+    assert "Cancelled" in {e["reason"] for e in events}
