@@ -22,6 +22,8 @@ def create_engine(url: str, pool_size: int = 10) -> sa.Engine:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, pool_timeout=60)
         if parsed.get_backend_name() in ("mysql", "mariadb"):
             kwargs["connect_args"] = {"connect_timeout": 5}
+            # REPEATABLE READ's gap locks deadlock concurrent first inserts of different task ids.
+            kwargs["isolation_level"] = "READ COMMITTED"
     engine = sa.create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)

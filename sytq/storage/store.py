@@ -155,25 +155,32 @@ class TaskStore:
     async def begin_attempt(self, task: NewTask, attempt: int) -> TaskRecord:
         """Create or touch the row for a run; the returned record tells if it is already finished."""
 
-        def _begin(session: Session) -> TaskRecord:
-            row = session.get(LLMTaskRow, task.task_id, with_for_update=True)
-            if row is None:
-                row = _new_row(task, STATUS_RUNNING)
-                row.attempts = attempt
-                row.started_at = utcnow()
-                session.add(row)
-                session.flush()
-            elif not TaskRecord.from_row(row).finished:
+        def _insert(session: Session) -> TaskRecord:
+            row = _new_row(task, STATUS_RUNNING)
+            row.attempts = attempt
+            row.started_at = utcnow()
+            session.add(row)
+            session.flush()
+            return TaskRecord.from_row(row)
+
+        def _touch(session: Session) -> TaskRecord:
+            row = _must_get(session, task.task_id)
+            if not TaskRecord.from_row(row).finished:
                 row.status = STATUS_RUNNING
                 row.attempts = max(row.attempts, attempt)
                 row.started_at = row.started_at or utcnow()
             return TaskRecord.from_row(row)
 
+        # Insert first: the common case is a new task, and it takes no lock on a missing key.
+        if attempt == 1:
+            try:
+                return await self._run(_insert)
+            except IntegrityError:
+                pass  # delivered before (or concurrently): the row exists
         try:
-            return await self._run(_begin)
-        except IntegrityError:
-            # Another delivery of the same task inserted first; read what it wrote.
-            return await self._run(_begin)
+            return await self._run(_touch)
+        except LookupError:
+            return await self._run(_insert)
 
     async def mark_succeeded(self, task_id: str, outcome: LLMOutcome) -> TaskRecord:
         def _done(session: Session) -> TaskRecord:

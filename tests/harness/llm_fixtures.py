@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -259,3 +262,41 @@ async def wait_final(store: TaskStore, task_id: str, within: float = 30.0) -> Ta
 
 async def wait_callback_state(store: TaskStore, task_id: str, state: str, within: float = 30.0) -> TaskRecord:
     return await wait_row(store, task_id, lambda r: r.callback_status == state, within)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes ``Settings()`` in a child process equal ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYTQ_") and k != "DEEPSEEK_API_KEY"}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        if name == "deepseek_api_key":
+            key = settings.deepseek_api_key
+            env["DEEPSEEK_API_KEY"] = key.get_secret_value() if key else ""
+        elif hasattr(value, "get_secret_value"):
+            env[f"SYTQ_{name.upper()}"] = value.get_secret_value()
+        else:
+            env[f"SYTQ_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+class WorkerProcess:
+    """``sytq worker`` in a child process (its own process group, so kill -9 takes it all)."""
+
+    def __init__(self, settings: Settings, lease_seconds: float = 3.0) -> None:
+        env = settings_env(settings) | {"SYTQ_TEST_LEASE_SECONDS": str(lease_seconds)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.harness.pipeline_worker_main"], env=env, start_new_session=True
+        )
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise

@@ -1,0 +1,92 @@
+"""The promises under failure: kill -9 of a worker mid-call, MariaDB away for 30 s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+
+from sytq.queue import Inspector
+from sytq.storage import TaskStore
+from tests.harness.llm_fixtures import (
+    PipelineEnv,
+    StubLLMProcess,
+    WorkerProcess,
+    running_worker,
+    wait_final,
+)
+from tests.harness.services import MariaDBServer
+from tests.integration.test_pipeline_chat import chat_payload, enqueue
+
+
+def count_rows(store: TaskStore, task_ids: list[str]) -> int:
+    with store.engine.connect() as conn:
+        query = sa.text("SELECT COUNT(*) FROM sytq_llm_tasks WHERE task_id IN :ids").bindparams(
+            sa.bindparam("ids", expanding=True)
+        )
+        return int(conn.execute(query, {"ids": task_ids}).scalar_one())
+
+
+async def wait_until(condition: object, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(condition):  # type: ignore[arg-type]
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{what} not reached within {within}s")
+
+
+async def test_worker_killed_mid_call_loses_nothing_and_writes_no_duplicate(
+    pipeline_env: PipelineEnv, redis_client: aioredis.Redis, stub_llm: StubLLMProcess
+) -> None:
+    stub_llm.configure(latency="2")
+    tag = uuid.uuid4().hex
+    store = TaskStore.from_url(pipeline_env.settings.effective_database_url)
+    victim = WorkerProcess(pipeline_env.settings)
+    try:
+        ids = [await enqueue(redis_client, chat_payload(f"crash {tag} <{i}>")) for i in range(20)]
+        await wait_until(lambda: stub_llm.stats()["in_flight"] == 20, 30, "20 calls in flight")
+        victim.kill()
+        survivor = WorkerProcess(pipeline_env.settings)
+        try:
+            records = [await wait_final(store, task_id, within=60) for task_id in ids]
+        finally:
+            assert survivor.stop() == 0
+    finally:
+        victim.kill()
+    assert all(r.status == "succeeded" for r in records)
+    assert count_rows(store, ids) == 20
+    # Each call cut by the kill is made once more; none a third time.
+    assert [stub_llm.calls_for(f"crash {tag} <{i}>") for i in range(20)] == [2] * 20
+    inspector = Inspector(redis_client)
+    assert {(await inspector.get_task("default", t)).state for t in ids} == {"completed"}
+    await store.close()
+
+
+async def test_mariadb_away_for_30s_tasks_wait_and_all_finish(
+    pipeline_env: PipelineEnv,
+    mariadb_server: MariaDBServer,
+    redis_client: aioredis.Redis,
+    stub_llm: StubLLMProcess,
+) -> None:
+    stub_llm.configure(latency="0.5")
+    tag = uuid.uuid4().hex
+    settings = pipeline_env.settings.model_copy(update={"worker_concurrency": 10})
+    async with running_worker(settings, redis_client) as pipeline:
+        ids = [await enqueue(redis_client, chat_payload(f"outage {tag} <{i}>")) for i in range(40)]
+        await wait_final(pipeline.store, ids[0], within=30)
+        mariadb_server.stop()
+        try:
+            await asyncio.sleep(30)
+            during = stub_llm.stats()["requests"]
+        finally:
+            mariadb_server.start()
+        records = [await wait_final(pipeline.store, task_id, within=120) for task_id in ids]
+        assert count_rows(pipeline.store, ids) == 40
+    assert all(r.status == "succeeded" for r in records)
+    # Answers paid for during the outage were kept, not fetched again.
+    assert all(stub_llm.calls_for(f"outage {tag} <{i}>") == 1 for i in range(40))
+    assert during < 40  # the outage really held work back
