@@ -16,7 +16,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import metrics
-from sytq.queue import QueueUnavailableError
+from sytq.queue import (
+    DuplicateTaskError,
+    InvalidTaskError,
+    QueueNotFoundError,
+    QueueUnavailableError,
+    TaskNotFoundError,
+    TaskStateError,
+)
 
 log = logging.getLogger("sytq.api")
 
@@ -84,6 +91,21 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# Queue errors a caller can cause, and the status each one means.
+_QUEUE_ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (QueueNotFoundError, 404),
+    (TaskNotFoundError, 404),
+    (TaskStateError, 409),
+    (DuplicateTaskError, 409),
+    (InvalidTaskError, 422),
+)
+
+
+async def _queue_error(request: Request, exc: Exception) -> JSONResponse:
+    status = next(code for kind, code in _QUEUE_ERROR_STATUS if isinstance(exc, kind))
+    return error_response(request, status, str(exc))
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(request, 500, "internal error")
@@ -95,4 +117,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(QueueUnavailableError, _unavailable)
     app.add_exception_handler(redis.exceptions.ConnectionError, _unavailable)
     app.add_exception_handler(redis.exceptions.TimeoutError, _unavailable)
+    for kind, _ in _QUEUE_ERROR_STATUS:
+        app.add_exception_handler(kind, _queue_error)
     app.add_exception_handler(Exception, _unexpected)
