@@ -31,7 +31,10 @@ RESOURCE_SUBMITTER = "api.resource_submitter"
 
 def redis_client(url: str) -> aioredis.Redis:
     # Short timeouts: when Redis is down a caller gets a quick 503, not a hung request.
-    return aioredis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0, max_connections=512)
+    client: aioredis.Redis = aioredis.Redis.from_url(
+        url, socket_connect_timeout=2.0, socket_timeout=5.0, max_connections=512
+    )
+    return client
 
 
 def _submitter(settings: Settings, redis: aioredis.Redis) -> TaskSubmitter:

@@ -22,7 +22,11 @@ schema = schemathesis.openapi.from_dict(_SCHEMA_APP.openapi())
 @settings(
     max_examples=60,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
 )
 def test_no_server_errors(case: schemathesis.Case, api: RunningApi) -> None:
     case.call_and_validate(base_url=api.url, checks=[not_a_server_error], timeout=10)
