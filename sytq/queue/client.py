@@ -24,6 +24,7 @@ from sytq.queue.models import (
 )
 from sytq.queue.redis_ops import RedisOps
 
+_BATCH_CHUNK = 1000  # tasks per script call: bounds how long one call holds Redis
 DEFAULT_TIMEOUT_SECONDS = 30 * 60  # asynq's default when neither timeout nor deadline is given
 
 
@@ -35,10 +36,10 @@ def validate_queue_name(queue: str) -> str:
 
 
 class _Prepared:
-    __slots__ = ("call", "info", "unique")
+    __slots__ = ("info", "item", "unique")
 
-    def __init__(self, call: redis_ops.Call, info: TaskInfo, unique: str | None) -> None:
-        self.call = call
+    def __init__(self, item: redis_ops.EnqueueItem, info: TaskInfo, unique: str | None) -> None:
+        self.item = item
         self.info = info
         self.unique = unique
 
@@ -99,18 +100,17 @@ def _prepare(req: EnqueueRequest, now: float) -> _Prepared:
         retention=math.ceil(req.retention or 0),
         headers=headers,
     )
-    call = redis_ops.enqueue_call(
-        queue,
+    item: redis_ops.EnqueueItem = (
         task_id,
         msg.encode(),
-        pending_since_ns=int(now * 1e9),
-        process_at=None if process_at is None else int(process_at),
-        unique=unique,
-        unique_ttl=unique_ttl,
+        "p" if process_at is None else "s",
+        time.time_ns() if process_at is None else int(process_at),
+        unique or "",
+        unique_ttl,
     )
     state = TaskState.PENDING if process_at is None else TaskState.SCHEDULED
     next_at = datetime.fromtimestamp(process_at if process_at is not None else now, UTC)
-    return _Prepared(call, task_info(msg, state, next_process_at=next_at), unique)
+    return _Prepared(item, task_info(msg, state, next_process_at=next_at), unique)
 
 
 def _outcome(code: object, prepared: _Prepared) -> TaskInfo | QueueError:
@@ -177,11 +177,22 @@ class QueueClient:
         valid = [p for p in prepared if isinstance(p, _Prepared)]
         if not valid:
             return [p for p in prepared if isinstance(p, QueueError)]
-        queues = sorted({p.info.queue for p in valid})
-        codes = await self._ops.run(
-            [redis_ops.register_queues_call(queues), *(p.call for p in valid)], raise_errors=False
+        by_queue: dict[str, list[_Prepared]] = {}
+        for p in valid:
+            by_queue.setdefault(p.info.queue, []).append(p)
+        chunks = [
+            group[start : start + _BATCH_CHUNK]
+            for group in by_queue.values()
+            for start in range(0, len(group), _BATCH_CHUNK)
+        ]
+        calls = [redis_ops.enqueue_batch_call(c[0].info.queue, [p.item for p in c]) for c in chunks]
+        replies = await self._ops.run(
+            [redis_ops.register_queues_call(sorted(by_queue)), *calls], raise_errors=False
         )
-        if isinstance(codes[0], Exception):
-            raise QueueError(f"cannot register queues {queues}: {codes[0]}")
-        it = iter(codes[1:])
-        return [_outcome(next(it), p) if isinstance(p, _Prepared) else p for p in prepared]
+        if isinstance(replies[0], Exception):
+            raise QueueError(f"cannot register queues {sorted(by_queue)}: {replies[0]}")
+        codes: dict[int, object] = {}
+        for chunk, reply in zip(chunks, replies[1:], strict=True):
+            for i, p in enumerate(chunk):
+                codes[id(p)] = reply if isinstance(reply, Exception) else reply[i]
+        return [_outcome(codes[id(p)], p) if isinstance(p, _Prepared) else p for p in prepared]

@@ -40,7 +40,7 @@ class Script:
         return hashlib.sha1(self.source.encode()).hexdigest()
 
 
-ENQUEUE = Script(scripts.ENQUEUE)
+ENQUEUE_BATCH = Script(scripts.ENQUEUE_BATCH)
 DEQUEUE_BATCH = Script(scripts.DEQUEUE_BATCH)
 ACK_BATCH = Script(scripts.ACK_BATCH)
 RETRY = Script(scripts.RETRY)
@@ -55,7 +55,7 @@ WRITE_SERVER_STATE = Script(scripts.WRITE_SERVER_STATE)
 QUEUE_STATS = Script(scripts.QUEUE_STATS)
 _ALL_SCRIPTS = (
     QUEUE_STATS,
-    ENQUEUE,
+    ENQUEUE_BATCH,
     DEQUEUE_BATCH,
     ACK_BATCH,
     RETRY,
@@ -151,26 +151,15 @@ class RedisOps:
 # ---- builders for the queue's calls (keys computed here, so callers never spell a key) ----------
 
 
-def enqueue_call(
-    queue: str,
-    task_id: str,
-    msg: bytes,
-    *,
-    pending_since_ns: int | None,
-    process_at: int | None,
-    unique: str | None,
-    unique_ttl: int,
-) -> Call:
-    key = keys.task_key(queue, task_id)
-    if process_at is None:
-        call_keys = [key, keys.pending_key(queue)]
-        args: list[Any] = [task_id, msg, pending_since_ns or 0, unique_ttl, "pending"]
-    else:
-        call_keys = [key, keys.scheduled_key(queue)]
-        args = [task_id, msg, process_at, unique_ttl, "scheduled"]
-    if unique:
-        call_keys.append(unique)
-    return script_call(ENQUEUE, call_keys, args)
+EnqueueItem = tuple[str, bytes, str, int, str, int]
+"""id, msg, "p" | "s", pending_since_ns | process_at_s, unique key or "", unique ttl."""
+
+
+def enqueue_batch_call(queue: str, items: Sequence[EnqueueItem]) -> Call:
+    args: list[Any] = [keys.task_key_prefix(queue)]
+    for item in items:
+        args.extend(item)
+    return script_call(ENQUEUE_BATCH, [keys.pending_key(queue), keys.scheduled_key(queue)], args)
 
 
 def register_queues_call(queues: Sequence[str]) -> Call:

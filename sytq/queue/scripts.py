@@ -8,22 +8,30 @@ ARGV (as asynq does); they share the queue's hash tag, so a queue stays in one c
 
 from __future__ import annotations
 
-# KEYS: task, pending|scheduled, [unique]. ARGV: id, msg, pending_since_ns|process_at_s, unique_ttl, state
-# Returns 1 enqueued, 0 id exists, -1 unique lock held.
-ENQUEUE = """
-if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
-if #KEYS == 3 then
-  if not redis.call("SET", KEYS[3], ARGV[1], "NX", "EX", ARGV[4]) then return -1 end
+# Many tasks of one queue in one call. KEYS: pending, scheduled. ARGV: task key prefix, then per task
+# id, msg, "p" (pending) | "s" (scheduled), pending_since_ns | process_at_s, unique key or "", unique ttl.
+# Returns one code per task: 1 enqueued, 0 id exists, -1 unique lock held.
+ENQUEUE_BATCH = """
+local out = {}
+for i = 2, #ARGV, 6 do
+  local id, key, ukey = ARGV[i], ARGV[1] .. ARGV[i], ARGV[i+4]
+  if redis.call("EXISTS", key) == 1 then
+    out[#out + 1] = 0
+  elseif ukey ~= "" and not redis.call("SET", ukey, id, "NX", "EX", ARGV[i+5]) then
+    out[#out + 1] = -1
+  else
+    if ARGV[i+2] == "p" then
+      redis.call("HSET", key, "msg", ARGV[i+1], "state", "pending", "pending_since", ARGV[i+3])
+      redis.call("LPUSH", KEYS[1], id)
+    else
+      redis.call("HSET", key, "msg", ARGV[i+1], "state", "scheduled")
+      redis.call("ZADD", KEYS[2], ARGV[i+3], id)
+    end
+    if ukey ~= "" then redis.call("HSET", key, "unique_key", ukey) end
+    out[#out + 1] = 1
+  end
 end
-if ARGV[5] == "pending" then
-  redis.call("HSET", KEYS[1], "msg", ARGV[2], "state", "pending", "pending_since", ARGV[3])
-  redis.call("LPUSH", KEYS[2], ARGV[1])
-else
-  redis.call("HSET", KEYS[1], "msg", ARGV[2], "state", "scheduled")
-  redis.call("ZADD", KEYS[2], ARGV[3], ARGV[1])
-end
-if #KEYS == 3 then redis.call("HSET", KEYS[1], "unique_key", KEYS[3]) end
-return 1
+return out
 """
 
 # KEYS: per queue, in fetch order: pending, paused, active, lease.
