@@ -1,0 +1,81 @@
+"""Pure parts of the queue: protobuf wire format, key names, retry backoff, priorities."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from sytq.queue import ServerConfig, default_retry_delay, keys
+from sytq.queue.codec import CorruptTaskError, TaskMessage
+from sytq.queue.proto import ServerInfoProto, WorkerInfoProto
+from sytq.queue.server import Server
+
+
+def test_task_message_uses_asynq_field_numbers() -> None:
+    msg = TaskMessage(type="t", payload=b"p", id="i", queue="q", retry=25, retried=1)
+    # field 1 (type) tag 0x0a, field 2 (payload) 0x12, 3 (id) 0x1a, 4 (queue) 0x22, 5 (retry) 0x28, 6 0x30
+    assert msg.encode() == b"\x0a\x01t\x12\x01p\x1a\x01i\x22\x01q\x28\x19\x30\x01"
+    with_headers = TaskMessage(type="t", payload=b"", id="i", queue="q", retry=0, headers={"k": "v"})
+    assert b"\x7a" in with_headers.encode()  # field 15, length-delimited
+
+
+@pytest.mark.parametrize("data", [b"", None, b"\xff\xff\xff\xff", b"\x0a\x05ab"])
+def test_corrupt_bytes_give_a_clear_error(data: bytes | None) -> None:
+    with pytest.raises(CorruptTaskError):
+        TaskMessage.decode(data)
+
+
+def test_server_and_worker_info_field_numbers() -> None:
+    info = ServerInfoProto(
+        host="h",
+        pid=7,
+        server_id="s",
+        concurrency=3,
+        queues={"a": 1},
+        strict_priority=True,
+        status="active",
+        active_worker_count=2,
+    )
+    raw = info.SerializeToString()
+    assert raw.startswith(b"\x0a\x01h\x10\x07\x1a\x01s\x20\x03")
+    assert b"\x30\x01" in raw and b"\x3a\x06active" in raw and raw.endswith(b"\x48\x02")
+    worker = WorkerInfoProto(task_id="x", task_type="y", queue="q")
+    assert worker.SerializeToString() == b"\x22\x01x\x2a\x01y\x3a\x01q"
+
+
+def test_key_names() -> None:
+    assert keys.task_key("default", "abc") == "asynq:{default}:t:abc"
+    assert keys.processed_key("q", "2024-01-02") == "asynq:{q}:processed:2024-01-02"
+    assert keys.unique_key("q", "t", b"x") == "asynq:{q}:unique:t:" + hashlib.md5(b"x").hexdigest()
+    assert keys.server_info_key("host", 12, "id") == "asynq:servers:{host:12:id}"
+    assert keys.workers_key("host", 12, "id") == "asynq:workers:{host:12:id}"
+
+
+def test_default_retry_delay_is_asynqs_formula() -> None:
+    err = RuntimeError("x")
+    for n in (0, 1, 5, 10):
+        delays = {default_retry_delay(n, err, None) for _ in range(200)}  # type: ignore[arg-type]
+        low, high = n**4 + 15, n**4 + 15 + 29 * (n + 1)
+        assert all(low <= d <= high for d in delays)
+        assert len(delays) > 1
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError):
+        ServerConfig(queues={}).validate()
+    with pytest.raises(ValueError):
+        ServerConfig(queues={"a": 0}).validate()
+    with pytest.raises(ValueError):
+        ServerConfig(concurrency=0).validate()
+
+
+def test_strict_priority_order_and_weighted_shuffle() -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis()  # never connected: only the order logic runs
+    strict = Server(client, ServerConfig(queues={"low": 1, "high": 9, "mid": 3}, strict_priority=True), {})
+    assert strict._queue_order() == ["high", "mid", "low"]
+    weighted = Server(client, ServerConfig(queues={"low": 1, "high": 9}), {})
+    firsts = [weighted._queue_order()[0] for _ in range(2000)]
+    assert 0.85 < firsts.count("high") / 2000 < 0.95
