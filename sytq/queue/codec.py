@@ -28,6 +28,19 @@ def to_unix(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
+_OPTIONAL_FIELDS = (
+    "retried",
+    "error_msg",
+    "timeout",
+    "deadline",
+    "unique_key",
+    "last_failed_at",
+    "retention",
+    "completed_at",
+    "group_key",
+)
+
+
 @dataclass(frozen=True)
 class TaskMessage:
     """asynq's TaskMessage; timestamps are unix seconds like asynq stores them."""
@@ -50,22 +63,15 @@ class TaskMessage:
 
     def encode(self) -> bytes:
         proto = TaskMessageProto(
-            type=self.type,
-            payload=self.payload,
-            id=self.id,
-            queue=self.queue,
-            retry=self.retry,
-            retried=self.retried,
-            error_msg=self.error_msg,
-            timeout=self.timeout,
-            deadline=self.deadline,
-            unique_key=self.unique_key,
-            last_failed_at=self.last_failed_at,
-            retention=self.retention,
-            completed_at=self.completed_at,
-            group_key=self.group_key,
-            headers=self.headers,
+            type=self.type, payload=self.payload, id=self.id, queue=self.queue, retry=self.retry
         )
+        # Set only non-default fields: proto3 leaves defaults off the wire anyway; this is the hot path.
+        for name in _OPTIONAL_FIELDS:
+            value = getattr(self, name)
+            if value:
+                setattr(proto, name, value)
+        if self.headers:
+            proto.headers.update(self.headers)
         data: bytes = proto.SerializeToString()
         return data
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 # Returns one code per task: 1 enqueued, 0 id exists, -1 unique lock held.
 ENQUEUE_BATCH = """
 local out = {}
+local pending = {}
 for i = 2, #ARGV, 6 do
   local id, key, ukey = ARGV[i], ARGV[1] .. ARGV[i], ARGV[i+4]
   if redis.call("EXISTS", key) == 1 then
@@ -20,17 +21,23 @@ for i = 2, #ARGV, 6 do
   elseif ukey ~= "" and not redis.call("SET", ukey, id, "NX", "EX", ARGV[i+5]) then
     out[#out + 1] = -1
   else
+    local fields
     if ARGV[i+2] == "p" then
-      redis.call("HSET", key, "msg", ARGV[i+1], "state", "pending", "pending_since", ARGV[i+3])
-      redis.call("LPUSH", KEYS[1], id)
+      fields = {"msg", ARGV[i+1], "state", "pending", "pending_since", ARGV[i+3]}
+      pending[#pending + 1] = id
     else
-      redis.call("HSET", key, "msg", ARGV[i+1], "state", "scheduled")
+      fields = {"msg", ARGV[i+1], "state", "scheduled"}
       redis.call("ZADD", KEYS[2], ARGV[i+3], id)
     end
-    if ukey ~= "" then redis.call("HSET", key, "unique_key", ukey) end
+    if ukey ~= "" then
+      fields[#fields + 1] = "unique_key"
+      fields[#fields + 1] = ukey
+    end
+    redis.call("HSET", key, unpack(fields))
     out[#out + 1] = 1
   end
 end
+if #pending > 0 then redis.call("LPUSH", KEYS[1], unpack(pending)) end
 return out
 """
 
@@ -48,8 +55,8 @@ for q = 0, (#KEYS / 4) - 1 do
     if ids then
       local prefix = ARGV[3 + q]
       local scored = {}
+      redis.call("LPUSH", active, unpack(ids))
       for _, id in ipairs(ids) do
-        redis.call("LPUSH", active, id)
         local key = prefix .. id
         redis.call("HSET", key, "state", "active")
         redis.call("HDEL", key, "pending_since")
@@ -82,31 +89,35 @@ end
 ACK_BATCH = (
     _COUNT
     + """
-local done = 0
 local res = {}
+local done, deleted = {}, {}
 for i = 4, #ARGV, 5 do
   local id = ARGV[i]
   if redis.call("LREM", KEYS[1], -1, id) == 1 then
-    redis.call("ZREM", KEYS[2], id)
     local key = ARGV[2] .. id
     if ARGV[i+2] == "" then
-      redis.call("DEL", key)
+      deleted[#deleted + 1] = key
     else
       redis.call("ZADD", KEYS[3], ARGV[i+3], id)
       redis.call("HSET", key, "msg", ARGV[i+2], "state", "completed")
     end
     if ARGV[i+1] ~= "" and redis.call("GET", ARGV[i+1]) == id then redis.call("DEL", ARGV[i+1]) end
     if ARGV[i+4] ~= "" then redis.call("PUBLISH", ARGV[3], ARGV[i+4]) end
-    done = done + 1
+    done[#done + 1] = id
     res[#res + 1] = 1
   else
     res[#res + 1] = 0
   end
 end
-if done > 0 then count(KEYS[4], KEYS[5], done, ARGV[1]) end
+if #done > 0 then
+  redis.call("ZREM", KEYS[2], unpack(done))
+  count(KEYS[4], KEYS[5], #done, ARGV[1])
+end
+if #deleted > 0 then redis.call("DEL", unpack(deleted)) end
 return res
 """
 )
+
 
 # KEYS: active, lease, retry, task, processed_day, processed_total, failed_day, failed_total.
 # ARGV: id, msg, retry_at (unix s), stats ttl, is_failure "1"/"0", events channel, event json.
