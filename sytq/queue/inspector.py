@@ -140,9 +140,9 @@ class Inspector:
             ]
             scores: list[object] = [None] * len(ids)
         else:
-            pairs = await self._ops.run_one(redis_ops.zset_range_call(key, start, stop))
-            ids = [_text(member) for member, _ in pairs]
-            scores = [score for _, score in pairs]
+            reply = await self._ops.run_one(redis_ops.zset_range_call(key, start, stop))
+            ids = [_text(member) for member in reply[::2]]  # WITHSCORES through execute_command is flat
+            scores = list(reply[1::2])
         if not ids:
             return []
         rows = await self._ops.run([redis_ops.task_fields_call(queue, task_id) for task_id in ids])

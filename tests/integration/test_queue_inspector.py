@@ -42,6 +42,16 @@ async def test_list_tasks_pages_in_dequeue_order(queue_client: QueueClient, insp
     assert await inspector.list_tasks("default", TaskState.ARCHIVED) == []
 
 
+async def test_list_tasks_of_sorted_set_states(queue_client: QueueClient, inspector: Inspector) -> None:
+    later = [(await queue_client.enqueue("t", b"", process_in=100 * (i + 1))).id for i in range(5)]
+    listed = await inspector.list_tasks("default", TaskState.SCHEDULED, page_size=2, page=1)
+    assert [t.id for t in listed] == later[2:4]
+    assert all(t.state is TaskState.SCHEDULED and t.next_process_at is not None for t in listed)
+    await inspector.archive_task("default", later[0])
+    (archived,) = await inspector.list_tasks("default", TaskState.ARCHIVED)
+    assert archived.id == later[0]
+
+
 async def test_run_archive_delete_moves(
     redis_client: aioredis.Redis, queue_client: QueueClient, inspector: Inspector
 ) -> None:
