@@ -280,6 +280,7 @@ type serveConfig struct {
 	handled      atomic.Int64
 	done         chan struct{}
 	doneOnce     sync.Once
+	stopping     chan struct{} // closed on SIGTERM/SIGINT so blocked handlers give their task back
 }
 
 func (c *serveConfig) handle(ctx context.Context, t *asynq.Task) error {
@@ -293,8 +294,12 @@ func (c *serveConfig) handle(ctx context.Context, t *asynq.Task) error {
 		// Hold the task (and its lease) until the process is stopped or killed.
 		ev.Event, ev.Outcome = "running", "blocked"
 		emit(ev)
-		<-ctx.Done()
-		return ctx.Err()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.stopping:
+			return errors.New("asynqprobe is shutting down")
+		}
 	}
 	var err error
 	if len(c.failTypes) == 0 || c.failTypes[t.Type()] {
@@ -358,7 +363,7 @@ func cmdServe(args []string) error {
 		return err
 	}
 	cfg := &serveConfig{failMode: *failMode, failTypes: setOf(*failTypes), resultPrefix: *resultPrefix,
-		block: *block, count: *count, done: make(chan struct{})}
+		block: *block, count: *count, done: make(chan struct{}), stopping: make(chan struct{})}
 	delay := *retryDelay
 	srv := asynq.NewServer(opt, asynq.Config{
 		Concurrency:              *concurrency,
@@ -389,6 +394,7 @@ func cmdServe(args []string) error {
 	case <-stop:
 	case <-time.After(*duration):
 	}
+	close(cfg.stopping)
 	srv.Shutdown()
 	emit(map[string]any{"event": "stopped", "handled": cfg.handled.Load()})
 	return nil
