@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from sytq.queue import Inspector, QueueClient, QueueUnavailableError, Task, TaskState
+from sytq.queue import EnqueueRequest, Inspector, QueueClient, QueueUnavailableError, Task, TaskState
 from sytq.queue.codec import TaskMessage
 from tests.harness.queue_fixtures import ServerRunner, running_server, wait_until
 from tests.harness.services import RedisServer
@@ -190,3 +190,61 @@ async def test_message_roundtrip_keeps_every_field() -> None:
         headers={"h": "v"},
     )
     assert TaskMessage.decode(msg.encode()) == msg
+
+
+async def test_thousands_of_tasks_in_flight_at_once(
+    queue_client: QueueClient, inspector: Inspector, queue_server: ServerRunner
+) -> None:
+    total = 3000
+    running = 0
+    peak = 0
+    gate = asyncio.Event()
+
+    async def wait_for_gate(task: Task) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await gate.wait()
+        running -= 1
+
+    await queue_client.enqueue_many([EnqueueRequest("w", b"") for _ in range(total)])
+    async with queue_server({"w": wait_for_gate}, concurrency=total, fetch_batch=1000):
+        await wait_until(lambda: peak == total, within=30)
+        active = (await inspector.queue_stats("default")).active
+        gate.set()
+
+        async def drained() -> bool:
+            return (await inspector.queue_stats("default")).processed_total == total
+
+        await wait_until(drained, within=30)
+    assert active == total
+
+
+async def test_handler_is_cancelled_when_its_lease_cannot_be_extended() -> None:
+    """Redis gone longer than the lease: another server may take the task over, so ours stops it."""
+    server = RedisServer()
+    server.start()
+    client = aioredis.Redis.from_url(server.url)
+    cancelled = asyncio.Event()
+    started = asyncio.Event()
+
+    async def long(task: Task) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    try:
+        await QueueClient(client).enqueue("long", b"")
+        async with running_server(client, {"long": long}, lease_seconds=1.5, shutdown_timeout=0.1):
+            await asyncio.wait_for(started.wait(), 5)
+            server.kill()
+            lost_at = asyncio.get_running_loop().time()
+            await asyncio.wait_for(cancelled.wait(), 5)
+            assert asyncio.get_running_loop().time() - lost_at <= 2.0
+    finally:
+        with contextlib.suppress(Exception):
+            await client.aclose()
+        server.close()
