@@ -37,6 +37,7 @@ from sytq.tasks import DEFAULT_QUEUE, TYPE_LLM_CHAT
 
 ENQUEUE_RETRY_SECONDS = 2.0
 CANCEL_WAIT_ATTEMPTS = 60
+MIRROR_RESTART_SECONDS = 2.0
 
 _EVENT_REASONS = {
     "Queued": ("Normal", "Enqueued"),
@@ -254,7 +255,8 @@ class _Mirror:
         self.logger.info("deleted %s/%s: ttlSecondsAfterFinished=%s passed", self.namespace, self.name, ttl)
 
 
-@kopf.daemon(GROUP, VERSION, LLMTASK_PLURAL, id="mirror")
+# backoff: a mirror that crashed (e.g. apiserver overloaded) restarts soon, not after kopf's 60 s.
+@kopf.daemon(GROUP, VERSION, LLMTASK_PLURAL, id="mirror", backoff=MIRROR_RESTART_SECONDS)
 async def mirror_llmtask(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     ctx = _ctx(memo)
     mirror = _Mirror(ctx, body, logger)

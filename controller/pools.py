@@ -16,6 +16,7 @@ from controller.scaling import PoolLimits, Stabilizer, recommend
 from controller.status import condition, rfc3339
 from sytq.k8s_resources import GROUP, LLMWORKERPOOL_PLURAL, VERSION
 from sytq.queue import QueueError
+from sytq.queue.models import QueueNotFoundError
 from sytq.settings import get_settings
 
 SCALE_INTERVAL_SECONDS = get_settings().controller_scale_interval_seconds
@@ -40,7 +41,14 @@ async def ensure_deployment(ctx: ControllerContext, body: kopf.Body, logger: kop
     except ApiException as exc:
         if exc.status != 404:
             raise
-        await ctx.apps.create_namespaced_deployment(namespace, desired)  # type: ignore[arg-type]
+        try:
+            await ctx.apps.create_namespaced_deployment(namespace, desired)  # type: ignore[arg-type]
+        except ApiException as create_exc:
+            if create_exc.status != 409:
+                raise
+            # Created a moment ago by the other handler of this pool (create vs. timer race).
+            existing = await ctx.apps.read_namespaced_deployment(deployment_name(name), namespace)
+            return int(existing.spec.replicas or 0)
         kopf.event(
             body,
             type="Normal",
@@ -72,13 +80,23 @@ async def _queue_load(ctx: ControllerContext, queues: list[str]) -> tuple[int, i
     """(pending, active) summed over the queues."""
     pending = active = 0
     for queue in queues:
-        stats = await ctx.inspector.queue_stats(queue)
+        try:
+            stats = await ctx.inspector.queue_stats(queue)
+        except QueueNotFoundError:
+            continue  # nothing was ever enqueued there (or Redis was emptied): no load
         pending += stats.pending
         active += stats.active
     return pending, active
 
 
-@kopf.timer(GROUP, VERSION, LLMWORKERPOOL_PLURAL, id="autoscale", interval=SCALE_INTERVAL_SECONDS)
+@kopf.timer(
+    GROUP,
+    VERSION,
+    LLMWORKERPOOL_PLURAL,
+    id="autoscale",
+    interval=SCALE_INTERVAL_SECONDS,
+    backoff=SCALE_INTERVAL_SECONDS,
+)
 async def autoscale_pool(
     body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, logger: kopf.Logger, **_: Any
 ) -> None:

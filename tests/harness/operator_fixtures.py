@@ -119,8 +119,18 @@ class OperatorEnv:
         port = free_port()
         proc = self.factory.start(
             "stub-llm",
-            [sys.executable, "-m", "sytq.cli", "stub-llm", "--port", str(port), "--latency", latency,
-             "--faults", faults],
+            [
+                sys.executable,
+                "-m",
+                "sytq.cli",
+                "stub-llm",
+                "--port",
+                str(port),
+                "--latency",
+                latency,
+                "--faults",
+                faults,
+            ],
             {},
         )
         self.stub_url = f"http://127.0.0.1:{port}"
@@ -145,12 +155,24 @@ class OperatorEnv:
 
     def delete_all(self, plural: str = "llmtasks") -> None:
         """Remove every object of a kind, finalizers included (the controller may be stopped)."""
-        items = json.loads(self.kubectl("get", plural, "-o", "json").stdout)["items"]
+        from kubernetes import client, config
+
+        api = client.CustomObjectsApi(config.new_client_from_config(str(self.kube.kubeconfig)))
+        items = api.list_namespaced_custom_object("llm.syt.io", "v1alpha1", NAMESPACE, plural)["items"]
         for item in items:
             name = item["metadata"]["name"]
-            self.kubectl("patch", plural, name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
-                         check=False)
-        self.kubectl("delete", plural, "--all", "--wait=false", check=False)
+            if item["metadata"].get("finalizers"):
+                api.patch_namespaced_custom_object(
+                    "llm.syt.io",
+                    "v1alpha1",
+                    NAMESPACE,
+                    plural,
+                    name,
+                    {"metadata": {"finalizers": None}},
+                    _content_type="application/merge-patch+json",
+                )
+            api.delete_namespaced_custom_object("llm.syt.io", "v1alpha1", NAMESPACE, plural, name)
+        api.api_client.close()
 
 
 def wait_for_port(port: int, proc: Proc, timeout: float = 20.0) -> None:
@@ -167,8 +189,11 @@ def wait_for_port(port: int, proc: Proc, timeout: float = 20.0) -> None:
     raise TimeoutError(f"{proc.name} did not listen on {port}:\n{proc.log()}")
 
 
-def wait_until(check: Callable[[], Any], timeout: float, message: str, interval: float = 0.2) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with ``message`` on timeout."""
+def wait_until(
+    check: Callable[[], Any], timeout: float, message: str | Callable[[], str], interval: float = 0.2
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``message`` (or its result,
+    e.g. a process log read at that moment) on timeout."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -176,7 +201,8 @@ def wait_until(check: Callable[[], Any], timeout: float, message: str, interval:
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s: {message} (last: {last!r})"[:4000])
+    text = message() if callable(message) else message
+    raise AssertionError(f"timed out after {timeout}s: {text} (last: {last!r})"[-6000:])
 
 
 def apply_manifests(kube: KubeControlPlane) -> None:

@@ -26,14 +26,20 @@ def test_example_llmtask_succeeds_with_usage_preview_and_columns(operator_env: O
     env.kubectl("apply", "-f", str(EXAMPLE))
     name = yaml.safe_load(EXAMPLE.read_text())["metadata"]["name"]
 
-    wait_until(lambda: phase_of(env, name) == "Succeeded", 30,
-               f"example LLMTask Succeeded; controller log:\n{controller.log()}")
+    wait_until(
+        lambda: phase_of(env, name) == "Succeeded",
+        30,
+        f"example LLMTask Succeeded; controller log:\n{controller.log()}",
+    )
     obj = env.llmtask(name)
     status = obj["status"]
     assert status["taskId"] == f"llmtask-{obj['metadata']['uid']}"
     assert status["attempts"] == 1
     assert status["usage"]["totalTokens"] > 0
-    assert status["usage"]["totalTokens"] == status["usage"]["promptTokens"] + status["usage"]["completionTokens"]
+    assert (
+        status["usage"]["totalTokens"]
+        == status["usage"]["promptTokens"] + status["usage"]["completionTokens"]
+    )
     assert status["resultPreview"]
     assert len(status["resultPreview"].encode()) <= 1024
     assert status["resultRef"] == f"/api/v1/tasks/{status['taskId']}"
@@ -51,8 +57,9 @@ def test_example_llmtask_succeeds_with_usage_preview_and_columns(operator_env: O
     assert wide[0].split() == ["NAME", "PHASE", "MODEL", "ATTEMPTS", "TOKENS", "AGE", "TASK-ID", "QUEUE"]
     assert wide[1].split()[-2:] == [status["taskId"], "default"]
 
-    events = json.loads(env.kubectl(
-        "get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json").stdout)["items"]
+    events = json.loads(
+        env.kubectl("get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json").stdout
+    )["items"]
     reasons = {e["reason"] for e in events}
     assert {"Enqueued", "Succeeded"} <= reasons, reasons
     assert controller.alive, controller.log()
@@ -63,15 +70,23 @@ def test_delete_while_running_cancels_and_removes_the_task(operator_env: Operato
     env.start_stub(latency="30")  # the call is still in flight when we delete
     env.start_worker()
     controller = env.start_controller()
-    env.kubectl("apply", "-f", "-", input=yaml.safe_dump({
-        "apiVersion": "llm.syt.io/v1alpha1", "kind": "LLMTask",
-        "metadata": {"name": "slow", "namespace": NAMESPACE},
-        "spec": {"prompt": "take your time"},
-    }))
-    wait_until(lambda: phase_of(env, "slow") == "Running", 30, f"Running; log:\n{controller.log()}")
+    env.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump(
+            {
+                "apiVersion": "llm.syt.io/v1alpha1",
+                "kind": "LLMTask",
+                "metadata": {"name": "slow", "namespace": NAMESPACE},
+                "spec": {"prompt": "take your time"},
+            }
+        ),
+    )
+    wait_until(lambda: phase_of(env, "slow") == "Running", 30, lambda: f"Running; log:\n{controller.log()}")
     task_id = env.llmtask("slow")["status"]["taskId"]
     env.kubectl("delete", "llmtask", "slow", "--wait=false")
-    wait_until(lambda: not env.llmtasks(), 30, f"LLMTask gone; log:\n{controller.log()}")
+    wait_until(lambda: not env.llmtasks(), 30, lambda: f"LLMTask gone; log:\n{controller.log()}")
 
     import redis
 
@@ -81,6 +96,7 @@ def test_delete_while_running_cancels_and_removes_the_task(operator_env: Operato
         key = f"asynq:{{default}}:{state}"
         members = client.lrange(key, 0, -1) if state in ("pending", "active") else client.zrange(key, 0, -1)
         assert task_id.encode() not in members, state
-    events = json.loads(env.kubectl(
-        "get", "events", "--field-selector", "involvedObject.name=slow", "-o", "json").stdout)["items"]
+    events = json.loads(
+        env.kubectl("get", "events", "--field-selector", "involvedObject.name=slow", "-o", "json").stdout
+    )["items"]
     assert "Cancelled" in {e["reason"] for e in events}

@@ -53,11 +53,14 @@ def test_controller_killed_mid_run_converges_without_double_enqueue(operator_env
         seen = list(phases(env).values())
         return seen.count("Succeeded") >= 5 and any(p in ("Queued", "Running") for p in seen)
 
-    wait_until(some_progress, 60, f"some tasks done, some not; log:\n{first.log()}")
+    wait_until(some_progress, 60, lambda: f"some tasks done, some not; log:\n{first.log()}")
     first.kill()
     second = env.start_controller()
-    wait_until(lambda: set(phases(env).values()) == {"Succeeded"}, 90,
-               f"all Succeeded after restart; log:\n{second.log()}")
+    wait_until(
+        lambda: set(phases(env).values()) == {"Succeeded"},
+        90,
+        lambda: f"all Succeeded after restart; log:\n{second.log()}",
+    )
     calls = stub_calls(env)
     assert len(llmtask_keys(env)) == count  # one queue task per LLMTask
     for i in range(count):
@@ -73,10 +76,16 @@ def test_flaky_llm_every_task_ends_with_the_right_attempts(operator_env: Operato
     env.start_stub(faults="500:0.5")
     env.start_worker(concurrency=50, SYTQ_LLM_BREAKER_FAILURES="1000000")
     controller = env.start_controller()
-    create_many(env, [llmtask(f"flaky-{i}", f"flaky prompt {i}", maxRetries=max_retries) for i in range(count)])
+    create_many(
+        env, [llmtask(f"flaky-{i}", f"flaky prompt {i}", maxRetries=max_retries) for i in range(count)]
+    )
 
-    wait_until(lambda: set(phases(env).values()) <= {"Succeeded", "Failed"} and len(phases(env)) == count,
-               120, f"all final; log:\n{controller.log()}", interval=1.0)
+    wait_until(
+        lambda: set(phases(env).values()) <= {"Succeeded", "Failed"} and len(phases(env)) == count,
+        120,
+        lambda: f"all final; log:\n{controller.log()}",
+        interval=1.0,
+    )
     calls = stub_calls(env)
     outcome = {"Succeeded": 0, "Failed": 0}
     for obj in env.llmtasks("batch=resilience"):

@@ -34,21 +34,37 @@ def apply(kube: KubeControlPlane, obj: dict[str, Any]) -> tuple[int, str]:
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ({"prompt": "a", "messages": [{"role": "user", "content": "b"}]},
-         "exactly one of spec.prompt or spec.messages must be set"),
+        (
+            {"prompt": "a", "messages": [{"role": "user", "content": "b"}]},
+            "exactly one of spec.prompt or spec.messages must be set",
+        ),
         ({}, "exactly one of spec.prompt or spec.messages must be set"),
         ({"prompt": "a", "maxRetries": -1}, "spec.maxRetries: Invalid value: -1"),
         ({"prompt": "a", "timeoutSeconds": 0}, "spec.timeoutSeconds: Invalid value: 0"),
         ({"prompt": "a", "colour": "red"}, 'unknown field "spec.colour"'),
         ({"prompt": "a", "parameters": {"temperature": 3}}, "spec.parameters.temperature: Invalid value: 3"),
-        ({"messages": [{"role": "robot", "content": "x"}]}, 'spec.messages[0].role: Unsupported value: "robot"'),
+        (
+            {"messages": [{"role": "robot", "content": "x"}]},
+            'spec.messages[0].role: Unsupported value: "robot"',
+        ),
         ({"messages": [{"role": "system", "content": "x"}]}, "at least one message with role 'user'"),
         ({"prompt": ""}, "spec.prompt: Invalid value"),
         ({"prompt": "a", "callbackUrl": "ftp://x"}, "spec.callbackUrl: Invalid value"),
         ({"prompt": "a", "queue": "bad queue"}, "spec.queue: Invalid value"),
     ],
-    ids=["both", "neither", "negative-retries", "zero-timeout", "unknown-field", "temperature",
-         "role", "no-user-turn", "empty-prompt", "callback-scheme", "queue-name"],
+    ids=[
+        "both",
+        "neither",
+        "negative-retries",
+        "zero-timeout",
+        "unknown-field",
+        "temperature",
+        "role",
+        "no-user-turn",
+        "empty-prompt",
+        "callback-scheme",
+        "queue-name",
+    ],
 )
 def test_invalid_llmtask_is_rejected_with_a_clear_message(
     operator_manifests: KubeControlPlane, spec: dict[str, Any], expected: str
@@ -60,7 +76,9 @@ def test_invalid_llmtask_is_rejected_with_a_clear_message(
     assert got.returncode != 0  # nothing half-created
 
 
-def test_spec_is_immutable_once_accepted_but_defaults_are_filled(operator_manifests: KubeControlPlane) -> None:
+def test_spec_is_immutable_once_accepted_but_defaults_are_filled(
+    operator_manifests: KubeControlPlane,
+) -> None:
     kube = operator_manifests
     name = "immutable"
     kube.kubectl("-n", NAMESPACE, "delete", "llmtask", name, "--ignore-not-found", "--wait=false")
@@ -68,16 +86,30 @@ def test_spec_is_immutable_once_accepted_but_defaults_are_filled(operator_manife
     assert code == 0, stderr
     try:
         obj = kube.get_json("-n", NAMESPACE, "llmtask", name)
-        assert obj["spec"] == {"prompt": "first", "model": "deepseek-chat", "queue": "default",
-                               "maxRetries": 3, "timeoutSeconds": 900}
+        assert obj["spec"] == {
+            "prompt": "first",
+            "model": "deepseek-chat",
+            "queue": "default",
+            "maxRetries": 3,
+            "timeoutSeconds": 900,
+        }
         code, stderr = apply(kube, with_spec(name, prompt="second"))
         assert code != 0
         assert "spec is immutable once accepted" in stderr, stderr
         # Status and metadata stay writable: that is how the controller reports.
         kube.kubectl("-n", NAMESPACE, "label", "llmtask", name, "team=x")
     finally:
-        kube.kubectl("-n", NAMESPACE, "patch", "llmtask", name, "--type=merge",
-                     "-p", '{"metadata":{"finalizers":null}}', check=False)
+        kube.kubectl(
+            "-n",
+            NAMESPACE,
+            "patch",
+            "llmtask",
+            name,
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+            check=False,
+        )
         kube.kubectl("-n", NAMESPACE, "delete", "llmtask", name, "--wait=false", check=False)
 
 
@@ -94,8 +126,12 @@ def test_spec_is_immutable_once_accepted_but_defaults_are_filled(operator_manife
 def test_invalid_workerpool_is_rejected(
     operator_manifests: KubeControlPlane, spec: dict[str, Any], expected: str
 ) -> None:
-    obj = {"apiVersion": "llm.syt.io/v1alpha1", "kind": "LLMWorkerPool",
-           "metadata": {"name": "bad", "namespace": NAMESPACE}, "spec": spec}
+    obj = {
+        "apiVersion": "llm.syt.io/v1alpha1",
+        "kind": "LLMWorkerPool",
+        "metadata": {"name": "bad", "namespace": NAMESPACE},
+        "spec": spec,
+    }
     code, stderr = apply(operator_manifests, obj)
     assert code != 0
     assert expected in stderr, stderr

@@ -1,0 +1,157 @@
+"""LLMWorkerPool: the controller owns a worker Deployment and sizes it from queue depth."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import redis.asyncio as aioredis
+import yaml
+
+from sytq.queue import EnqueueRequest, QueueClient
+from tests.harness.operator_fixtures import NAMESPACE, OperatorEnv, wait_until
+
+QUEUE = "scale-q"
+
+
+def pool(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "llm.syt.io/v1alpha1",
+        "kind": "LLMWorkerPool",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"image": "example.com/sytq:test", **spec},
+    }
+
+
+def deployment(env: OperatorEnv, name: str) -> dict[str, Any] | None:
+    got = env.kubectl("get", "deployment", name, "-o", "json", check=False)
+    return json.loads(got.stdout) if got.returncode == 0 else None
+
+
+def replicas(env: OperatorEnv, name: str) -> int | None:
+    dep = deployment(env, name)
+    return None if dep is None else int(dep["spec"]["replicas"])
+
+
+async def enqueue(url: str, count: int) -> None:
+    client = aioredis.Redis.from_url(url)
+    requests = [
+        EnqueueRequest(
+            type="llm:chat",
+            queue=QUEUE,
+            payload=json.dumps(
+                {"model": "deepseek-chat", "messages": [{"role": "user", "content": f"scale {i}"}]}
+            ).encode(),
+        )
+        for i in range(count)
+    ]
+    await QueueClient(client).enqueue_many(requests)
+    await client.aclose()
+
+
+def test_pool_scales_to_max_under_backlog_and_back_to_zero_when_drained(operator_env: OperatorEnv) -> None:
+    env = operator_env
+    controller = env.start_controller()
+    env.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump(
+            pool(
+                "scaler",
+                queues=[{"name": QUEUE, "weight": 2}],
+                concurrency=7,
+                minReplicas=0,
+                maxReplicas=4,
+                targetBacklogPerReplica=50,
+                scaleDownStabilizationSeconds=3,
+            )
+        ),
+    )
+    wait_until(
+        lambda: replicas(env, "scaler-worker") == 0,
+        30,
+        lambda: f"Deployment at min; log:\n{controller.log()}",
+    )
+
+    dep = deployment(env, "scaler-worker")
+    assert dep is not None
+    owner = dep["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner.get("controller")) == ("LLMWorkerPool", "scaler", True)
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    env_vars = {e["name"]: e.get("value") for e in container["env"]}
+    assert container["args"] == ["worker"] and container["image"] == "example.com/sytq:test"
+    assert env_vars["SYTQ_QUEUES"] == f"{QUEUE}=2" and env_vars["SYTQ_WORKER_CONCURRENCY"] == "7"
+    assert dep["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+    asyncio.run(enqueue(env.redis_url, 500))
+    wait_until(
+        lambda: replicas(env, "scaler-worker") == 4, 30, lambda: f"scaled to max; log:\n{controller.log()}"
+    )
+    status = env.kubectl("get", "llmworkerpool", "scaler", "-o", "json").stdout
+    status_obj = json.loads(status)["status"]
+    assert status_obj["queueDepth"] == 500 and status_obj["replicas"] == 4
+    assert status_obj["desiredReplicas"] == 4  # 500 / 50 = 10, capped at maxReplicas
+    assert status_obj["lastScaleTime"]
+
+    env.start_stub()
+    env.start_worker(queues=f"{QUEUE}=1", concurrency=100)
+    wait_until(
+        lambda: replicas(env, "scaler-worker") == 0, 60, lambda: f"back to zero; log:\n{controller.log()}"
+    )
+    final = json.loads(env.kubectl("get", "llmworkerpool", "scaler", "-o", "json").stdout)["status"]
+    assert final["queueDepth"] == 0 and final["replicas"] == 0
+    events = json.loads(
+        env.kubectl("get", "events", "--field-selector", "involvedObject.name=scaler", "-o", "json").stdout
+    )["items"]
+    assert {"DeploymentCreated", "ScaledUp", "ScaledDown"} <= {e["reason"] for e in events}
+
+
+def test_scale_down_waits_for_the_stabilization_window(operator_env: OperatorEnv) -> None:
+    env = operator_env
+    controller = env.start_controller()
+    env.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump(
+            pool(
+                "steady",
+                queues=[{"name": QUEUE}],
+                minReplicas=1,
+                maxReplicas=3,
+                targetBacklogPerReplica=10,
+                scaleDownStabilizationSeconds=600,
+            )
+        ),
+    )
+    asyncio.run(enqueue(env.redis_url, 25))
+    wait_until(
+        lambda: replicas(env, "steady-worker") == 3, 30, lambda: f"scaled up; log:\n{controller.log()}"
+    )
+    import redis
+
+    redis.Redis.from_url(env.redis_url).flushall()  # the backlog vanishes at once
+    wait_until(
+        lambda: (
+            json.loads(env.kubectl("get", "llmworkerpool", "steady", "-o", "json").stdout)["status"].get(
+                "queueDepth"
+            )
+            == 0
+        ),
+        30,
+        "depth 0 seen",
+    )
+    assert replicas(env, "steady-worker") == 3  # held within the 600 s window
+    env.kubectl(
+        "patch",
+        "llmworkerpool",
+        "steady",
+        "--type=merge",
+        "-p",
+        '{"spec":{"scaleDownStabilizationSeconds":0}}',
+    )
+    wait_until(
+        lambda: replicas(env, "steady-worker") == 1, 30, lambda: f"down to min; log:\n{controller.log()}"
+    )
