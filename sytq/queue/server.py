@@ -151,9 +151,10 @@ class Server:
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
-            for task in (*background, fetcher, flusher):
-                task.cancel()
-            await asyncio.gather(*background, fetcher, flusher, return_exceptions=True)
+            runners = [h.runner for h in self._held.values() if h.runner is not None]
+            for task in (*background, fetcher, flusher, *runners):
+                task.cancel()  # runners are left only when run() itself was cancelled: leases expire
+            await asyncio.gather(*background, fetcher, flusher, *runners, return_exceptions=True)
             with contextlib.suppress(*_REDIS_ERRORS):
                 await self._ops.run(redis_ops.clear_server_state_calls(self._server_key, self._workers_key))
 
@@ -173,16 +174,12 @@ class Server:
                     held.runner.cancel()
             if still_running:
                 await asyncio.wait(still_running)
-        # Final acknowledgements, with a few attempts in case Redis just blinked.
-        for _ in range(5):
-            if not self._outcomes and not self._flushing:
-                break
-            self._outcome_ready.set()
-            await asyncio.sleep(0.05)
+        # Final acknowledgements; the flusher retries while Redis blinks, for at most a few seconds.
+        # Whatever cannot be written stays active with a lease and is recovered by another server.
         deadline = time.monotonic() + 5.0
         while (self._outcomes or self._flushing) and time.monotonic() < deadline:
             self._outcome_ready.set()
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
         flusher.cancel()
 
     # ---- fetching -----------------------------------------------------------------------------
@@ -296,12 +293,13 @@ class Server:
             deadline=datetime.fromtimestamp(held.deadline, UTC) if held.deadline else None,
         )
         error: BaseException | None = None
+        limit = asyncio.timeout(held.deadline - time.time()) if held.deadline else None
         try:
             handler = self._handlers.get(msg.type)
             if handler is None:
                 raise LookupError(f'handler not found for task "{msg.type}"')
-            if held.deadline:
-                async with asyncio.timeout(held.deadline - time.time()):
+            if limit is not None:
+                async with limit:
                     await handler(task)
             else:
                 await handler(task)
@@ -326,8 +324,8 @@ class Server:
                     )
                 )
                 return
-        except TimeoutError:
-            error = TimeoutError(DEADLINE_ERROR)
+        except TimeoutError as exc:  # ours (deadline) or the handler's own
+            error = TimeoutError(DEADLINE_ERROR) if limit is not None and limit.expired() else exc
         except Exception as exc:
             error = exc
         self._post(self._outcome_for(task_id, held, task, error))
@@ -460,7 +458,9 @@ class Server:
         now = time.time()
         lease_until = time.monotonic() + self._config.lease_seconds
         by_queue: dict[str, list[str]] = defaultdict(list)
-        held_now = list(self._held.items())
+        # A lease that already ran out is not extended (as asynq): another server may own the task now.
+        mono = time.monotonic()
+        held_now = [(tid, h) for tid, h in self._held.items() if h.lease_valid_until > mono]
         for task_id, held in held_now:
             by_queue[held.queue].append(task_id)
         calls = [
