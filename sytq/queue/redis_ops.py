@@ -7,6 +7,7 @@ call changed nothing.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Sequence
@@ -422,3 +423,40 @@ def get_call(key: str) -> Call:
 
 def hgetall_call(key: str) -> Call:
     return command("HGETALL", key)
+
+
+class CallBatcher:
+    """Coalesces calls from many concurrent coroutines into one pipeline per round trip.
+
+    Thousands of handlers writing results at once then share one connection instead of each
+    taking one from the pool (a bounded pool would refuse them)."""
+
+    def __init__(self, ops: RedisOps) -> None:
+        self._ops = ops
+        self._waiting: list[tuple[Call, asyncio.Future[Any]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def call(self, call: Call) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append((call, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                replies = await self._ops.run([c for c, _ in batch], raise_errors=False)
+            except Exception as exc:  # QueueUnavailableError mostly; every waiter gets it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), reply in zip(batch, replies, strict=True):
+                if future.done():
+                    continue
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)

@@ -86,6 +86,7 @@ class Server:
         config.validate()
         self._redis = redis
         self._ops = RedisOps(redis)
+        self._writer = redis_ops.CallBatcher(self._ops)
         self._config = config
         self._handlers = dict(handlers)
         self._queues = list(config.queues)
@@ -282,7 +283,7 @@ class Server:
     async def _execute(self, task_id: str, held: _Held) -> None:
         msg = held.msg
         task = Task(
-            self._ops,
+            self._writer,
             id=msg.id or task_id,
             type=msg.type,
             payload=msg.payload,
@@ -590,7 +591,7 @@ class Server:
             )
         error = RuntimeError(LEASE_EXPIRED_ERROR)
         task = Task(
-            self._ops,
+            self._writer,
             id=task_id,
             type=msg.type,
             payload=msg.payload,

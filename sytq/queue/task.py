@@ -6,18 +6,18 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from sytq.queue import redis_ops
-from sytq.queue.redis_ops import RedisOps
+from sytq.queue.redis_ops import CallBatcher
 
 
 class Task:
     """One running task. ``write_result`` stores bytes in the task hash's ``result`` field,
     where asynq's Inspector (and ours) read it."""
 
-    __slots__ = ("_ops", "deadline", "headers", "id", "max_retry", "payload", "queue", "retried", "type")
+    __slots__ = ("_writer", "deadline", "headers", "id", "max_retry", "payload", "queue", "retried", "type")
 
     def __init__(
         self,
-        ops: RedisOps,
+        writer: CallBatcher,
         *,
         id: str,
         type: str,
@@ -28,7 +28,7 @@ class Task:
         headers: dict[str, str],
         deadline: datetime | None,
     ) -> None:
-        self._ops = ops
+        self._writer = writer
         self.id = id
         self.type = type
         self.payload = payload
@@ -39,7 +39,7 @@ class Task:
         self.deadline = deadline
 
     async def write_result(self, data: bytes) -> None:
-        await self._ops.run_one(redis_ops.write_result_call(self.queue, self.id, bytes(data)))
+        await self._writer.call(redis_ops.write_result_call(self.queue, self.id, bytes(data)))
 
     def __repr__(self) -> str:
         return f"Task(id={self.id!r}, type={self.type!r}, queue={self.queue!r}, retried={self.retried})"

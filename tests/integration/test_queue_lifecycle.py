@@ -23,7 +23,8 @@ from sytq.queue import (
     TaskState,
 )
 from sytq.queue.codec import TaskMessage
-from tests.harness.queue_fixtures import ServerRunner, wait_until
+from tests.harness.queue_fixtures import ServerRunner, running_server, wait_until
+from tests.harness.services import RedisServer
 
 
 async def test_enqueue_writes_asynq_layout(redis_client: aioredis.Redis, queue_client: QueueClient) -> None:
@@ -276,3 +277,37 @@ async def test_events_are_published(
 
         await wait_until(collect)
     await pubsub.aclose()
+
+
+async def test_many_concurrent_result_writes_share_a_small_pool(redis_server: RedisServer) -> None:
+    """500 handlers writing results at once through a 16-connection pool: writes are coalesced."""
+    client = aioredis.Redis.from_url(redis_server.url, max_connections=16)
+    try:
+        await client.flushall()
+        gate = asyncio.Event()
+        started = 0
+
+        async def write(task: Task) -> None:
+            nonlocal started
+            started += 1
+            await gate.wait()
+            await task.write_result(b"r" + task.payload)
+
+        infos = await QueueClient(client).enqueue_many(
+            [EnqueueRequest("w", f"{i}".encode(), retention=600) for i in range(500)]
+        )
+        inspector = Inspector(client)
+        async with running_server(client, {"w": write}, concurrency=500):
+            await wait_until(lambda: started == 500)
+            gate.set()
+
+            async def all_completed() -> bool:
+                return (await inspector.queue_stats("default")).completed == 500
+
+            await wait_until(all_completed, within=20)
+        stats = await inspector.queue_stats("default")
+        assert (stats.retry, stats.failed_total) == (0, 0)
+        sample = await inspector.get_task("default", infos[7].id)  # type: ignore[union-attr]
+        assert sample.result == b"r7"
+    finally:
+        await client.aclose()
