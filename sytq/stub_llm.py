@@ -129,7 +129,8 @@ class StubLLM:
         elif path == "/_stub/config" and method == "POST":
             await self._configure(body, send)
         elif path == "/_stub/stats" and method == "GET":
-            await _send_json(send, 200, self.stats())
+            brief = b"brief" in scope.get("query_string", b"")
+            await _send_json(send, 200, self.stats(per_prompt=not brief))
         elif path == "/_stub/reset" and method == "POST":
             self.reset()
             await _send_json(send, 200, {"ok": True})
@@ -146,14 +147,17 @@ class StubLLM:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def stats(self) -> dict[str, Any]:
-        return {
+    def stats(self, per_prompt: bool = True) -> dict[str, Any]:
+        """Counters; ``per_prompt`` adds the per-prompt call counts (large under load)."""
+        stats: dict[str, Any] = {
             "requests": self.requests,
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
-            "by_prompt": dict(self.by_prompt),
             "faults": dict(self.faults_served),
         }
+        if per_prompt:
+            stats["by_prompt"] = dict(self.by_prompt)
+        return stats
 
     def reset(self) -> None:
         self.config = StubConfig()

@@ -1,0 +1,278 @@
+"""LLM-shaped load: many slow provider calls in flight through one worker process.
+
+    python -m bench.bench_llm_load [--quick] [--concurrency C] [--latency S] [--n N] [--peers ...]
+
+The stub LLM answers every call after a fixed latency (2 s by default), so a worker with C calls in
+flight can at best finish C / latency tasks per second (the ideal). N llm:chat tasks are enqueued
+first (asynq layout; every peer reads the same tasks), then one worker process drains them. The
+driver samples the queue's processed counter, the stub's in-flight count and the worker's RSS every
+0.25 s; throughput is measured over the window where at least 90% of C calls are in flight.
+
+Peers (one worker process each, pinned to core 1 when `taskset` exists; the stub on core 0):
+- ours:       the full pipeline (`worker.main.run_worker`): row stored in MariaDB, result written.
+- ours-bare:  our queue server + provider client only (no database), the like-for-like with Go.
+- asynq:      asynq v0.26.0 (Go, GOMAXPROCS=1), handler posts to the stub and parses the answer
+              (bench/go/llmload; no storage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+GO_DIR = Path(__file__).resolve().parent / "go"
+PROCESSED_KEY = "asynq:{default}:processed"
+
+
+def _pinned(cmd: list[str], core: int) -> list[str]:
+    taskset = shutil.which("taskset")
+    return [taskset, "-c", str(core), *cmd] if taskset and (os.cpu_count() or 1) > 1 else cmd
+
+
+def _rss_mb(pid: int, field: str = "VmRSS") -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+# ------------------------------------------------------------------------------------ worker roles
+
+
+async def _bare_worker(settings: Any) -> None:
+    """Our queue server and provider client, no storage: what the Go peer does."""
+    import redis.asyncio as aioredis
+
+    from sytq.llm import LLMClient
+    from sytq.queue import Server, Task
+    from sytq.tasks import LLMChatPayload
+    from worker.main import server_config
+
+    client = aioredis.Redis.from_url(settings.redis_url, max_connections=64)
+    llm = LLMClient(settings.llm_base_url, "bench", max_connections=settings.worker_concurrency)
+
+    async def handle(task: Task) -> None:
+        payload = LLMChatPayload.model_validate_json(task.payload)
+        result = await llm.chat(payload.model, [m.model_dump() for m in payload.messages])
+        await task.write_result(json.dumps({"content_preview": result.content[:1024]}).encode())
+
+    server = Server(client, server_config(settings), {"llm:chat": handle})
+    await server.run(install_signal_handlers=True)
+    await llm.aclose()
+    await client.aclose()
+
+
+def run_role(role: str) -> None:
+    from sytq.logging import configure_logging
+    from sytq.settings import Settings
+    from worker.main import run_worker
+
+    settings = Settings()
+    configure_logging("WARNING", json_lines=True)
+    if role == "ours":
+        asyncio.run(run_worker(settings))
+    elif role == "ours-bare":
+        asyncio.run(_bare_worker(settings))
+    else:
+        raise SystemExit(f"unknown role {role}")
+
+
+# ------------------------------------------------------------------------------------------- driver
+
+
+@dataclass
+class PeerResult:
+    peer: str
+    concurrency: int
+    latency_s: float
+    tasks: int
+    peak_in_flight: int
+    throughput: float
+    ideal: float
+    total_seconds: float
+    rss_peak_mb: float
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.throughput / self.ideal if self.ideal else 0.0
+
+
+def _enqueue(redis_url: str, n: int, tag: str) -> None:
+    import redis.asyncio as aioredis
+
+    from sytq.queue import EnqueueRequest, QueueClient
+    from sytq.tasks import LLMChatPayload
+
+    async def go() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        queue = QueueClient(client)
+        for offset in range(0, n, 1000):
+            batch = []
+            for i in range(offset, min(n, offset + 1000)):
+                message = {"role": "user", "content": f"{tag} {i}"}
+                payload = LLMChatPayload(model="deepseek-chat", messages=[message])  # type: ignore[list-item]
+                batch.append(EnqueueRequest("llm:chat", payload.model_dump_json().encode(), max_retry=3))
+            errors = [o for o in await queue.enqueue_many(batch) if isinstance(o, Exception)]
+            if errors:
+                raise RuntimeError(f"enqueue failed: {errors[0]}")
+        await client.aclose()
+
+    asyncio.run(go())
+
+
+def _worker_command(peer: str, redis_url: str, stub_url: str, concurrency: int, n: int) -> list[str]:
+    if peer == "asynq":
+        binary = _build_go()
+        return [str(binary), "-redis", redis_url, "-llm", stub_url,
+                "-concurrency", str(concurrency), "-n", str(n)]
+    return [sys.executable, "-m", "bench.bench_llm_load", "--role", peer]
+
+
+def _build_go() -> Path:
+    target = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sytq" / "bench" / "llmload"
+    source = GO_DIR / "llmload" / "main.go"
+    if target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    subprocess.run([go, "build", "-o", str(target), "./llmload"], cwd=GO_DIR, check=True)
+    return target
+
+
+def run_peer(peer: str, *, redis_url: str, stub_url: str, database_url: str, concurrency: int,
+             latency: float, n: int) -> PeerResult:
+    r = redis.Redis.from_url(redis_url)
+    r.flushall()
+    httpx.post(f"{stub_url}/_stub/reset").raise_for_status()
+    httpx.post(f"{stub_url}/_stub/config", json={"latency": str(latency)}).raise_for_status()
+    _enqueue(redis_url, n, f"{peer}-{time.time_ns()}")
+    env = dict(os.environ) | {
+        "SYTQ_REDIS_URL": redis_url,
+        "SYTQ_DATABASE_URL": database_url,
+        "SYTQ_LLM_BASE_URL": stub_url,
+        "DEEPSEEK_API_KEY": "bench",
+        "SYTQ_WORKER_CONCURRENCY": str(concurrency),
+        "SYTQ_METRICS_PORT": "0",
+        "SYTQ_PUBLISH_TASK_EVENTS": "false",
+        "GOMAXPROCS": "1",
+    }
+    proc = subprocess.Popen(_pinned(_worker_command(peer, redis_url, stub_url, concurrency, n), 1),
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    samples: list[tuple[float, int, int]] = []  # (time, processed, in flight)
+    rss_peak = 0.0
+    started = time.monotonic()
+    deadline = started + max(120.0, 10 * n * latency / concurrency)
+    with httpx.Client() as http:
+        while True:
+            processed = int(r.get(PROCESSED_KEY) or 0)
+            in_flight = int(http.get(f"{stub_url}/_stub/stats?brief=1").json()["in_flight"])
+            samples.append((time.monotonic(), processed, in_flight))
+            rss_peak = max(rss_peak, _rss_mb(proc.pid))
+            if processed >= n or proc.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
+    total = time.monotonic() - started
+    rss_peak = max(rss_peak, _rss_mb(proc.pid, "VmHWM"))
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    done = samples[-1][1]
+    busy = [s for s in samples if s[2] >= 0.9 * concurrency]
+    window = busy if len(busy) >= 2 else [s for s in samples if 0 < s[1] < n - concurrency]
+    if len(window) >= 2:
+        throughput = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+    else:
+        throughput = done / total
+    note = "" if done >= n else f"only {done} of {n} done"
+    return PeerResult(peer, concurrency, latency, n, max(s[2] for s in samples), throughput,
+                      concurrency / latency, total, rss_peak, note)
+
+
+def write_results(results: list[PeerResult], quick: bool, database: str) -> None:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    rows = [r.__dict__ | {"ratio": r.ratio} for r in results]
+    doc = {"quick": quick, "database": database, "results": rows}
+    (RESULTS_DIR / "llm_load.json").write_text(json.dumps(doc, indent=2) + "\n")
+    lines = [
+        "## LLM-shaped load (bench_llm_load)",
+        "",
+        f"Stub latency {results[0].latency_s:g} s, one worker process, {results[0].concurrency} concurrent "
+        f"calls, {results[0].tasks} tasks; storage for `ours`: {database}. "
+        "Throughput over the window with >= 90% of the calls in flight; ideal = concurrency / latency."
+        + (" Quick run (small sizes)." if quick else ""),
+        "",
+        "| peer | peak in flight | tasks/s | ideal | vs ideal | total s | peak RSS MB | note |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in results:
+        lines.append(f"| {r.peer} | {r.peak_in_flight} | {r.throughput:.0f} | {r.ideal:.0f} | "
+                     f"{r.ratio:.1%} | {r.total_seconds:.1f} | {r.rss_peak_mb:.0f} | {r.note} |")
+    (RESULTS_DIR / "llm_load.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_llm_load", description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--concurrency", type=int)
+    parser.add_argument("--latency", type=float, default=2.0)
+    parser.add_argument("--n", type=int)
+    parser.add_argument("--peers", default="ours,ours-bare,asynq")
+    parser.add_argument("--role", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.role:
+        run_role(args.role)
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.harness.llm_fixtures import StubLLMProcess
+    from tests.harness.services import MariaDBServer, RedisServer
+
+    concurrency = args.concurrency or (500 if args.quick else 5000)
+    latency = 1.0 if args.quick and args.latency == 2.0 else args.latency
+    n = args.n or (concurrency * (6 if args.quick else 10))
+    redis_server, mariadb, stub = RedisServer(), MariaDBServer(), StubLLMProcess()
+    stub_cmd = stub._command
+    stub._command = lambda: _pinned(stub_cmd(), 0)  # type: ignore[method-assign]
+    results = []
+    try:
+        for server in (redis_server, mariadb, stub):
+            server.start()
+        database_url = mariadb.create_database("bench_llm")
+        from sytq.storage import upgrade
+
+        upgrade(database_url)
+        for peer in args.peers.split(","):
+            print(f"-- {peer}", flush=True)
+            results.append(run_peer(peer, redis_url=redis_server.url, stub_url=stub.url,
+                                    database_url=database_url, concurrency=concurrency, latency=latency, n=n))
+            print(results[-1], flush=True)
+    finally:
+        for server in (stub, mariadb, redis_server):
+            server.close()
+    write_results(results, args.quick, "MariaDB (Debian mariadbd, loopback)")
+
+
+if __name__ == "__main__":
+    main()
