@@ -53,7 +53,12 @@ class BodyLimitMiddleware:
             if not refused:
                 await send(message)
 
-        await self.app(scope, counting_receive, guarded_send)
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
+            # The app tripped over the disconnect we fed it; the 413 is already sent.
 
 
 async def _send_413(send: Send, max_bytes: int, legacy: bool) -> None:

@@ -20,31 +20,48 @@ def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
     ) -> ApiKey:
-        state: AppState = app_state(request)
-        key = _authenticate(state, credentials)
-        if not key.allows(scope):
-            raise HTTPException(403, f"API key {key.name!r} lacks the {scope!r} scope")
-        if state.limiter.enabled:
-            decision = await state.limiter.hit(key.name)
-            if not decision.allowed:
-                raise HTTPException(
-                    429,
-                    f"rate limit of {state.settings.api_rate_limit_per_minute} requests/minute exceeded",
-                    headers={"Retry-After": str(decision.retry_after_seconds)},
-                )
-        return key
+        return await authorize(app_state(request), credentials.credentials if credentials else None, scope)
 
     return guard
 
 
-def _authenticate(state: AppState, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
+# For routes that skip dependency injection on the hot path: documents the same scheme.
+BEARER_SECURITY: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
+
+
+def bearer_token(request: Request) -> str | None:
+    """The key from ``Authorization: Bearer <key>``, or None."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def authorize(state: AppState, token: str | None, scope: Scope) -> ApiKey:
+    """The caller's key, checked for ``scope`` and counted against its rate limit."""
+    key = _authenticate(state, token)
+    if not key.allows(scope):
+        raise HTTPException(403, f"API key {key.name!r} lacks the {scope!r} scope")
+    if state.limiter.enabled:
+        decision = await state.limiter.hit(key.name)
+        if not decision.allowed:
+            raise HTTPException(
+                429,
+                f"rate limit of {state.settings.api_rate_limit_per_minute} requests/minute exceeded",
+                headers={"Retry-After": str(decision.retry_after_seconds)},
+            )
+    return key
+
+
+def _authenticate(state: AppState, token: str | None) -> ApiKey:
     if not state.keys:
         return ANONYMOUS
-    if credentials is None or not credentials.credentials:
+    if not token:
         raise HTTPException(
             401, "missing API key: send Authorization: Bearer <key>", headers={"WWW-Authenticate": "Bearer"}
         )
-    key = match_key(state.keys, credentials.credentials)
+    key = match_key(state.keys, token)
     if key is None:
         raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
     return key

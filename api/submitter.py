@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from api.coalescer import EnqueueCoalescer
 from sytq.queue import EnqueueRequest, QueueClient, QueueError, TaskIdConflictError
 from sytq.tasks import DEFAULT_QUEUE, TYPE_LLM_CHAT, TYPE_LLM_PROCESS, LLMChatPayload
 
@@ -69,22 +70,11 @@ def _request(item: ChatSubmission) -> EnqueueRequest:
 
 class QueueSubmitter:
     def __init__(self, client: QueueClient) -> None:
-        self._client = client
+        self._client = EnqueueCoalescer(client)
 
     async def submit_chat(self, item: ChatSubmission) -> str:
-        req = _request(item)
         try:
-            info = await self._client.enqueue(
-                req.type,
-                req.payload,
-                queue=req.queue,
-                task_id=req.task_id,
-                max_retry=req.max_retry,
-                timeout=req.timeout,
-                process_at=req.process_at,
-                process_in=req.process_in,
-                retention=req.retention,
-            )
+            info = await self._client.enqueue(_request(item))
         except TaskIdConflictError as exc:
             raise AlreadySubmitted(item.task_id) from exc
         return info.id
@@ -103,7 +93,10 @@ class QueueSubmitter:
 
     async def submit_process(self, task_id: str, table_name: str, record_id: int) -> str:
         # Default options, default queue: exactly what the original's asynq.Client.Enqueue did.
-        info = await self._client.enqueue(
-            TYPE_LLM_PROCESS, process_payload(table_name, record_id), queue=DEFAULT_QUEUE, task_id=task_id
+        request = EnqueueRequest(
+            type=TYPE_LLM_PROCESS,
+            payload=process_payload(table_name, record_id),
+            queue=DEFAULT_QUEUE,
+            task_id=task_id,
         )
-        return info.id
+        return (await self._client.enqueue(request)).id
