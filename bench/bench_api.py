@@ -1,0 +1,312 @@
+"""HTTP ingress throughput: POST /api/v1/tasks/llm and the batch endpoint vs a bare LPUSH endpoint.
+
+Everything runs on loopback: a private redis-server, uvicorn (same settings for both apps) and
+wrk as the load generator. Rounds alternate the ceiling and our app so that other load on the
+machine hits both alike, and CPU per request (server and Redis) is measured next to req/s
+because it does not depend on that load. ``python -m bench.bench_api [--quick]`` writes
+``bench/results/api.json`` and ``bench/results/api.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+SINGLE_BODY = (
+    '{"prompt": "Summarise the attached valuation report in three sentences.", "model": "deepseek-chat"}'
+)
+BATCH_SIZE = 500
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing on port {port}")
+
+
+def start(cmd: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    wait_port(port, proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """user+system CPU of every process in a process group (uvicorn's workers included)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # pgrp; then utime and stime are fields[11] and fields[12]
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def uvicorn_cmd(target: str, port: int, workers: int, factory: bool) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--backlog",
+        "4096",
+    ]
+    return [*cmd, "--factory"] if factory else cmd
+
+
+def wrk(url: str, body: str, connections: int, seconds: int, workdir: Path) -> dict[str, float]:
+    script = workdir / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def grab(pattern: str) -> str:
+        found = re.search(pattern, out)
+        if found is None:
+            raise RuntimeError(f"unexpected wrk output:\n{out}")
+        return found.group(1)
+
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {
+        "requests_per_second": float(grab(r"Requests/sec:\s+([\d.]+)")),
+        "requests": float(grab(r"(\d+) requests in")),
+        "p50_ms": _ms(grab(r"50%\s+([\d.]+\w+)")),
+        "p99_ms": _ms(grab(r"99%\s+([\d.]+\w+)")),
+        "non_2xx": float(non2xx.group(1)) if non2xx else 0.0,
+    }
+
+
+def _ms(text: str) -> float:
+    found = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if found is None:
+        raise RuntimeError(f"unexpected latency {text!r}")
+    return float(found.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
+
+
+def measured(
+    url: str, body: str, connections: int, seconds: int, workdir: Path, server_pgid: int, redis_pgid: int
+) -> dict[str, float]:
+    """wrk's numbers plus CPU per request of the server and of Redis."""
+    server_before, redis_before = group_cpu_seconds(server_pgid), group_cpu_seconds(redis_pgid)
+    result = wrk(url, body, connections, seconds, workdir)
+    requests = result["requests"] or 1.0
+    result["server_cpu_us_per_request"] = (group_cpu_seconds(server_pgid) - server_before) * 1e6 / requests
+    result["redis_cpu_us_per_request"] = (group_cpu_seconds(redis_pgid) - redis_before) * 1e6 / requests
+    return result
+
+
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run with the median throughput (kept whole, so its numbers belong together)."""
+    ordered = sorted(runs, key=lambda r: r["requests_per_second"])
+    return dict(ordered[len(ordered) // 2])
+
+
+def run(quick: bool) -> dict[str, Any]:
+    if not shutil.which("wrk") or not shutil.which("redis-server"):
+        raise SystemExit("bench_api needs wrk and redis-server (hack/install-test-deps.sh installs them)")
+    seconds, rounds = (3, 1) if quick else (8, 3)
+    worker_counts = [1] if quick else [1, 2]
+    workdir = Path(tempfile.mkdtemp(prefix="sytq-bench-api-"))
+    redis_port = free_port()
+    redis_proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_port(redis_port, redis_proc)
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    client = redis.Redis.from_url(redis_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYTQ_")}
+    env.update(
+        BENCH_REDIS_URL=redis_url,
+        SYTQ_REDIS_URL=redis_url,
+        SYTQ_LOG_LEVEL="WARNING",
+        SYTQ_DATABASE_URL=f"sqlite:///{workdir / 'bench.db'}",
+        SYTQ_API_MAX_BATCH=str(BATCH_SIZE),
+    )
+    batch_body = json.dumps({"tasks": [json.loads(SINGLE_BODY)] * BATCH_SIZE})
+    load_before = os.getloadavg()
+    rows: list[dict[str, Any]] = []
+    try:
+        for workers in worker_counts:
+            samples: dict[str, list[dict[str, float]]] = {"ceiling": [], "submit": [], "batch": []}
+            for _ in range(rounds):
+                port = free_port()
+                proc = start(uvicorn_cmd("bench.api_ceiling_app:app", port, workers, False), port, env)
+                try:
+                    url = f"http://127.0.0.1:{port}/lpush"
+                    wrk(url, SINGLE_BODY, 64, 1, workdir)  # warm-up
+                    samples["ceiling"].append(
+                        measured(url, SINGLE_BODY, 64, seconds, workdir, proc.pid, redis_proc.pid)
+                    )
+                finally:
+                    stop(proc)
+                client.flushall()
+                port = free_port()
+                proc = start(uvicorn_cmd("api.app:create_app", port, workers, True), port, env)
+                try:
+                    url = f"http://127.0.0.1:{port}/api/v1/tasks/llm"
+                    wrk(url, SINGLE_BODY, 64, 1, workdir)
+                    samples["submit"].append(
+                        measured(url, SINGLE_BODY, 64, seconds, workdir, proc.pid, redis_proc.pid)
+                    )
+                    client.flushall()
+                    samples["batch"].append(
+                        measured(f"{url}:batch", batch_body, 8, seconds, workdir, proc.pid, redis_proc.pid)
+                    )
+                finally:
+                    stop(proc)
+                client.flushall()
+            ceiling, single, batch = (_median(samples[k]) for k in ("ceiling", "submit", "batch"))
+            batch["tasks_per_second"] = batch["requests_per_second"] * BATCH_SIZE
+            rows.append(
+                {
+                    "uvicorn_workers": workers,
+                    "ceiling_lpush": ceiling,
+                    "submit": single,
+                    "batch": batch,
+                    "submit_vs_ceiling": single["requests_per_second"] / ceiling["requests_per_second"],
+                    "samples": samples,
+                }
+            )
+    finally:
+        client.close()
+        stop(redis_proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "quick": quick,
+        "seconds_per_run": seconds,
+        "rounds": rounds,
+        "batch_size": BATCH_SIZE,
+        "cores": os.cpu_count(),
+        "load_generator": "wrk -t1 (64 connections single, 8 connections batch)",
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "rows": rows,
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    load = ", ".join(f"{x:.1f}" for x in result["load_average_before"])
+    lines = [
+        "## api: HTTP ingress",
+        "",
+        f"wrk -t1 on loopback, {result['seconds_per_run']} s per run, median of {result['rounds']} "
+        f"alternating round(s); {result['cores']} cores shared by wrk, uvicorn and redis-server "
+        f"(load average before: {load}). "
+        f"Single submits: 64 connections; batch: 8 connections x {result['batch_size']} tasks per request. "
+        "CPU columns: server (all uvicorn processes) and Redis CPU time per request.",
+        "",
+        "| workers | endpoint | req/s | tasks/s | p50 ms | p99 ms | server CPU us/req | Redis CPU us/req "
+        "| vs ceiling (tasks/s) | non-2xx |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        w = row["uvicorn_workers"]
+        ceiling = row["ceiling_lpush"]["requests_per_second"]
+        for name, data, tasks in (
+            (
+                "bare FastAPI + one LPUSH (ceiling)",
+                row["ceiling_lpush"],
+                row["ceiling_lpush"]["requests_per_second"],
+            ),
+            ("POST /api/v1/tasks/llm", row["submit"], row["submit"]["requests_per_second"]),
+            (
+                f"POST /api/v1/tasks/llm:batch ({result['batch_size']}/req)",
+                row["batch"],
+                row["batch"]["tasks_per_second"],
+            ),
+        ):
+            lines.append(
+                f"| {w} | {name} | {data['requests_per_second']:,.0f} | {tasks:,.0f} | "
+                f"{data['p50_ms']:.1f} | {data['p99_ms']:.1f} | {data['server_cpu_us_per_request']:,.0f} | "
+                f"{data['redis_cpu_us_per_request']:,.0f} | {tasks / ceiling:.2f} | {data['non_2xx']:.0f} |"
+            )
+    lines += ["", "Targets (issue 4): single submits >= 0.60 of the ceiling; batch > 20,000 tasks/s.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_api")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    result = run(args.quick)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "api.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "api.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
