@@ -247,22 +247,8 @@ class Server:
                 msg = TaskMessage.decode(raw)
             except CorruptTaskError as exc:
                 log.error("task %s in queue %s: %s; archiving it", task_id, queue, exc)
-                self._post(
-                    _Outcome(
-                        queue,
-                        task_id,
-                        "archive",
-                        call=redis_ops.archive_call(
-                            queue,
-                            task_id,
-                            raw,
-                            int(now),
-                            day=_day(now),
-                            channel=self._channel,
-                            event=self._event(task_id, queue, "", "archived", 0, str(exc)),
-                        ),
-                    )
-                )
+                archive = self._archive_call(queue, task_id, raw, "", 0, str(exc), now)
+                self._post(_Outcome(queue, task_id, "archive", call=archive))
                 continue
             deadline = _effective_deadline(msg, now)
             held = _Held(queue=queue, msg=msg, lease_valid_until=lease_until, started=now, deadline=deadline)
@@ -282,17 +268,7 @@ class Server:
 
     async def _execute(self, task_id: str, held: _Held) -> None:
         msg = held.msg
-        task = Task(
-            self._writer,
-            id=msg.id or task_id,
-            type=msg.type,
-            payload=msg.payload,
-            queue=held.queue,
-            retried=msg.retried,
-            max_retry=msg.retry,
-            headers=dict(msg.headers),
-            deadline=datetime.fromtimestamp(held.deadline, UTC) if held.deadline else None,
-        )
+        task = self._task_for(held.queue, task_id, msg, held.deadline)
         error: BaseException | None = None
         limit = asyncio.timeout(held.deadline - time.time()) if held.deadline else None
         try:
@@ -342,39 +318,49 @@ class Server:
                 done, expire = b"", 0
                 event = self._event(task_id, queue, msg.type, "succeeded", msg.retried, None)
             return _Outcome(queue, task_id, "done", ack_item=(task_id, msg.unique_key, done, expire, event))
+        kind, call = self._failure_call(queue, task_id, msg, error, task, now)
+        return _Outcome(queue, task_id, kind, call=call)
+
+    def _failure_call(
+        self, queue: str, task_id: str, msg: TaskMessage, error: BaseException, task: Task, now: float
+    ) -> tuple[str, Call]:
+        """Archive (SkipRetry, or out of retries) or schedule a retry, as asynq does."""
         text = _error_text(error)
         if isinstance(error, SkipRetry) or msg.retried >= msg.retry:
-            archived = msg.replace(error_msg=text, last_failed_at=int(now))
-            return _Outcome(
-                queue,
-                task_id,
-                "archive",
-                call=redis_ops.archive_call(
-                    queue,
-                    task_id,
-                    archived.encode(),
-                    int(now),
-                    day=_day(now),
-                    channel=self._channel,
-                    event=self._event(task_id, queue, msg.type, "archived", msg.retried, text),
-                ),
-            )
+            archived = msg.replace(error_msg=text, last_failed_at=int(now)).encode()
+            return "archive", self._archive_call(queue, task_id, archived, msg.type, msg.retried, text, now)
         delay = self._retry_delay(msg, error, task)
         retried = msg.replace(retried=msg.retried + 1, error_msg=text, last_failed_at=int(now))
-        return _Outcome(
+        return "retry", redis_ops.retry_call(
             queue,
             task_id,
-            "retry",
-            call=redis_ops.retry_call(
-                queue,
-                task_id,
-                retried.encode(),
-                math.ceil(now + delay),
-                day=_day(now),
-                is_failure=True,
-                channel=self._channel,
-                event=self._event(task_id, queue, msg.type, "retry", retried.retried, text),
-            ),
+            retried.encode(),
+            math.ceil(now + delay),
+            day=_day(now),
+            is_failure=True,
+            channel=self._channel,
+            event=self._event(task_id, queue, msg.type, "retry", retried.retried, text),
+        )
+
+    def _archive_call(
+        self, queue: str, task_id: str, raw: bytes, task_type: str, retried: int, text: str, now: float
+    ) -> Call:
+        event = self._event(task_id, queue, task_type, "archived", retried, text)
+        return redis_ops.archive_call(
+            queue, task_id, raw, int(now), day=_day(now), channel=self._channel, event=event
+        )
+
+    def _task_for(self, queue: str, task_id: str, msg: TaskMessage, deadline: float) -> Task:
+        return Task(
+            self._writer,
+            id=msg.id or task_id,
+            type=msg.type,
+            payload=msg.payload,
+            queue=queue,
+            retried=msg.retried,
+            max_retry=msg.retry,
+            headers=dict(msg.headers),
+            deadline=datetime.fromtimestamp(deadline, UTC) if deadline else None,
         )
 
     def _retry_delay(self, msg: TaskMessage, error: BaseException, task: Task) -> float:
@@ -569,50 +555,9 @@ class Server:
         try:
             msg = TaskMessage.decode(raw)
         except CorruptTaskError as exc:
-            return redis_ops.archive_call(
-                queue,
-                task_id,
-                raw,
-                int(now),
-                day=_day(now),
-                channel=self._channel,
-                event=self._event(task_id, queue, "", "archived", 0, str(exc)),
-            )
-        if msg.retried >= msg.retry:
-            archived = msg.replace(error_msg=LEASE_EXPIRED_ERROR, last_failed_at=int(now))
-            return redis_ops.archive_call(
-                queue,
-                task_id,
-                archived.encode(),
-                int(now),
-                day=_day(now),
-                channel=self._channel,
-                event=self._event(task_id, queue, msg.type, "archived", msg.retried, LEASE_EXPIRED_ERROR),
-            )
-        error = RuntimeError(LEASE_EXPIRED_ERROR)
-        task = Task(
-            self._writer,
-            id=task_id,
-            type=msg.type,
-            payload=msg.payload,
-            queue=queue,
-            retried=msg.retried,
-            max_retry=msg.retry,
-            headers=dict(msg.headers),
-            deadline=None,
-        )
-        delay = self._retry_delay(msg, error, task)
-        retried = msg.replace(retried=msg.retried + 1, error_msg=LEASE_EXPIRED_ERROR, last_failed_at=int(now))
-        return redis_ops.retry_call(
-            queue,
-            task_id,
-            retried.encode(),
-            math.ceil(now + delay),
-            day=_day(now),
-            is_failure=True,
-            channel=self._channel,
-            event=self._event(task_id, queue, msg.type, "retry", retried.retried, LEASE_EXPIRED_ERROR),
-        )
+            return self._archive_call(queue, task_id, raw, "", 0, str(exc), now)
+        task = self._task_for(queue, task_id, msg, 0)
+        return self._failure_call(queue, task_id, msg, RuntimeError(LEASE_EXPIRED_ERROR), task, now)[1]
 
     async def _janitor_once(self) -> None:
         now = int(time.time())
