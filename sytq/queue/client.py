@@ -111,14 +111,9 @@ def _prepare(req: EnqueueRequest, now: float) -> _Prepared:
         retention=math.ceil(req.retention or 0),
         headers=headers,
     )
-    item: redis_ops.EnqueueItem = (
-        task_id,
-        msg.encode(),
-        "p" if process_at is None else "s",
-        time.time_ns() if process_at is None else int(process_at),
-        unique or "",
-        unique_ttl,
-    )
+    scheduled_at = None if process_at is None else int(process_at)
+    placement = redis_ops.enqueue_placement(scheduled_at, time.time_ns(), unique or "", unique_ttl)
+    item: redis_ops.EnqueueItem = (task_id, msg.encode(), placement)
     state = TaskState.PENDING if process_at is None else TaskState.SCHEDULED
     next_at = datetime.fromtimestamp(process_at if process_at is not None else now, UTC)
     return _Prepared(item, task_info(msg, state, next_process_at=next_at), unique)

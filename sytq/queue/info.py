@@ -15,7 +15,10 @@ def task_info(
     next_process_at: datetime | None = None,
     result: bytes | None = None,
 ) -> TaskInfo:
-    return TaskInfo(
+    # Same as TaskInfo(...), without the frozen dataclass's per-field object.__setattr__: this runs for
+    # every task of an enqueue_many batch, and the instance stays frozen for everyone after.
+    info = object.__new__(TaskInfo)
+    info.__dict__.update(
         id=msg.id,
         queue=msg.queue,
         type=msg.type,
@@ -33,3 +36,4 @@ def task_info(
         result=result,
         headers=dict(msg.headers),
     )
+    return info

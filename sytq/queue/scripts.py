@@ -9,27 +9,37 @@ ARGV (as asynq does); they share the queue's hash tag, so a queue stays in one c
 from __future__ import annotations
 
 # Many tasks of one queue in one call. KEYS: pending, scheduled. ARGV: task key prefix, then per task
-# id, msg, "p" (pending) | "s" (scheduled), pending_since_ns | process_at_s, unique key or "", unique ttl.
+# id, msg, placement ("p<pending_since_ns>" or "s<process_at_s>", plus "|<ttl>|<unique key>" when unique).
 # Returns one code per task: 1 enqueued, 0 id exists, -1 unique lock held.
 ENQUEUE_BATCH = """
 local out = {}
 local pending = {}
-for i = 2, #ARGV, 6 do
-  local id, key, ukey = ARGV[i], ARGV[1] .. ARGV[i], ARGV[i+4]
+for i = 2, #ARGV, 3 do
+  local id, key, place = ARGV[i], ARGV[1] .. ARGV[i], ARGV[i+2]
+  local mode, score, ukey, ttl = string.sub(place, 1, 1), nil, nil, nil
+  local bar = string.find(place, "|", 2, true)
+  if bar then
+    score = string.sub(place, 2, bar - 1)
+    local bar2 = string.find(place, "|", bar + 1, true)
+    ttl = string.sub(place, bar + 1, bar2 - 1)
+    ukey = string.sub(place, bar2 + 1)
+  else
+    score = string.sub(place, 2)
+  end
   if redis.call("EXISTS", key) == 1 then
     out[#out + 1] = 0
-  elseif ukey ~= "" and not redis.call("SET", ukey, id, "NX", "EX", ARGV[i+5]) then
+  elseif ukey and not redis.call("SET", ukey, id, "NX", "EX", ttl) then
     out[#out + 1] = -1
   else
     local fields
-    if ARGV[i+2] == "p" then
-      fields = {"msg", ARGV[i+1], "state", "pending", "pending_since", ARGV[i+3]}
+    if mode == "p" then
+      fields = {"msg", ARGV[i+1], "state", "pending", "pending_since", score}
       pending[#pending + 1] = id
     else
       fields = {"msg", ARGV[i+1], "state", "scheduled"}
-      redis.call("ZADD", KEYS[2], ARGV[i+3], id)
+      redis.call("ZADD", KEYS[2], score, id)
     end
-    if ukey ~= "" then
+    if ukey then
       fields[#fields + 1] = "unique_key"
       fields[#fields + 1] = ukey
     end
