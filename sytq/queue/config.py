@@ -22,7 +22,7 @@ class ServerConfig:
     lease_seconds: float = 30.0
     retry_delay: RetryDelay = default_retry_delay
     publish_events: bool = False
-    server_name: str = field(default_factory=lambda: f"sytq-{os.getpid()}")
+    server_name: str = field(default_factory=lambda: f"sytq-{os.getpid()}")  # logs; asynq's info has no name
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     # Throughput and timing knobs beyond asynq's options.

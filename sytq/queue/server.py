@@ -127,6 +127,14 @@ class Server:
                     loop.add_signal_handler(sig, self.request_stop)
                     installed.append(sig)
         self._status = "active"
+        log.info(
+            "queue server %s (%s) started: queues=%s strict=%s concurrency=%d",
+            self._config.server_name,
+            self._server_key,
+            dict(self._config.queues),
+            self._config.strict_priority,
+            self._config.concurrency,
+        )
         background = [
             asyncio.create_task(
                 self._forever(self._heartbeat_once, self._heartbeat_tick), name="sytq-heartbeat"
@@ -158,6 +166,7 @@ class Server:
             await asyncio.gather(*background, fetcher, flusher, *runners, return_exceptions=True)
             with contextlib.suppress(*_REDIS_ERRORS):
                 await self._ops.run(redis_ops.clear_server_state_calls(self._server_key, self._workers_key))
+            log.info("queue server %s stopped", self._config.server_name)
 
     # ---- shutdown -----------------------------------------------------------------------------
 
