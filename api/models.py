@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sytq.queue import QueueStats
 from sytq.tasks import ChatMessage
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -134,25 +135,9 @@ class TaskList(BaseModel):
     next_cursor: str | None = None
 
 
-class QueueView(BaseModel):
-    queue: str
-    size: int
-    pending: int
-    active: int
-    scheduled: int
-    retry: int
-    archived: int
-    completed: int
-    processed_today: int
-    failed_today: int
-    processed_total: int
-    failed_total: int
-    paused: bool
-    latency_seconds: float
-
-
 class QueueList(BaseModel):
-    queues: list[QueueView]
+    # The queue engine's own stats record is the schema: one definition, no copy to drift.
+    queues: list[QueueStats]
 
 
 class ErrorBody(BaseModel):

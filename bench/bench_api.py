@@ -25,18 +25,14 @@ from typing import Any
 
 import redis
 
+from sytq.cli_run import free_port
+
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 SINGLE_BODY = (
     '{"prompt": "Summarise the attached valuation report in three sentences.", "model": "deepseek-chat"}'
 )
 BATCH_SIZE = 500
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
