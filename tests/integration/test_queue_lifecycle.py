@@ -311,3 +311,50 @@ async def test_many_concurrent_result_writes_share_a_small_pool(redis_server: Re
         assert sample.result == b"r7"
     finally:
         await client.aclose()
+
+
+async def test_failure_events_carry_the_error(
+    redis_client: aioredis.Redis, queue_client: QueueClient, queue_server: ServerRunner
+) -> None:
+    from sytq.queue import EVENTS_CHANNEL
+
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(EVENTS_CHANNEL)
+
+    async def bad(task: Task) -> None:
+        raise ValueError(f"bad {task.retried}")
+
+    info = await queue_client.enqueue("bad", b"", max_retry=1, retention=60)
+    seen: list[tuple[str, int, str | None]] = []
+    async with queue_server({"bad": bad}, publish_events=True, retry_delay=lambda n, e, t: 0.0):
+
+        async def collect() -> bool:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+            if msg:
+                event = json.loads(msg["data"])
+                assert event["task_id"] == info.id
+                seen.append((event["state"], event["retried"], event["error"]))
+            return len(seen) == 4
+
+        await wait_until(collect)
+    assert seen == [("active", 0, None), ("retry", 1, "bad 0"), ("active", 1, None), ("archived", 1, "bad 1")]
+    await pubsub.aclose()
+
+
+async def test_cancelled_task_can_follow_asynq_and_retry(
+    queue_client: QueueClient, inspector: Inspector, queue_server: ServerRunner
+) -> None:
+    started = asyncio.Event()
+
+    async def slow(task: Task) -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    info = await queue_client.enqueue("slow", b"")
+    async with queue_server({"slow": slow}, cancelled_tasks_archive=False, retry_delay=lambda n, e, t: 600.0):
+        await asyncio.wait_for(started.wait(), 5)
+        await asyncio.sleep(0.2)
+        await inspector.cancel_task(info.id)
+        await wait_until(lambda: _state_is(inspector, info.id, TaskState.RETRY))
+    got = await inspector.get_task("default", info.id)
+    assert (got.retried, got.last_error) == (1, "context canceled")
