@@ -182,9 +182,10 @@ async def submit_llm(request: Request) -> Response:
     if body.callback_url:
         await _check_callbacks(state, [(["body", "callback_url"], body.callback_url)])
     try:
-        await state.submitter.submit_chat(item)
-    except AlreadySubmitted:
-        pass  # the same Idempotency-Key again: same answer, nothing enqueued twice
+        # The submitter's id is the one to return (a resource-mode submitter names its own).
+        task_id = await state.submitter.submit_chat(item)
+    except AlreadySubmitted as exc:
+        task_id = exc.task_id  # the same Idempotency-Key again: same answer, nothing enqueued twice
     except BaseException:
         if idempotency_key:
             await _release_quietly(state, key.name, idempotency_key)

@@ -28,7 +28,8 @@ def merge(task_id: str, info: TaskInfo | None, record: Any) -> TaskView:
         view.type = info.type
         view.queue = info.queue
         view.state = str(info.state)
-        view.attempts = info.retried + (0 if str(info.state) in ("pending", "scheduled") else 1)
+        # asynq counts failures in `retried`; a running or finished task is one attempt further.
+        view.attempts = info.retried + (0 if str(info.state) in ("pending", "scheduled", "retry") else 1)
         view.max_retry = info.max_retry
         view.next_process_at = info.next_process_at
         view.last_failed_at = info.last_failed_at

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -158,3 +159,18 @@ async def test_batch(
     assert bad_item.status_code == 422
     assert bad_item.json()["detail"][0]["loc"][:3] == ["body", "tasks", 1]
     assert await _pending(redis_client) == 100  # a refused batch enqueues nothing
+
+
+async def test_racing_repeats_of_one_idempotency_key(
+    api: RunningApi, http: httpx.AsyncClient, redis_client: aioredis.Redis
+) -> None:
+    """Simultaneous repeats land in the same coalesced batch: one task, one id for all."""
+    url = f"{api.url}/api/v1/tasks/llm"
+    answers = await asyncio.gather(
+        *[http.post(url, json=PROMPT, headers={"Idempotency-Key": "same"}) for _ in range(20)],
+        *[http.post(url, json=PROMPT) for _ in range(20)],
+    )
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.json()["task_id"] for a in answers[:20]}) == 1
+    assert len({a.json()["task_id"] for a in answers[20:]}) == 20
+    assert await _pending(redis_client) == 21
