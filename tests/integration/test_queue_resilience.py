@@ -248,3 +248,54 @@ async def test_handler_is_cancelled_when_its_lease_cannot_be_extended() -> None:
         with contextlib.suppress(Exception):
             await client.aclose()
         server.close()
+
+
+async def test_connection_drops_mid_operation_lose_nothing(
+    redis_client: aioredis.Redis, redis_server: RedisServer
+) -> None:
+    """Every client connection is killed every 30 ms while 500 tasks run: replies get lost mid-dequeue
+    and mid-ack; the loops keep going, lost dequeues come back through lease recovery, nothing is lost."""
+    worker_client = aioredis.Redis.from_url(redis_server.url)
+    done: set[str] = set()
+
+    async def handler(task: Task) -> None:
+        await asyncio.sleep(0.005)
+        done.add(task.id)
+
+    infos = await QueueClient(redis_client).enqueue_many([EnqueueRequest("t", b"") for _ in range(500)])
+    ids = {i.id for i in infos}  # type: ignore[union-attr]
+    killing = True
+
+    async def killer() -> None:
+        killer_client = aioredis.Redis.from_url(redis_server.url)
+        while killing:
+            with contextlib.suppress(redis_errors.RedisError):
+                await killer_client.client_kill_filter(_type="normal", skipme=True)
+            await asyncio.sleep(0.03)
+        await killer_client.aclose()
+
+    try:
+        async with running_server(
+            worker_client,
+            {"t": handler},
+            concurrency=50,
+            lease_seconds=2,
+            recover_interval=0.2,
+            lease_grace=0.2,
+            retry_delay=lambda n, e, t: 0.0,
+        ):
+            chaos = asyncio.create_task(killer())
+            await wait_until(lambda: len(done) >= 450, within=30)
+            killing = False
+            await chaos
+
+            async def drained() -> bool:
+                stats = await Inspector(redis_client).queue_stats("default")
+                return stats.pending + stats.active + stats.retry == 0
+
+            await wait_until(drained, within=30)
+        assert ids <= done
+        assert (await Inspector(redis_client).queue_stats("default")).archived == 0
+    finally:
+        killing = False
+        await worker_client.aclose()
