@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 
 import pytest
 import redis.asyncio as aioredis
@@ -299,3 +300,27 @@ async def test_connection_drops_mid_operation_lose_nothing(
     finally:
         killing = False
         await worker_client.aclose()
+
+
+async def test_two_servers_share_a_queue_and_run_each_task_once(
+    redis_client: aioredis.Redis, redis_server: RedisServer
+) -> None:
+    runs: Counter[str] = Counter()
+
+    async def handler(task: Task) -> None:
+        runs[task.id] += 1
+        await asyncio.sleep(0.001)
+
+    infos = await QueueClient(redis_client).enqueue_many([EnqueueRequest("t", b"") for _ in range(2000)])
+    other = aioredis.Redis.from_url(redis_server.url)
+    try:
+        async with (
+            running_server(redis_client, {"t": handler}, concurrency=64, fetch_batch=16),
+            running_server(other, {"t": handler}, concurrency=64, fetch_batch=16),
+        ):
+            await wait_until(lambda: len(runs) == 2000, within=30)
+    finally:
+        await other.aclose()
+    assert set(runs) == {i.id for i in infos}  # type: ignore[union-attr]
+    assert set(runs.values()) == {1}
+    assert (await Inspector(redis_client).queue_stats("default")).processed_total == 2000
