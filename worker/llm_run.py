@@ -72,7 +72,7 @@ async def run_llm(
         llm_latency_ms=result.latency_ms,
         model=result.model or new.model,
     )
-    return await pipeline.store.mark_succeeded(task.id, outcome), True
+    return await pipeline.store.mark_succeeded(record, outcome), True
 
 
 async def _attempt_failed(
