@@ -55,6 +55,7 @@ class ControllerContext:
     custom: kclient.CustomObjectsApi
     apps: kclient.AppsV1Api
     patch_slots: asyncio.Semaphore
+    final_patch_slots: asyncio.Semaphore
     wakeups: Wakeups = field(default_factory=Wakeups)
 
     @classmethod
@@ -62,7 +63,8 @@ class ControllerContext:
         if not settings.redis_url:
             raise ConfigError("the controller needs SYTQ_REDIS_URL (the Redis its workers use)")
         redis = aioredis.Redis.from_url(settings.redis_url)
-        api = await _kube_api_client(settings.controller_max_patches_in_flight)
+        # Two lanes of patches (see llmtasks.sync) plus reads, creates and deletes.
+        api = await _kube_api_client(2 * settings.controller_max_patches_in_flight + 8)
         return cls(
             settings=settings,
             redis=redis,
@@ -72,6 +74,7 @@ class ControllerContext:
             custom=kclient.CustomObjectsApi(api),
             apps=kclient.AppsV1Api(api),
             patch_slots=asyncio.Semaphore(settings.controller_max_patches_in_flight),
+            final_patch_slots=asyncio.Semaphore(settings.controller_max_patches_in_flight),
         )
 
     async def close(self) -> None:

@@ -40,7 +40,6 @@ CANCEL_WAIT_ATTEMPTS = 60
 MIRROR_RESTART_SECONDS = 2.0
 
 _EVENT_REASONS = {
-    "Queued": ("Normal", "Enqueued"),
     "Running": ("Normal", "Started"),
     "Succeeded": ("Normal", "Succeeded"),
     "Failed": ("Warning", "Failed"),
@@ -59,29 +58,28 @@ def result_ref(task_id: str) -> str:
 
 
 async def patch_status(ctx: ControllerContext, namespace: str, name: str, fields: Mapping[str, Any]) -> bool:
-    """Merge-patch the status; False if the object is gone."""
-    async with ctx.patch_slots:
-        try:
-            await ctx.custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                LLMTASK_PLURAL,
-                name,
-                {"status": dict(fields)},
-                _content_type="application/merge-patch+json",  # type: ignore[call-arg]
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
+    """Merge-patch the status (the caller holds a patch slot); False if the object is gone."""
+    try:
+        await ctx.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            LLMTASK_PLURAL,
+            name,
+            {"status": dict(fields)},
+            _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
     return True
 
 
 def announce(body: kopf.Body, old_phase: str | None, new_phase: str, message: str) -> None:
     """A Kubernetes Event for a phase transition."""
-    if old_phase == new_phase:
-        return
+    if old_phase == new_phase or new_phase == PHASE_QUEUED:
+        return  # the Enqueued event was posted when the task went onto the queue
     type_, reason = _EVENT_REASONS[new_phase]
     kopf.event(body, type=type_, reason=reason, message=message[:1024])
 
@@ -112,7 +110,18 @@ class _Mirror:
         value = self.status.get("phase")
         return str(value) if value else None
 
+    @property
+    def identity(self) -> dict[str, Any]:
+        """Status fields fixed from the moment the task is enqueued."""
+        return {
+            "taskId": self.task_id,
+            "queue": self.queue,
+            "resultRef": result_ref(self.task_id),
+            "observedGeneration": self.body.metadata.get("generation", 1),
+        }
+
     async def apply(self, desired: Mapping[str, Any], message: str = "") -> bool:
+        """Patch what changed (the caller holds a patch slot); False if the LLMTask is gone."""
         changes = changed_fields(self.status, desired)
         if not changes:
             return True
@@ -125,6 +134,10 @@ class _Mirror:
             announce(self.body, old_phase, new_phase, message or self._describe())
         return True
 
+    async def apply_in_slot(self, desired: Mapping[str, Any], message: str = "") -> bool:
+        async with self.ctx.patch_slots:
+            return await self.apply(desired, message)
+
     def _describe(self) -> str:
         text = f"task {self.task_id} is {self.phase}"
         if self.status.get("attempts"):
@@ -134,7 +147,10 @@ class _Mirror:
         return text
 
     async def enqueue(self) -> bool:
-        """Put the task on the queue (once, whatever happens); False if the LLMTask is gone."""
+        """Put the task on the queue (once, whatever happens); False if the LLMTask is gone.
+
+        No status patch here: the first sync reports Queued, or whatever the task has reached by
+        the time a patch slot is free (under a burst, one patch instead of three)."""
         now = datetime.now(UTC)
         try:
             payload = payload_from_spec(
@@ -144,18 +160,14 @@ class _Mirror:
                 default_model=self.ctx.settings.llm_default_model,
             )
         except ValueError as exc:
-            return await self.apply(
-                {
-                    "phase": PHASE_FAILED,
-                    "error": f"invalid spec: {exc}"[:2000],
-                    "completionTime": rfc3339(now),
-                    "conditions": [
-                        condition(
-                            "Failed", True, "InvalidSpec", str(exc)[:500], now=now, previous=self.status
-                        )
-                    ],
-                }
-            )
+            failed = condition("Failed", True, "InvalidSpec", str(exc)[:500], now=now, previous=self.status)
+            desired = {
+                "phase": PHASE_FAILED,
+                "error": f"invalid spec: {exc}"[:2000],
+                "completionTime": rfc3339(now),
+                "conditions": [failed],
+            }
+            return await self.apply_in_slot(desired)
         ttl = int(self.spec.get("ttlSecondsAfterFinished") or 0)
         while True:
             try:
@@ -170,49 +182,54 @@ class _Mirror:
                 )
             except TaskIdConflictError:
                 self.logger.info("task %s was enqueued before; not enqueuing again", self.task_id)
-                return True  # the mirror loop reads its real state next
+                return True
             except (QueueError, RedisError, OSError) as exc:
                 self.logger.warning("cannot enqueue %s: %s", self.task_id, exc)
-                ok = await self.apply(
-                    {
-                        "phase": PHASE_PENDING,
-                        "conditions": [
-                            condition(
-                                "Queued",
-                                False,
-                                "EnqueueFailed",
-                                str(exc)[:500],
-                                now=datetime.now(UTC),
-                                previous=self.status,
-                            )
-                        ],
-                    }
+                waiting = condition(
+                    "Queued",
+                    False,
+                    "EnqueueFailed",
+                    str(exc)[:500],
+                    now=datetime.now(UTC),
+                    previous=self.status,
                 )
-                if not ok:
+                if not await self.apply_in_slot({"phase": PHASE_PENDING, "conditions": [waiting]}):
                     return False
                 await asyncio.sleep(ENQUEUE_RETRY_SECONDS)
                 continue
-            return await self.apply(
-                {
-                    "phase": PHASE_QUEUED,
-                    "taskId": self.task_id,
-                    "queue": self.queue,
-                    "attempts": 0,
-                    "resultRef": result_ref(self.task_id),
-                    "observedGeneration": self.body.metadata.get("generation", 1),
-                    "conditions": [
-                        condition(
-                            "Queued",
-                            True,
-                            "Enqueued",
-                            f"waiting in queue {self.queue}",
-                            now=now,
-                            previous=self.status,
-                        )
-                    ],
-                },
+            kopf.event(
+                self.body,
+                type="Normal",
+                reason="Enqueued",
                 message=f"enqueued as {self.task_id} on queue {self.queue}",
             )
+            return True
+
+    def _desired(self, info: TaskInfo | None) -> dict[str, Any]:
+        return {
+            **self.identity,
+            **status_from_task(
+                self.status,
+                info,
+                task_id=self.task_id,
+                result_ref=result_ref(self.task_id),
+                now=datetime.now(UTC),
+            ),
+        }
+
+    async def sync(self) -> bool:
+        """One round of mirroring; False if the LLMTask is gone.
+
+        Final outcomes use their own patch slots, so under a burst a finished task is reported at
+        once instead of queueing behind the Queued/Running patches of newer tasks. The state is
+        read again once a slot is held, so the patch carries the freshest state."""
+        desired = self._desired(await get_task(self.ctx, self.queue, self.task_id))
+        if not changed_fields(self.status, desired):
+            return True
+        slots = self.ctx.final_patch_slots if desired["phase"] in FINAL_PHASES else self.ctx.patch_slots
+        async with slots:
+            desired = self._desired(await get_task(self.ctx, self.queue, self.task_id))
+            return await self.apply(desired)
 
     async def follow(self, wake: asyncio.Event) -> None:
         """Mirror until the task is final (or the LLMTask is gone)."""
@@ -220,21 +237,12 @@ class _Mirror:
         while self.phase not in FINAL_PHASES:
             wake.clear()  # before reading: news arriving during the read is not lost
             try:
-                info = await get_task(self.ctx, self.queue, self.task_id)
+                if not await self.sync():
+                    return
             except (QueueError, RedisError, OSError) as exc:
                 self.logger.warning("cannot read task %s: %s", self.task_id, exc)
-            else:
-                desired = status_from_task(
-                    self.status,
-                    info,
-                    task_id=self.task_id,
-                    result_ref=result_ref(self.task_id),
-                    now=datetime.now(UTC),
-                )
-                if not await self.apply(desired):
-                    return
-                if self.phase in FINAL_PHASES:
-                    return
+            if self.phase in FINAL_PHASES:
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=resync)
 
@@ -296,7 +304,7 @@ async def _mark_cancelled(mirror: _Mirror, message: str) -> None:
     if mirror.phase in FINAL_PHASES:
         return
     now = datetime.now(UTC)
-    await mirror.apply(
+    await mirror.apply_in_slot(
         {
             "phase": PHASE_CANCELLED,
             "completionTime": rfc3339(now),

@@ -12,11 +12,25 @@ import kopf
 
 from controller import llmtasks, pools, task_events
 from controller.context import ControllerContext
+from sytq.k8s_resources import LLMTASK_KIND
 from sytq.settings import Settings, get_settings
 
 __all__ = ["main"]
 _HANDLER_MODULES = (llmtasks, pools)  # imported for their kopf registrations
 logger = logging.getLogger("controller")
+
+
+class PoolsOnlyDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's last-handled-configuration annotation, for LLMWorkerPools only.
+
+    LLMTask specs are immutable and have no create/update handlers, so that annotation would be
+    one more write per task for nothing (a 1,000-task burst is apiserver-bound).
+    """
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        if body.get("kind") == LLMTASK_KIND:
+            return
+        super().store(body=body, patch=patch, essence=essence)
 
 
 def kopf_settings() -> kopf.OperatorSettings:
@@ -25,7 +39,7 @@ def kopf_settings() -> kopf.OperatorSettings:
     # schemas stay exact and kopf's bookkeeping never fights with our status.
     settings.persistence.finalizer = "llm.syt.io/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="llm.syt.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = PoolsOnlyDiffBaseStorage(
         prefix="llm.syt.io", key="last-handled-configuration"
     )
     settings.posting.loggers = False  # only the Events we post on purpose, not every log line

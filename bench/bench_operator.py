@@ -1,0 +1,320 @@
+"""Operator benchmark: N LLMTasks applied at once, stub LLM at zero latency.
+
+    python -m bench.bench_operator [--quick] [--n N]
+
+Runs a real etcd + kube-apiserver (tests/harness/kube.py), Redis, the stub LLM, one worker process
+(concurrency 100) and the controller as its ServiceAccount with the manifests' Role, all on
+loopback. Measures:
+
+- time from the first create until the watch has seen every LLMTask Succeeded;
+- status-mirroring lag per task: the worker's "completed" event timestamp (pub/sub) to the moment a
+  watch on LLMTasks sees phase Succeeded (so it includes the watch's own delivery: an upper bound);
+- controller CPU seconds and peak RSS (from /proc) over the run.
+
+Peer: the same N llm:chat tasks enqueued straight into the queue (no Kubernetes) through the same
+worker, timed from the first enqueue to the last completion event. The ratio is the cost of going
+through the apiserver and the controller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from kubernetes import client as kclient
+from kubernetes import config as kconfig
+from kubernetes import watch as kwatch
+
+from sytq.queue import EVENTS_CHANNEL, EnqueueRequest, QueueClient
+from tests.harness.kube import KubeControlPlane
+from tests.harness.operator_fixtures import NAMESPACE, OperatorEnv, ProcessFactory, apply_manifests
+from tests.harness.services import RedisServer
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+CREATE_CONCURRENCY = 32
+WORKER_CONCURRENCY = 100
+DONE_STATES = ("completed", "succeeded")
+TARGET_SECONDS = 60.0
+QUICK_NOTE = " (quick run: fewer tasks)"
+STEADY_RATE = 20.0  # LLMTasks per second in the steady-state lag phase
+
+
+def _proc_usage(pid: int) -> tuple[float, int]:
+    """(CPU seconds so far, peak RSS bytes) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    peak = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak = int(line.split()[1]) * 1024
+    return cpu, peak
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+class EventClock:
+    """Records when the workers reported each task done (their own timestamps)."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self.done: dict[str, float] = {}
+        self.ready = asyncio.Event()
+        self.all_done = asyncio.Event()
+        self.expected: int | None = None
+
+    def expect(self, count: int) -> None:
+        self.expected = count
+        if len(self.done) >= count:
+            self.all_done.set()
+
+    async def run(self) -> None:
+        conn = aioredis.Redis.from_url(self.redis_url)
+        pubsub = conn.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(EVENTS_CHANNEL)
+        self.ready.set()
+        try:
+            async for message in pubsub.listen():
+                event = json.loads(message["data"])
+                if event.get("state") in DONE_STATES:
+                    self.done.setdefault(event["task_id"], float(event["ts"]))
+                    if self.expected is not None and len(self.done) >= self.expected:
+                        self.all_done.set()
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await conn.aclose()
+
+
+class SucceededWatch(threading.Thread):
+    """Watches LLMTasks in a thread of its own; notes when each is first seen Succeeded."""
+
+    def __init__(self, kubeconfig: Path, expected: int, prefix: str) -> None:
+        super().__init__(daemon=True)
+        self.prefix = f"{prefix}-"
+        self.api = kclient.CustomObjectsApi(kconfig.new_client_from_config(str(kubeconfig)))
+        self.expected = expected
+        self.seen: dict[str, float] = {}  # task id -> wall clock
+        self.finished = threading.Event()
+        listing = self.api.list_namespaced_custom_object("llm.syt.io", "v1alpha1", NAMESPACE, "llmtasks")
+        self.resource_version = listing["metadata"]["resourceVersion"]
+
+    def run(self) -> None:
+        stream = kwatch.Watch()
+        while not self.finished.is_set():
+            for event in stream.stream(
+                self.api.list_namespaced_custom_object,
+                "llm.syt.io",
+                "v1alpha1",
+                NAMESPACE,
+                "llmtasks",
+                resource_version=self.resource_version,
+                timeout_seconds=60,
+            ):
+                obj = event["object"]
+                self.resource_version = obj["metadata"]["resourceVersion"]
+                status = obj.get("status") or {}
+                if status.get("phase") == "Succeeded" and obj["metadata"]["name"].startswith(self.prefix):
+                    self.seen.setdefault(f"llmtask-{obj['metadata']['uid']}", time.time())
+                    if len(self.seen) >= self.expected:
+                        self.finished.set()
+                        stream.stop()
+                        return
+
+
+def _llmtask(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "llm.syt.io/v1alpha1",
+        "kind": "LLMTask",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"prompt": f"benchmark prompt {name}", "maxRetries": 1},
+    }
+
+
+async def _create_all(kubeconfig: Path, n: int, prefix: str = "bench", rate: float | None = None) -> None:
+    """Create n LLMTasks: all at once (32 in flight), or paced at ``rate`` per second."""
+    from kubernetes_asyncio import client as aclient
+    from kubernetes_asyncio import config as aconfig
+
+    api_client = await aconfig.new_client_from_config(str(kubeconfig))
+    api = aclient.CustomObjectsApi(api_client)
+    todo = iter(range(n))
+
+    async def create(i: int) -> None:
+        body = _llmtask(f"{prefix}-{i}")
+        await api.create_namespaced_custom_object("llm.syt.io", "v1alpha1", NAMESPACE, "llmtasks", body)
+
+    async def lane() -> None:
+        for i in todo:
+            await create(i)
+
+    if rate is None:
+        await asyncio.gather(*(lane() for _ in range(CREATE_CONCURRENCY)))
+    else:
+        pending = []
+        for i in range(n):
+            pending.append(asyncio.create_task(create(i)))
+            await asyncio.sleep(1 / rate)
+        await asyncio.gather(*pending)
+    await api_client.close()
+
+
+async def run_operator(
+    env: OperatorEnv, n: int, controller_pid: int, prefix: str = "bench", rate: float | None = None
+) -> dict[str, Any]:
+    clock = EventClock(env.redis_url)
+    listener = asyncio.create_task(clock.run())
+    await clock.ready.wait()
+    watch = SucceededWatch(env.kube.kubeconfig, n, prefix)
+    watch.start()
+    cpu0, _ = _proc_usage(controller_pid)
+    start = time.time()
+    await _create_all(env.kube.kubeconfig, n, prefix, rate)
+    created = time.time()
+    await asyncio.to_thread(watch.finished.wait, 600)
+    cpu1, peak_rss = _proc_usage(controller_pid)
+    await asyncio.sleep(0.5)  # late pub/sub messages
+    listener.cancel()
+    if not watch.finished.is_set():
+        raise RuntimeError(f"only {len(watch.seen)}/{n} LLMTasks Succeeded within 600 s")
+    end = max(watch.seen.values())
+    lags = [watch.seen[t] - clock.done[t] for t in watch.seen if t in clock.done]
+    return {
+        "tasks": n,
+        "create_seconds": round(created - start, 2),
+        "all_succeeded_seconds": round(end - start, 2),
+        "throughput_per_s": round(n / (end - start), 1),
+        "lag_samples": len(lags),
+        "lag_p50_ms": round(_percentile(lags, 50) * 1000, 1),
+        "lag_p95_ms": round(_percentile(lags, 95) * 1000, 1),
+        "lag_max_ms": round(max(lags) * 1000, 1),
+        "lag_mean_ms": round(statistics.fmean(lags) * 1000, 1),
+        "controller_cpu_seconds": round(cpu1 - cpu0, 2),
+        "controller_cpu_percent": round(100 * (cpu1 - cpu0) / (end - start), 1),
+        "controller_peak_rss_mib": round(peak_rss / 2**20, 1),
+    }
+
+
+async def run_direct(redis_url: str, n: int) -> dict[str, Any]:
+    clock = EventClock(redis_url)
+    listener = asyncio.create_task(clock.run())
+    await clock.ready.wait()
+    conn = aioredis.Redis.from_url(redis_url)
+    requests = [
+        EnqueueRequest(
+            type="llm:chat",
+            queue="default",
+            max_retry=1,
+            payload=json.dumps(
+                {"model": "deepseek-chat", "messages": [{"role": "user", "content": f"direct prompt {i}"}]}
+            ).encode(),
+        )
+        for i in range(n)
+    ]
+    start = time.time()
+    await QueueClient(conn).enqueue_many(requests)
+    clock.expect(n)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(clock.all_done.wait(), 600)
+    listener.cancel()
+    await conn.aclose()
+    if len(clock.done) < n:
+        raise RuntimeError(f"only {len(clock.done)}/{n} direct tasks completed")
+    end = max(clock.done.values())
+    return {
+        "tasks": n,
+        "all_completed_seconds": round(end - start, 2),
+        "throughput_per_s": round(n / (end - start), 1),
+    }
+
+
+def write_results(result: dict[str, Any]) -> None:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "operator.json").write_text(json.dumps(result, indent=2) + "\n")
+    op, direct, steady = result["operator"], result["direct_queue"], result["steady"]
+    ratio = op["all_succeeded_seconds"] / direct["all_completed_seconds"]
+    lines = [
+        f"## operator: {op['tasks']} LLMTasks applied at once (stub LLM, zero latency)",
+        "",
+        f"Machine: {os.cpu_count()} cores; one worker process (concurrency {WORKER_CONCURRENCY}),"
+        " one controller, etcd + kube-apiserver, Redis, stub LLM, all on this machine.",
+        "",
+        "| path | tasks | time to all done | tasks/s | ratio |",
+        "|---|---:|---:|---:|---:|",
+        f"| LLMTask via apiserver + controller | {op['tasks']} | {op['all_succeeded_seconds']} s "
+        f"| {op['throughput_per_s']} | {ratio:.2f}x |",
+        f"| same tasks enqueued directly (peer) | {direct['tasks']} | {direct['all_completed_seconds']} s "
+        f"| {direct['throughput_per_s']} | 1.00x |",
+        "",
+        "| status lag (worker done -> watch sees Succeeded) | p50 | p95 | max |",
+        "|---|---:|---:|---:|",
+        f"| burst: {op['lag_samples']} tasks created at once | {op['lag_p50_ms']} ms | {op['lag_p95_ms']} ms "
+        f"| {op['lag_max_ms']} ms |",
+        f"| steady: {steady['lag_samples']} tasks at {STEADY_RATE:.0f}/s | {steady['lag_p50_ms']} ms "
+        f"| {steady['lag_p95_ms']} ms | {steady['lag_max_ms']} ms |",
+        "",
+        f"Controller: {op['controller_cpu_seconds']} CPU s"
+        f" ({op['controller_cpu_percent']}% of one core over the burst),"
+        f" peak RSS {op['controller_peak_rss_mib']} MiB. Creating the {op['tasks']} objects took"
+        f" {op['create_seconds']} s ({CREATE_CONCURRENCY} concurrent creates). Target: all Succeeded"
+        f" <= {TARGET_SECONDS:.0f} s for 1,000 tasks{QUICK_NOTE if result['quick'] else ''}.",
+        "",
+    ]
+    (RESULTS_DIR / "operator.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_operator", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="200 tasks instead of 1,000")
+    parser.add_argument("--n", type=int, default=None)
+    args = parser.parse_args(argv)
+    n = args.n or (200 if args.quick else 1000)
+
+    workdir = Path(tempfile.mkdtemp(prefix="sytq-bench-operator-"))
+    redis_server = RedisServer()
+    redis_server.start()
+    factory = ProcessFactory(workdir)
+    try:
+        with KubeControlPlane() as kube:
+            apply_manifests(kube)
+            env = OperatorEnv(
+                kube=kube,
+                controller_kubeconfig=kube.service_account_kubeconfig(NAMESPACE, "syt-queue-controller"),
+                redis_url=redis_server.url,
+                factory=factory,
+            )
+            env.start_stub()
+            env.start_worker(concurrency=WORKER_CONCURRENCY)
+            controller = env.start_controller(SYTQ_LOG_LEVEL="WARNING", SYTQ_CONTROLLER_RESYNC_SECONDS="10")
+            time.sleep(3)  # controller logged in and watching
+            operator = asyncio.run(run_operator(env, n, controller.popen.pid))
+            steady = asyncio.run(
+                run_operator(env, n // 5, controller.popen.pid, prefix="steady", rate=STEADY_RATE)
+            )
+            controller.stop()
+            redis.Redis.from_url(redis_server.url).flushall()
+            direct = asyncio.run(run_direct(redis_server.url, n))
+    finally:
+        factory.close()
+        redis_server.close()
+    write_results({"quick": args.quick, "operator": operator, "steady": steady, "direct_queue": direct})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
