@@ -12,10 +12,14 @@
 #        hack/k8s/build.sh --regen    rewrite hack/k8s/*/go.mod + go.sum from the
 #                                     versions pinned below, then build
 #
+# SYTQ_K8S_BUILD_KUBECTL=1 builds kubectl even when the machine has a fitting one.
 # Nothing is downloaded but Go modules (GOTOOLCHAIN=local: no toolchain downloads).
 set -euo pipefail
 
-K8S_VERSION=v1.32.13   # kube-apiserver (and kubectl if the machine's does not fit)
+# v1.33: every staging module of the release is on the Go module proxy at v0.33.13
+# (k8s.io/endpointslice v0.32.13, which kube-apiserver imports, is not); kubectl 1.32
+# and 1.33 both talk to it (one minor version of skew).
+K8S_VERSION=v1.33.13   # kube-apiserver (and kubectl if the machine's does not fit)
 ETCD_VERSION=v3.5.35   # >= 3.5.11: Kubernetes >= 1.31 needs etcd's newer health endpoints
 HELM_VERSION=v3.22.0
 
@@ -45,6 +49,17 @@ export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
 mkdir -p "$BIN"
 START=$SECONDS
 
+# one build at a time per cache dir (parallel test runs, several clones)
+exec 9>"$OUT/.lock"
+if ! flock -n 9; then
+  log "another build.sh is building into $OUT; waiting for it"
+  flock 9
+fi
+if [[ $REGEN == 0 ]] && have_all; then
+  echo "$BIN"
+  exit 0
+fi
+
 k8s_minor() { local v=${1#v}; v=${v#*.}; echo "${v%%.*}"; }
 
 # --- go.mod generation (only with --regen, or when a go.mod is missing) ---------
@@ -52,7 +67,8 @@ regen_apiserver() {
   local dir="$HERE/apiserver" mod staging minor patch
   log "regenerating $dir/go.mod for k8s.io/kubernetes $K8S_VERSION"
   rm -f "$dir/go.mod" "$dir/go.sum"
-  (cd "$dir" && go mod init sytq.local/hack/k8s/apiserver >/dev/null 2>&1)
+  # go 1.24: the lowest that knows `tool` lines; tidy raises it to what the deps need
+  (cd "$dir" && go mod init sytq.local/hack/k8s/apiserver >/dev/null 2>&1 && go mod edit -go=1.24.0)
   mod="$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
     sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
   minor=$(k8s_minor "$K8S_VERSION"); patch=${K8S_VERSION##*.}
@@ -64,17 +80,16 @@ regen_apiserver() {
     args+=(-replace="$m=$m@v0.$minor.$patch")
   done
   (cd "$dir" && go mod edit "${args[@]}" &&
-    go get -tool k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl >&2 &&
+    go mod edit -tool=k8s.io/kubernetes/cmd/kube-apiserver -tool=k8s.io/kubernetes/cmd/kubectl &&
     go mod tidy >&2)
 }
 
 regen_simple() { # dir module-path version tool-package...
-  local dir="$HERE/$1" modpath=$2 version=$3; shift 3
+  local name=$1 dir="$HERE/$1" modpath=$2 version=$3; shift 3
   log "regenerating $dir/go.mod for $modpath $version"
   rm -f "$dir/go.mod" "$dir/go.sum"
-  (cd "$dir" && go mod init "sytq.local/hack/k8s/$1" >/dev/null 2>&1 &&
-    go mod edit -require="$modpath@$version" &&
-    go get -tool "$@" >&2 && go mod tidy >&2)
+  (cd "$dir" && go mod init "sytq.local/hack/k8s/$name" >/dev/null 2>&1 &&
+    go mod edit -go=1.24.0 -require="$modpath@$version" "${@/#/-tool=}" && go mod tidy >&2)
 }
 
 regen_etcd() { regen_simple etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3; }
@@ -115,7 +130,7 @@ gobuild apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$K8S_LDFL
 if [[ ! -x "$BIN/kubectl" || $REGEN == 1 ]]; then
   sys_kubectl="$(command -v kubectl || true)"
   fits=0
-  if [[ -n "$sys_kubectl" ]]; then
+  if [[ -n "$sys_kubectl" && "${SYTQ_K8S_BUILD_KUBECTL:-0}" != 1 ]]; then
     sys_ver="$("$sys_kubectl" version --client -o json 2>/dev/null |
       sed -n 's/.*"minor": *"\([0-9]*\).*/\1/p' | head -1)"
     want=$(k8s_minor "$K8S_VERSION")
@@ -125,7 +140,7 @@ if [[ ! -x "$BIN/kubectl" || $REGEN == 1 ]]; then
     real="$(readlink -f "$sys_kubectl")"
     # the Google Cloud CLI kubectl is a dispatcher with versioned siblings: pin ours
     if [[ -x "$real.1.$want" ]]; then real="$real.1.$want"; fi
-    log "using $real (machine kubectl, minor $sys_ver)"
+    log "using the machine's kubectl: $real ($("$real" version --client 2>/dev/null | head -1))"
     ln -sfn "$real" "$BIN/kubectl"
   else
     rm -f "$BIN/kubectl"
