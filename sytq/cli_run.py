@@ -9,6 +9,7 @@ environment; if either dies, everything stops.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -24,6 +25,7 @@ from sytq.embedded import EmbeddedValkey
 from sytq.settings import Settings
 
 _BANNER = "=" * 78
+_PR_SET_PDEATHSIG = 1
 
 
 def announce(message: str) -> None:
@@ -48,6 +50,12 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -
     raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
 
 
+def _die_with_parent() -> None:
+    """Children get SIGTERM if ``sytq run`` itself is killed, so nothing is left behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _sytq(*args: str) -> list[str]:
     return [sys.executable, "-m", "sytq.cli", *args]
 
@@ -57,7 +65,7 @@ class _Children:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(args, env=env)
+        proc = subprocess.Popen(args, env=env, preexec_fn=_die_with_parent)
         self.procs.append(proc)
         return proc
 

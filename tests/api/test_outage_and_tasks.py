@@ -78,9 +78,11 @@ async def test_task_view_merges_queue_and_database(api: RunningApi, redis_client
 
         # A worker's stored row (as the pipeline writes it) shows up in the same view.
         store = TaskStore.from_url(api.settings.effective_database_url)
-        await store.begin_attempt(NewTask(task_id=task_id, type="llm:chat", queue="default", model="m"), 1)
+        started = await store.begin_attempt(
+            NewTask(task_id=task_id, type="llm:chat", queue="default", model="m"), 1
+        )
         usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
-        await store.mark_succeeded(task_id, LLMOutcome("the answer", None, "stop", usage, 12, "m"))
+        await store.mark_succeeded(started, LLMOutcome("the answer", None, "stop", usage, 12, "m"))
         await store.close()
         view = (await http.get(f"{api.url}/api/v1/tasks/{task_id}")).json()
         assert view["status"] == "succeeded"
