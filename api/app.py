@@ -52,7 +52,8 @@ def _task_store(settings: Settings) -> Any:
     try:
         from sytq.storage import TaskStore
 
-        return TaskStore.from_url(settings.effective_database_url)
+        # No waiting out a lost database here (the worker does that): a read fails fast instead.
+        return TaskStore.from_url(settings.effective_database_url, threads=4, retry_for_seconds=0)
     except Exception as exc:  # the API still serves submits without its database
         log.error("cannot open the task database (%s); results will not be shown", exc)
         return None

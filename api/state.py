@@ -19,6 +19,9 @@ from sytq.settings import Settings
 
 log = logging.getLogger("sytq.api")
 
+# The API answers from the queue alone rather than hold a request while the database is away.
+DB_READ_TIMEOUT_SECONDS = 3.0
+
 
 @dataclass
 class AppState:
@@ -37,7 +40,7 @@ class AppState:
         if self.store is None:
             return None, False
         try:
-            return await self.store.get(task_id), True
+            return await asyncio.wait_for(self.store.get(task_id), DB_READ_TIMEOUT_SECONDS), True
         except Exception as exc:  # a DB outage must not hide what the queue knows
             log.warning("task store unavailable: %s", exc)
             return None, False
@@ -46,12 +49,7 @@ class AppState:
         if self.store is None:
             return False
         try:
-            ping = getattr(self.store, "ping", None)
-            if ping is not None:
-                await ping()
-            else:
-                await self.store.get("readyz-probe")
-            return True
+            return bool(await asyncio.wait_for(self.store.ping(), DB_READ_TIMEOUT_SECONDS))
         except Exception as exc:
             log.warning("database not ready: %s", exc)
             return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import httpx
 import redis.asyncio as aioredis
@@ -10,7 +11,7 @@ import redis.asyncio as aioredis
 from sytq.queue import Inspector
 from sytq.storage import LLMOutcome, NewTask, TaskStore
 from tests.harness.api_fixtures import RunningApi
-from tests.harness.services import RedisServer
+from tests.harness.services import RedisServer, free_port
 
 
 async def test_redis_killed_during_submits(
@@ -115,3 +116,17 @@ async def test_task_view_merges_queue_and_database(api: RunningApi, redis_client
         }
         metrics = (await http.get(f"{api.url}/metrics")).text
         assert 'sytq_api_tasks_submitted_total{endpoint="llm"}' in metrics
+
+
+async def test_database_down_queue_still_answers(start_api: Callable[..., RunningApi]) -> None:
+    api = start_api(database_url=f"mysql+pymysql://root@127.0.0.1:{free_port()}/gone")
+    async with httpx.AsyncClient(timeout=10) as http:
+        task_id = (await http.post(f"{api.url}/api/v1/tasks/llm", json={"prompt": "q"})).json()["task_id"]
+        view = await http.get(f"{api.url}/api/v1/tasks/{task_id}")
+        assert view.status_code == 200 and view.json()["state"] == "pending"
+        unknown = await http.get(f"{api.url}/api/v1/tasks/not-there")
+        assert unknown.status_code == 503 and unknown.headers["retry-after"]
+        ready = await http.get(f"{api.url}/readyz")
+        assert (
+            ready.status_code == 503 and ready.json()["database"] == "down" and ready.json()["redis"] == "ok"
+        )
