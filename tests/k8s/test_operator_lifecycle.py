@@ -100,3 +100,66 @@ def test_delete_while_running_cancels_and_removes_the_task(operator_env: Operato
         env.kubectl("get", "events", "--field-selector", "involvedObject.name=slow", "-o", "json").stdout
     )["items"]
     assert "Cancelled" in {e["reason"] for e in events}
+
+
+def test_ttl_after_finished_deletes_the_llmtask_and_its_queue_task(operator_env: OperatorEnv) -> None:
+    env = operator_env
+    env.start_stub()
+    env.start_worker()
+    controller = env.start_controller()
+    env.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump(
+            {
+                "apiVersion": "llm.syt.io/v1alpha1",
+                "kind": "LLMTask",
+                "metadata": {"name": "short-lived", "namespace": NAMESPACE},
+                "spec": {"prompt": "quick one", "ttlSecondsAfterFinished": 2},
+            }
+        ),
+    )
+    wait_until(
+        lambda: phase_of(env, "short-lived") == "Succeeded",
+        30,
+        lambda: f"Succeeded; log:\n{controller.log()}",
+    )
+    task_id = env.llmtask("short-lived")["status"]["taskId"]
+    wait_until(lambda: not env.llmtasks(), 30, lambda: f"deleted after TTL; log:\n{controller.log()}")
+    import redis
+
+    assert not redis.Redis.from_url(env.redis_url).exists(f"asynq:{{default}}:t:{task_id}")
+
+
+def test_two_controllers_one_active_and_the_standby_takes_over(operator_env: OperatorEnv) -> None:
+    env = operator_env
+    env.start_stub()
+    env.start_worker()
+    leader = env.start_controller(SYTQ_CONTROLLER_PRIORITY="200")
+    standby = env.start_controller(SYTQ_CONTROLLER_PRIORITY="100")
+    wait_until(lambda: "Pausing operations in favour of" in standby.log(), 30, lambda: standby.log())
+
+    def submit(name: str) -> None:
+        env.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=yaml.safe_dump(
+                {
+                    "apiVersion": "llm.syt.io/v1alpha1",
+                    "kind": "LLMTask",
+                    "metadata": {"name": name, "namespace": NAMESPACE},
+                    "spec": {"prompt": f"peering {name}"},
+                }
+            ),
+        )
+
+    submit("under-leader")
+    wait_until(lambda: phase_of(env, "under-leader") == "Succeeded", 30, lambda: leader.log())
+    assert "llmtask-" not in standby.log()  # the paused one did nothing with it
+
+    leader.stop()  # graceful: kopf withdraws from the peering object at once
+    wait_until(lambda: "Resuming operations" in standby.log(), 30, lambda: standby.log())
+    submit("under-standby")
+    wait_until(lambda: phase_of(env, "under-standby") == "Succeeded", 30, lambda: standby.log())
