@@ -120,7 +120,8 @@ async def ours_worker(url: str, n: int) -> None:
         if stamps.tick():
             server.request_stop()
 
-    server = Server(client, ServerConfig(queues={"default": 1}, concurrency=CONCURRENCY), {TASK_TYPE: noop})
+    config = ServerConfig(queues={"default": 1}, concurrency=CONCURRENCY)
+    server = Server(client, config, {TASK_TYPE: noop})
     runner = asyncio.create_task(server.run(install_signal_handlers=False))
     await server.wait_started()
     _emit({"event": "ready"})
@@ -461,21 +462,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cores": cores,
         "redis_version": rut.version,
         "concurrency": CONCURRENCY,
-        "peers": {},
     }
     repeat = args.repeat or (1 if args.quick else 3)
     results["repeat"] = repeat
     results["loadavg_before"] = os.getloadavg()
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in wanted}
     try:
-        for name in wanted:
-            runs = []
-            for attempt in range(repeat):
+        # Rounds interleave the peers, so a burst of load from other processes hits them alike.
+        for attempt in range(repeat):
+            for name in wanted:
                 print(f"bench queue: {name} (N={n}, run {attempt + 1}/{repeat})", flush=True)
-                runs.append(measure(available[name], rut, n, cores))
-                print(json.dumps(runs[-1]), flush=True)
-            results["peers"][name] = best_of(runs)
+                runs[name].append(measure(available[name], rut, n, cores))
+                print(json.dumps(runs[name][-1]), flush=True)
     finally:
         rut.close()
+    results["peers"] = {name: best_of(peer_runs) for name, peer_runs in runs.items()}
     results["loadavg_after"] = os.getloadavg()
     write_results(results)
     print((RESULTS_DIR / "queue.md").read_text())
