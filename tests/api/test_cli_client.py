@@ -34,6 +34,16 @@ async def test_submit_file_with_progress(
     assert "451/451" in done.stderr and "submitted 451, failed 0" in done.stderr
     assert (await Inspector(redis_client).queue_stats("default")).pending == 451
 
+    listed = _run("tasks", "ls", "--limit", "5", api_url=api.url)
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split() == ["TASK-ID", "TYPE", "STATE", "ATTEMPTS", "ERROR"]
+    assert len(rows) == 5 and all(row.split()[1:3] == ["llm:chat", "pending"] for row in rows)
+    cancelled = _run("tasks", "cancel", ids[0], api_url=api.url)
+    assert cancelled.returncode == 0 and '"state": "archived"' in cancelled.stdout
+    retried = _run("tasks", "retry", ids[0], api_url=api.url)
+    assert retried.returncode == 0 and '"state": "pending"' in retried.stdout
+
 
 def test_errors_are_one_line_and_non_zero(api: RunningApi, tmp_path: Path) -> None:
     unreachable = _run("queues", api_url=f"http://127.0.0.1:{free_port()}")
