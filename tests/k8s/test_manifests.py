@@ -71,3 +71,25 @@ def test_everything_is_accepted_by_the_apiserver(operator_manifests: KubeControl
         "get", "crd", "llmtasks.llm.syt.io", "-o", "jsonpath={.spec.names.shortNames}"
     ).stdout
     assert "llmt" in table
+
+
+def test_dockerfile_is_multi_stage_non_root_with_the_sytq_entrypoint() -> None:
+    """No Docker here, so the Dockerfile is checked by reading it (hack/kind-up.sh builds it)."""
+    text = (MANIFESTS.parent / "Dockerfile").read_text()
+    stages = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert len(stages) >= 2 and stages[-1].endswith("AS runtime")
+    assert "COPY --from=build" in text
+    user = [line for line in text.splitlines() if line.startswith("USER ")]
+    assert user and not user[-1].split()[1].startswith(("root", "0"))
+    assert 'ENTRYPOINT ["sytq"]' in text
+    ignored = (MANIFESTS.parent / ".dockerignore").read_text().split()
+    assert ".git" in ignored and "tests" in ignored
+
+
+def test_kind_up_script_parses_and_documents_itself() -> None:
+    import subprocess
+
+    script = MANIFESTS.parent / "hack" / "kind-up.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    head = script.read_text().splitlines()[:12]
+    assert any("Needs:" in line for line in head) and any("--down" in line for line in head)
