@@ -1,16 +1,19 @@
-"""The provider client: OpenAI-compatible POST /chat/completions over one shared httpx.AsyncClient."""
+"""The provider client: OpenAI-compatible POST /chat/completions over one shared aiohttp session.
+
+aiohttp rather than httpx: measured on this machine class, httpx spent 1.3-2.7 ms of CPU per call
+(and its pool scans all connections per request) against 0.25-0.5 ms for aiohttp, which decides
+whether one worker process can keep thousands of slow LLM calls in flight.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
-import math
-import ssl
+import json
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 
 from sytq.llm.breaker import CircuitBreaker
 from sytq.llm.errors import LLMError, LLMFatalError, LLMRetryableError, error_for_status
@@ -19,33 +22,6 @@ from sytq.llm.parsing import ChatResult, StreamAccumulator, parse_chat_body
 from sytq.metrics import LLM_BREAKER_OPEN, LLM_IN_FLIGHT, LLM_LATENCY, LLM_TOKENS
 
 _REQUEST_PARAMETERS = ("temperature", "max_tokens", "top_p", "stop", "response_format")
-# httpcore's pool scans all of its connections on every request and release, which turns quadratic
-# with thousands of connections in one pool (500 calls of 1 s took 13 s in one pool, 1.5 s in 50).
-# So the one logical client spreads calls over small pools that share headers, timeouts and TLS.
-CONNECTIONS_PER_SHARD = 16
-
-
-class ShardedHTTP:
-    """Round-robin over small httpx.AsyncClient pools; ``max_connections`` in total (plus slack)."""
-
-    def __init__(self, max_connections: int, headers: dict[str, str], timeout: httpx.Timeout) -> None:
-        shards = max(1, math.ceil(max_connections / CONNECTIONS_PER_SHARD))
-        # Slack absorbs round-robin imbalance when call durations differ.
-        per_shard = math.ceil(max_connections / shards * 1.25) + 1
-        tls = ssl.create_default_context()
-        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
-        self._clients = [
-            httpx.AsyncClient(headers=headers, timeout=timeout, limits=limits, verify=tls)
-            for _ in range(shards)
-        ]
-        self._next = itertools.cycle(self._clients)
-
-    def pick(self) -> httpx.AsyncClient:
-        return next(self._next)
-
-    async def aclose(self) -> None:
-        for client in self._clients:
-            await client.aclose()
 
 
 class LLMClient:
@@ -66,19 +42,28 @@ class LLMClient:
         self.breaker = breaker
         self.limiter = limiter
         self.stream = stream
-        headers = {"Accept": "application/json"}
+        self._headers = {"Accept": "application/json", "Content-Type": "application/json"}
         if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        # Keep-alive blank lines reset httpx's per-read timeout; the overall cap is enforced with
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._max_connections = max_connections
+        # Keep-alive blank lines reset the per-read timeout; the overall cap is enforced with
         # asyncio.timeout around the whole call.
-        self._http = ShardedHTTP(
-            max_connections,
-            headers,
-            httpx.Timeout(connect=connect_timeout, read=read_timeout, write=30.0, pool=None),
-        )
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        # Created on first use: a session belongs to the running event loop.
+        if self._session is None or self._session.closed:
+            limit = self._max_connections
+            connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit)
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers=self._headers, timeout=self._timeout
+            )
+        return self._session
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     def _body(self, model: str, messages: list[dict[str, Any]], parameters: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model, "messages": messages, "stream": self.stream}
@@ -132,45 +117,44 @@ class LLMClient:
         LLM_BREAKER_OPEN.labels(provider=breaker.name).set(1 if breaker.state == "open" else 0)
 
     async def _call(self, body: dict[str, Any]) -> ChatResult:
+        data = json.dumps(body, ensure_ascii=False).encode()
         try:
-            async with asyncio.timeout(self.read_timeout):
+            async with asyncio.timeout(self.read_timeout), self._http().post(self.url, data=data) as response:
+                if response.status != 200:
+                    message = _error_message(await response.read())
+                    raise error_for_status(response.status, message, response.headers.get("Retry-After"))
                 if self.stream:
-                    return await self._call_streaming(body)
-                response = await self._http.pick().post(self.url, json=body)
-                if response.status_code != 200:
-                    raise self._status_error(response)
-                return parse_chat_body(response.content)
-        except (TimeoutError, httpx.TimeoutException) as exc:
+                    return await _read_stream(response)
+                return parse_chat_body(await response.read())
+        except TimeoutError as exc:
             raise LLMRetryableError(
                 f"provider did not answer within {self.read_timeout}s", reason="timeout"
             ) from exc
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise LLMRetryableError(
                 f"provider connection failed: {type(exc).__name__}: {exc}", reason="connection"
             ) from exc
 
-    async def _call_streaming(self, body: dict[str, Any]) -> ChatResult:
-        async with self._http.pick().stream("POST", self.url, json=body) as response:
-            if response.status_code != 200:
-                await response.aread()
-                raise self._status_error(response)
-            accumulator = StreamAccumulator()
-            async for line in response.aiter_lines():
-                accumulator.feed(line)
-                if accumulator.done:
-                    break
-            return accumulator.result()
 
-    @staticmethod
-    def _status_error(response: httpx.Response) -> LLMError:
-        message = response.text.strip()[:500]
-        try:
-            doc = response.json()
-            if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
-                message = str(doc["error"].get("message") or message)
-        except ValueError:
-            pass
-        return error_for_status(response.status_code, message, response.headers.get("retry-after"))
+async def _read_stream(response: aiohttp.ClientResponse) -> ChatResult:
+    accumulator = StreamAccumulator()
+    async for line in response.content:
+        accumulator.feed(line.decode("utf-8", errors="replace"))
+        if accumulator.done:
+            break
+    return accumulator.result()
+
+
+def _error_message(raw: bytes) -> str:
+    """The provider's ``error.message`` when the body is OpenAI-style JSON, else the body's start."""
+    text = raw.decode("utf-8", errors="replace").strip()
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return text[:500]
+    if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
+        return str(doc["error"].get("message") or text[:500])
+    return text[:500]
 
 
 __all__ = ["ChatResult", "LLMClient", "LLMError", "LLMFatalError", "LLMRetryableError"]
