@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -32,28 +32,53 @@ _UNAVAILABLE = (
 )
 
 
+def _is_transient(value: object) -> bool:
+    """Replies that say "not now" (failover, loading, out of memory) rather than "this call is wrong"."""
+    if isinstance(value, _TRANSIENT_REPLIES):
+        return True
+    text = str(value) if isinstance(value, redis_errors.ResponseError) else ""
+    return text.startswith("MASTERDOWN") or "command not allowed when used memory" in text
+
+
+_TRANSIENT_REPLIES = (
+    redis_errors.ReadOnlyError,
+    redis_errors.BusyLoadingError,
+    redis_errors.OutOfMemoryError,
+    redis_errors.MasterDownError,
+)
+
+
 @dataclass(frozen=True)
 class Script:
-    source: str
+    """A Lua script with a Redis 7 shebang. With it, Redis refuses a writing script as a whole when it
+    is out of memory, instead of failing at the first denied command after earlier writes applied."""
+
+    name: str
+    body: str = field(repr=False)
+    writes: bool = True
+
+    @property
+    def source(self) -> str:
+        return ("#!lua\n" if self.writes else "#!lua flags=no-writes\n") + self.body
 
     @property
     def sha(self) -> str:
         return hashlib.sha1(self.source.encode()).hexdigest()
 
 
-ENQUEUE_BATCH = Script(scripts.ENQUEUE_BATCH)
-DEQUEUE_BATCH = Script(scripts.DEQUEUE_BATCH)
-ACK_BATCH = Script(scripts.ACK_BATCH)
-RETRY = Script(scripts.RETRY)
-ARCHIVE = Script(scripts.ARCHIVE)
-REQUEUE = Script(scripts.REQUEUE)
-FORWARD = Script(scripts.FORWARD)
-LIST_LEASE_EXPIRED = Script(scripts.LIST_LEASE_EXPIRED)
-DROP_ACTIVE = Script(scripts.DROP_ACTIVE)
-DELETE_EXPIRED_COMPLETED = Script(scripts.DELETE_EXPIRED_COMPLETED)
-INSPECTOR_MOVE = Script(scripts.INSPECTOR_MOVE)
-WRITE_SERVER_STATE = Script(scripts.WRITE_SERVER_STATE)
-QUEUE_STATS = Script(scripts.QUEUE_STATS)
+ENQUEUE_BATCH = Script("enqueue_batch", scripts.ENQUEUE_BATCH)
+DEQUEUE_BATCH = Script("dequeue_batch", scripts.DEQUEUE_BATCH)
+ACK_BATCH = Script("ack_batch", scripts.ACK_BATCH)
+RETRY = Script("retry", scripts.RETRY)
+ARCHIVE = Script("archive", scripts.ARCHIVE)
+REQUEUE = Script("requeue", scripts.REQUEUE)
+FORWARD = Script("forward", scripts.FORWARD)
+LIST_LEASE_EXPIRED = Script("list_lease_expired", scripts.LIST_LEASE_EXPIRED, writes=False)
+DROP_ACTIVE = Script("drop_active", scripts.DROP_ACTIVE)
+DELETE_EXPIRED_COMPLETED = Script("delete_expired_completed", scripts.DELETE_EXPIRED_COMPLETED)
+INSPECTOR_MOVE = Script("inspector_move", scripts.INSPECTOR_MOVE)
+WRITE_SERVER_STATE = Script("write_server_state", scripts.WRITE_SERVER_STATE)
+QUEUE_STATS = Script("queue_stats", scripts.QUEUE_STATS, writes=False)
 _ALL_SCRIPTS = (
     QUEUE_STATS,
     ENQUEUE_BATCH,
@@ -128,6 +153,9 @@ class RedisOps:
                 retried = await self._send([calls[i] for i in missing])
                 for i, value in zip(missing, retried, strict=True):
                     results[i] = value
+        for value in results:
+            if _is_transient(value):  # the whole round trip is worth repeating later
+                raise QueueUnavailableError(f"Redis cannot take writes now: {value}") from value
         if raise_errors:
             for value in results:
                 if isinstance(value, Exception):

@@ -439,7 +439,11 @@ class Server:
                         queue, _day(now), self._channel, items[start : start + _ACK_CHUNK]
                     )
                 )
-        await self._ops.run(calls)
+        # Unavailability raises (the batch is retried). A call Redis rejects would fail the same way
+        # forever: it is logged and dropped; its tasks keep their leases until recovery retries them.
+        for call, reply in zip(calls, await self._ops.run(calls, raise_errors=False), strict=True):
+            if isinstance(reply, Exception):
+                log.error("Redis rejected %s: %s", call.script.name if call.script else call.args[0], reply)
 
     def _release(self, task_ids: list[str]) -> None:
         for task_id in task_ids:

@@ -324,3 +324,39 @@ async def test_two_servers_share_a_queue_and_run_each_task_once(
     assert set(runs) == {i.id for i in infos}  # type: ignore[union-attr]
     assert set(runs.values()) == {1}
     assert (await Inspector(redis_client).queue_stats("default")).processed_total == 2000
+
+
+async def test_redis_out_of_memory_is_unavailable_and_acks_wait_it_out() -> None:
+    server = RedisServer()
+    server.start()
+    client = aioredis.Redis.from_url(server.url)
+    done: list[str] = []
+    release = asyncio.Event()
+
+    async def handler(task: Task) -> None:
+        await release.wait()
+        done.append(task.id)
+
+    try:
+        queue = QueueClient(client)
+        info = await queue.enqueue("t", b"")
+        async with running_server(client, {"t": handler}):
+            await wait_until(lambda: _active_is(client, 1))
+            await client.config_set("maxmemory", 1)  # every write is refused with OOM from now on
+            with pytest.raises(QueueUnavailableError):
+                await queue.enqueue("t", b"")
+            release.set()
+            await wait_until(lambda: done == [info.id])
+            await asyncio.sleep(0.3)  # the ack is refused meanwhile and kept
+            assert await client.llen("asynq:{default}:active") == 1
+            await client.config_set("maxmemory", 0)
+            await wait_until(lambda: _active_is(client, 0))
+        assert int(await client.get("asynq:{default}:processed") or 0) == 1
+    finally:
+        with contextlib.suppress(Exception):
+            await client.aclose()
+        server.close()
+
+
+async def _active_is(client: aioredis.Redis, n: int) -> bool:
+    return int(await client.llen("asynq:{default}:active")) == n
