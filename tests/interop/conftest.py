@@ -34,20 +34,24 @@ class GoServer:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.events: list[JSON] = []
+        self._eof = False
         self._changed = asyncio.Condition()
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
         assert self.proc.stdout is not None
-        async for line in self.proc.stdout:
-            event = json.loads(line)
-            if "payload" in event:
-                event["payload"] = unb64(event["payload"])
+        try:
+            async for line in self.proc.stdout:
+                event = json.loads(line)
+                if "payload" in event:
+                    event["payload"] = unb64(event["payload"])
+                async with self._changed:
+                    self.events.append(event)
+                    self._changed.notify_all()
+        finally:
             async with self._changed:
-                self.events.append(event)
+                self._eof = True  # waiters fail now instead of at their timeout
                 self._changed.notify_all()
-        async with self._changed:
-            self._changed.notify_all()
 
     def handled(self, outcome: str | None = None) -> list[JSON]:
         return [
@@ -62,7 +66,7 @@ class GoServer:
         async def until() -> None:
             async with self._changed:
                 while not predicate(self.events):
-                    if self._reader.done():
+                    if self._eof:
                         raise AssertionError(f"asynqprobe serve exited early; events: {self.events}")
                     await self._changed.wait()
 
