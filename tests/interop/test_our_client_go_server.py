@@ -100,3 +100,23 @@ async def test_our_failing_tasks_are_retried_and_archived_by_go_visible_in_both_
     )
     assert (ours_stats.processed_today, ours_stats.failed_today) == (4, 3)
     assert (ours_stats.archived, ours_stats.completed) == (1, 1)
+
+
+async def test_our_unique_locks_and_task_ids_bind_the_go_client(
+    asynqprobe: AsynqProbe, redis_client: aioredis.Redis
+) -> None:
+    client = QueueClient(redis_client)
+    locked = await client.enqueue("once", b"same", unique_for=300)
+    named = await client.enqueue("order", b"1", task_id="order-7", queue="orders")
+    duplicate, conflict = await asynqprobe.enqueue(
+        {"type": "once", "payload": b"same", "unique_for": 300},
+        {"type": "order", "payload": b"2", "task_id": "order-7", "queue": "orders"},
+    )
+    assert duplicate["kind"] == "duplicate_task", duplicate
+    assert conflict["kind"] == "task_id_conflict", conflict
+    # A Go server finishing our unique task releases our lock for the Go client.
+    async with asynqprobe.serve("--queues", "default=1,orders=1", "--count", "2") as go:
+        await go.wait_for(lambda events: any(e["event"] == "stopped" for e in events))
+    assert sorted(e["id"] for e in go.handled("ok")) == sorted([locked.id, named.id])
+    (again,) = await asynqprobe.enqueue({"type": "once", "payload": b"same", "unique_for": 300})
+    assert "task" in again, again
