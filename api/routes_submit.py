@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterable
@@ -45,6 +46,7 @@ JSON_PATHS = frozenset({SUBMIT_PATH, BATCH_PATH, LEGACY_PATH})
 _JSON = "application/json"
 # A callback host that takes longer than this to resolve is refused rather than holding the request.
 CALLBACK_CHECK_SECONDS = 3.0
+CALLBACK_CHECKS_AT_ONCE = 16  # a batch with many distinct hosts resolves them in parallel
 
 
 def accepted_body(task_id: str) -> bytes:
@@ -61,15 +63,23 @@ async def _check_callbacks(state: AppState, items: Iterable[tuple[list[str | int
     seen: dict[str, list[str | int]] = {}
     for loc, url in items:
         seen.setdefault(url, loc)
-    for url, loc in seen.items():
-        try:
-            await asyncio.wait_for(
-                asyncio.to_thread(check_callback_url, url, state.allow_nets), CALLBACK_CHECK_SECONDS
-            )
-        except UnsafeCallbackURL as exc:
-            raise _unprocessable(loc, str(exc)) from exc
-        except TimeoutError as exc:
-            raise _unprocessable(loc, "callback_url host did not resolve in time") from exc
+    gate = asyncio.Semaphore(CALLBACK_CHECKS_AT_ONCE)
+
+    async def check(url: str, loc: list[str | int]) -> None:
+        async with gate:
+            try:
+                await asyncio.wait_for(
+                    asyncio.to_thread(check_callback_url, url, state.allow_nets), CALLBACK_CHECK_SECONDS
+                )
+            except UnsafeCallbackURL as exc:
+                raise _unprocessable(loc, str(exc)) from exc
+            except TimeoutError as exc:
+                raise _unprocessable(loc, "callback_url host did not resolve in time") from exc
+
+    if len(seen) == 1:
+        await check(*next(iter(seen.items())))
+    else:
+        await asyncio.gather(*(check(url, loc) for url, loc in seen.items()))
 
 
 def _submission(
@@ -170,24 +180,28 @@ async def submit_llm(request: Request) -> Response:
     raw = await request.body()
     body = parse_body(ChatTaskRequest, raw)
     idempotency_key = request.headers.get("idempotency-key")
-    task_id = str(uuid.uuid4())
-    if idempotency_key:
-        if len(idempotency_key) > MAX_KEY_LENGTH:
-            raise _unprocessable(["header", "Idempotency-Key"], f"at most {MAX_KEY_LENGTH} characters")
-        try:
-            task_id = await state.idempotency.claim(key.name, idempotency_key, fingerprint(raw))
-        except IdempotencyKeyReused as exc:
-            raise HTTPException(422, str(exc)) from exc
-    item = _submission(state, body, key, task_id, ["body"])
+    if idempotency_key and len(idempotency_key) > MAX_KEY_LENGTH:
+        raise _unprocessable(["header", "Idempotency-Key"], f"at most {MAX_KEY_LENGTH} characters")
+    # Everything that can refuse the request runs before the idempotency key is claimed, so a
+    # refused submit does not use the key up.
+    item = _submission(state, body, key, str(uuid.uuid4()), ["body"])
     if body.callback_url:
         await _check_callbacks(state, [(["body", "callback_url"], body.callback_url)])
+    fresh_claim = False
+    if idempotency_key:
+        try:
+            claim = await state.idempotency.claim(key.name, idempotency_key, fingerprint(raw))
+        except IdempotencyKeyReused as exc:
+            raise HTTPException(422, str(exc)) from exc
+        item = dataclasses.replace(item, task_id=claim.task_id)
+        fresh_claim = claim.fresh
     try:
         # The submitter's id is the one to return (a resource-mode submitter names its own).
         task_id = await state.submitter.submit_chat(item)
     except AlreadySubmitted as exc:
         task_id = exc.task_id  # the same Idempotency-Key again: same answer, nothing enqueued twice
     except BaseException:
-        if idempotency_key:
+        if idempotency_key and fresh_claim:
             await _release_quietly(state, key.name, idempotency_key)
         raise
     _SINGLE_SUBMITTED.inc()

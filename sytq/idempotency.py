@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
@@ -30,22 +31,28 @@ def fingerprint(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+@dataclass(frozen=True)
+class Claim:
+    task_id: str
+    fresh: bool  # this request made the claim (only then may a failed submit release it)
+
+
 class IdempotencyStore:
     def __init__(self, redis: aioredis.Redis, ttl_seconds: int) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
 
-    async def claim(self, client: str, key: str, body_fingerprint: str) -> str:
+    async def claim(self, client: str, key: str, body_fingerprint: str) -> Claim:
         """The task id for this key; raises IdempotencyKeyReused when the body differs."""
         task_id = task_id_for(client, key)
         redis_key = f"{_PREFIX}{task_id}"
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(redis_key, body_fingerprint, nx=True, ex=self._ttl)
         pipe.get(redis_key)
-        _, stored = await pipe.execute()
+        created, stored = await pipe.execute()
         if stored is not None and stored.decode() != body_fingerprint:
             raise IdempotencyKeyReused("Idempotency-Key was already used with a different request body")
-        return task_id
+        return Claim(task_id=task_id, fresh=bool(created))
 
     async def release(self, client: str, key: str) -> None:
         """Forget a claim whose submit failed, so a retry with the same key can succeed."""

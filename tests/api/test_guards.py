@@ -133,7 +133,12 @@ async def test_idempotent_resubmit(
     assert other.json()["task_id"] != first.json()["task_id"]
     reused = await http.post(url, json={"prompt": "something else"}, headers={"Idempotency-Key": "order-42"})
     assert reused.status_code == 422 and "different" in reused.text
-    assert await _pending(redis_client) == 2
+    # A refused submit does not use its key up: fixing the request and resending works.
+    unsafe = {"prompt": "hi", "callback_url": "http://10.1.2.3/hook"}
+    refused = await http.post(url, json=unsafe, headers={"Idempotency-Key": "order-44"})
+    fixed = await http.post(url, json=PROMPT, headers={"Idempotency-Key": "order-44"})
+    assert refused.status_code == 422 and fixed.status_code == 200
+    assert await _pending(redis_client) == 3
 
 
 async def test_batch(
