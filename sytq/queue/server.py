@@ -46,6 +46,7 @@ log = logging.getLogger("sytq.queue.server")
 LEASE_EXPIRED_ERROR = "asynq: task lease expired"
 DEADLINE_ERROR = "context deadline exceeded"
 CANCELED_ERROR = "context canceled"
+CORRUPT_TASK_TYPE = "sytq:corrupt-message"  # type of an archived task whose stored message was unreadable
 _ACK_CHUNK = 1000
 _REDIS_ERRORS = (QueueError, redis_errors.RedisError)
 
@@ -256,8 +257,9 @@ class Server:
                 msg = TaskMessage.decode(raw)
             except CorruptTaskError as exc:
                 log.error("task %s in queue %s: %s; archiving it", task_id, queue, exc)
-                archive = self._archive_call(queue, task_id, raw, "", 0, str(exc), now)
-                self._post(_Outcome(queue, task_id, "archive", call=archive))
+                self._post(
+                    _Outcome(queue, task_id, "archive", call=self._quarantine(queue, task_id, raw, exc, now))
+                )
                 continue
             deadline = _effective_deadline(msg, now)
             held = _Held(queue=queue, msg=msg, lease_valid_until=lease_until, started=now, deadline=deadline)
@@ -358,6 +360,21 @@ class Server:
         return redis_ops.archive_call(
             queue, task_id, raw, int(now), day=_day(now), channel=self._channel, event=event
         )
+
+    def _quarantine(self, queue: str, task_id: str, raw: bytes, error: Exception, now: float) -> Call:
+        """Archive an undecodable task under a valid message (so asynq tools can still list the
+        queue) that keeps the original bytes as its payload."""
+        text = f"corrupt task message: {error}"
+        msg = TaskMessage(
+            type=CORRUPT_TASK_TYPE,
+            payload=raw,
+            id=task_id,
+            queue=queue,
+            retry=0,
+            error_msg=text,
+            last_failed_at=int(now),
+        )
+        return self._archive_call(queue, task_id, msg.encode(), CORRUPT_TASK_TYPE, 0, text, now)
 
     def _task_for(self, queue: str, task_id: str, msg: TaskMessage, deadline: float) -> Task:
         return Task(
@@ -568,7 +585,7 @@ class Server:
         try:
             msg = TaskMessage.decode(raw)
         except CorruptTaskError as exc:
-            return self._archive_call(queue, task_id, raw, "", 0, str(exc), now)
+            return self._quarantine(queue, task_id, raw, exc, now)
         task = self._task_for(queue, task_id, msg, 0)
         return self._failure_call(queue, task_id, msg, RuntimeError(LEASE_EXPIRED_ERROR), task, now)[1]
 

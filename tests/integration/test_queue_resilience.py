@@ -91,7 +91,10 @@ async def test_corrupt_message_is_archived_and_loop_survives(
     async with queue_server({"t": handler}):
         await wait_until(lambda: ran == [good.id])
         await wait_until(lambda: _archived_count(redis_client, 1))
-    assert await redis_client.hget("asynq:{default}:t:bad", "state") == b"archived"
+    quarantined = await inspector.get_task("default", "bad")  # a readable message keeps the bytes
+    assert (quarantined.state, quarantined.type) == (TaskState.ARCHIVED, "sytq:corrupt-message")
+    assert quarantined.payload == b"\xff\xff\xff not protobuf"
+    assert quarantined.last_error.startswith("corrupt task message:")
     assert await redis_client.llen("asynq:{default}:active") == 0
     assert await redis_client.zcard("asynq:{default}:lease") == 0
 
