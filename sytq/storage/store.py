@@ -8,6 +8,7 @@ the database. A lost database connection (restart, failover) is waited out for u
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from sytq.storage.batching import MicroBatcher
 from sytq.storage.engine import create_engine
 from sytq.storage.models import (
     CALLBACK_PENDING,
@@ -122,6 +124,8 @@ class TaskStore:
         self.engine = engine
         self._db = DBRunner(engine, threads=threads, retry_for_seconds=retry_for_seconds)
         self._run = self._db.run
+        self._insert_batcher: MicroBatcher[LLMTaskRow, bool] | None = None
+        self._success_batcher: MicroBatcher[_Success, TaskRecord | None] | None = None
 
     @classmethod
     def from_url(cls, url: str, *, threads: int = 8, retry_for_seconds: float = 120.0) -> TaskStore:
@@ -156,32 +160,62 @@ class TaskStore:
     async def begin_attempt(self, task: NewTask, attempt: int) -> TaskRecord:
         """Create or touch the row for a run; the returned record tells if it is already finished."""
 
-        def _insert(session: Session) -> TaskRecord:
-            row = _new_row(task, STATUS_RUNNING)
-            row.attempts = attempt
-            row.started_at = utcnow()
-            # Core insert: the ORM unit of work costs more CPU than the round trip on this hot path.
-            session.execute(sa.insert(_TABLE).values(_column_values(row)))
-            return TaskRecord.from_row(row)
-
-        def _touch(session: Session) -> TaskRecord:
-            row = _must_get(session, task.task_id)
+        def _touch(session: Session) -> TaskRecord | None:
+            row = session.get(LLMTaskRow, task.task_id, with_for_update=True)
+            if row is None:
+                return None
             if not TaskRecord.from_row(row).finished:
                 row.status = STATUS_RUNNING
                 row.attempts = max(row.attempts, attempt)
                 row.started_at = row.started_at or utcnow()
             return TaskRecord.from_row(row)
 
-        # Insert first: the common case is a new task, and it takes no lock on a missing key.
+        # Insert first: the common case is a new task (batched with its neighbours, no lock on a
+        # missing key); a re-delivery or retry finds the row and touches it.
         if attempt == 1:
-            try:
-                return await self._run(_insert)
-            except IntegrityError:
-                pass  # delivered before (or concurrently): the row exists
+            row = _new_row(task, STATUS_RUNNING)
+            row.attempts = attempt
+            row.started_at = utcnow()
+            if await self._inserts().submit(row):
+                return TaskRecord.from_row(row)
+        touched = await self._run(_touch)
+        if touched is not None:
+            return touched
+        row = _new_row(task, STATUS_RUNNING)
+        row.attempts = attempt
+        row.started_at = utcnow()
+        if not await self._inserts().submit(row):
+            raise LookupError(f"task {task.task_id}: row neither found nor insertable")
+        return TaskRecord.from_row(row)
+
+    def _inserts(self) -> MicroBatcher[LLMTaskRow, bool]:
+        if self._insert_batcher is None:
+            self._insert_batcher = MicroBatcher(self._insert_rows)
+        return self._insert_batcher
+
+    def _successes(self) -> MicroBatcher[_Success, TaskRecord | None]:
+        if self._success_batcher is None:
+            self._success_batcher = MicroBatcher(self._store_successes)
+        return self._success_batcher
+
+    async def _insert_rows(self, rows: list[LLMTaskRow]) -> list[bool]:
+        """Insert all rows in one statement; True for each row inserted, False where it existed."""
+        values = [_column_values(row) for row in rows]
         try:
-            return await self._run(_touch)
-        except LookupError:
-            return await self._run(_insert)
+            await self._run(lambda session: session.execute(sa.insert(_TABLE), values))
+            return [True] * len(rows)
+        except IntegrityError:
+            pass
+        # Some ids exist (re-deliveries): one by one, to learn which.
+        outcomes = []
+        for value in values:
+            statement = sa.insert(_TABLE).values(value)
+            try:
+                await self._run(functools.partial(_execute, statement))
+                outcomes.append(True)
+            except IntegrityError:
+                outcomes.append(False)
+        return outcomes
 
     async def mark_succeeded(self, started: TaskRecord, outcome: LLMOutcome) -> TaskRecord:
         """Store the answer on the row ``begin_attempt`` returned (one UPDATE, the hot path).
@@ -200,22 +234,38 @@ class TaskStore:
             "finished_at": finished,
             "callback_status": CALLBACK_PENDING if started.callback_url else started.callback_status,
         }
-        table = _TABLE
-
-        def _done(session: Session) -> TaskRecord | None:
-            statement = (
-                sa.update(table)
-                .where(table.c.task_id == started.task_id, table.c.status != STATUS_SUCCEEDED)
-                .values(**values)
-            )
-            if session.execute(statement).rowcount == 1:  # type: ignore[attr-defined]
-                return None
-            return TaskRecord.from_row(_must_get(session, started.task_id))
-
-        stored = await self._run(_done)
+        stored = await self._successes().submit((started, values))
         if stored is not None:
             return stored
         return dataclasses.replace(started, **(values | {"finished_at": _aware(finished)}))
+
+    async def _store_successes(self, items: list[_Success]) -> list[TaskRecord | None]:
+        """One transaction for many answers; None where stored now, the stored row where one was first."""
+        ids = [started.task_id for started, _ in items]
+
+        def _write(session: Session) -> list[TaskRecord | None]:
+            done_before = {
+                row.task_id: TaskRecord.from_row(row)
+                for row in session.scalars(
+                    sa.select(LLMTaskRow).where(LLMTaskRow.task_id.in_(ids)).with_for_update()
+                )
+                if row.status == STATUS_SUCCEEDED
+            }
+            updates = [
+                {"b_task_id": started.task_id, **{f"v_{k}": v for k, v in values.items()}}
+                for started, values in items
+                if started.task_id not in done_before
+            ]
+            if updates:
+                statement = (
+                    sa.update(_TABLE)
+                    .where(_TABLE.c.task_id == sa.bindparam("b_task_id"))
+                    .values({name: sa.bindparam(f"v_{name}") for name in items[0][1]})
+                )
+                session.connection().execute(statement, updates)
+            return [done_before.get(started.task_id) for started, _ in items]
+
+        return await self._run(_write)
 
     async def mark_failed(self, task_id: str, error: str, *, final: bool) -> TaskRecord:
         """Record an attempt's error; ``final`` ends the task as failed (no more retries)."""
@@ -264,6 +314,12 @@ def _new_row(task: NewTask, status: str) -> LLMTaskRow:
 
 
 _TABLE: sa.Table = LLMTaskRow.__table__  # type: ignore[assignment]
+# (the row begin_attempt returned, the column values of its answer)
+_Success = tuple[TaskRecord, dict[str, Any]]
+
+
+def _execute(statement: sa.Executable, session: Session) -> None:
+    session.execute(statement)
 
 
 def _column_values(row: LLMTaskRow) -> dict[str, Any]:
