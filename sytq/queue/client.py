@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 import os
@@ -26,6 +27,7 @@ from sytq.queue.models import (
 from sytq.queue.redis_ops import RedisOps
 
 _OPTIONAL_NUMBERS = ("timeout", "process_in", "unique_for", "retention")
+_REGISTER_EVERY = 30.0  # seconds between SADD asynq:queues for a queue this client enqueues to
 _BATCH_CHUNK = 1000  # tasks per script call: bounds how long one call holds Redis
 DEFAULT_TIMEOUT_SECONDS = 30 * 60  # asynq's default when neither timeout nor deadline is given
 
@@ -132,8 +134,14 @@ def _outcome(code: object, prepared: _Prepared) -> TaskInfo | QueueError:
 
 
 class QueueClient:
+    """Enqueues tasks. Concurrent ``enqueue`` calls are coalesced: whatever arrives while a round trip
+    is in flight goes out together in the next one (each caller still gets its own result or error)."""
+
     def __init__(self, redis: aioredis.Redis) -> None:
         self._ops = RedisOps(redis)
+        self._waiting: list[tuple[EnqueueRequest, asyncio.Future[TaskInfo | QueueError]]] = []
+        self._sender: asyncio.Task[None] | None = None
+        self._registered: dict[str, float] = {}  # queue -> monotonic time of its last SADD asynq:queues
 
     async def enqueue(
         self,
@@ -165,10 +173,29 @@ class QueueClient:
             retention=retention,
             headers=headers,
         )
-        outcome = (await self.enqueue_many([request]))[0]
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[TaskInfo | QueueError] = loop.create_future()
+        self._waiting.append((request, future))
+        if self._sender is None or self._sender.done() or self._sender.get_loop() is not loop:
+            self._sender = asyncio.create_task(self._send_waiting())
+        outcome = await future
         if isinstance(outcome, QueueError):
             raise outcome
         return outcome
+
+    async def _send_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                outcomes = await self.enqueue_many([request for request, _ in batch])
+            except Exception as exc:  # QueueUnavailableError mostly: every waiting caller gets it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(outcome)
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[TaskInfo | QueueError]:
         """Enqueue all in one round trip. Invalid requests come back as errors in their slot;
@@ -192,13 +219,21 @@ class QueueClient:
             for start in range(0, len(group), _BATCH_CHUNK)
         ]
         calls = [redis_ops.enqueue_batch_call(c[0].info.queue, [p.item for p in c]) for c in chunks]
-        replies = await self._ops.run(
-            [redis_ops.register_queues_call(sorted(by_queue)), *calls], raise_errors=False
+        # Like asynq's client, register a queue in asynq:queues once, not per task; refreshed now and then
+        # in case Redis lost it.
+        mono = time.monotonic()
+        unregistered = sorted(
+            q for q in by_queue if mono - self._registered.get(q, -_REGISTER_EVERY) >= _REGISTER_EVERY
         )
-        if isinstance(replies[0], Exception):
-            raise QueueError(f"cannot register queues {sorted(by_queue)}: {replies[0]}")
+        register = [redis_ops.register_queues_call(unregistered)] if unregistered else []
+        replies = await self._ops.run([*register, *calls], raise_errors=False)
+        if register:
+            if isinstance(replies[0], Exception):
+                raise QueueError(f"cannot register queues {unregistered}: {replies[0]}")
+            self._registered.update(dict.fromkeys(unregistered, mono))
+            replies = replies[1:]
         codes: dict[int, object] = {}
-        for chunk, reply in zip(chunks, replies[1:], strict=True):
+        for chunk, reply in zip(chunks, replies, strict=True):
             for i, p in enumerate(chunk):
                 codes[id(p)] = reply if isinstance(reply, Exception) else reply[i]
         return [_outcome(codes[id(p)], p) if isinstance(p, _Prepared) else p for p in prepared]

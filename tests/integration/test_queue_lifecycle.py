@@ -358,3 +358,23 @@ async def test_cancelled_task_can_follow_asynq_and_retry(
         await wait_until(lambda: _state_is(inspector, info.id, TaskState.RETRY))
     got = await inspector.get_task("default", info.id)
     assert (got.retried, got.last_error) == (1, "context canceled")
+
+
+async def test_concurrent_enqueues_are_coalesced_and_errors_reach_their_caller(
+    redis_client: aioredis.Redis, queue_client: QueueClient
+) -> None:
+    await queue_client.enqueue("t", b"", task_id="taken")
+    await redis_client.config_resetstat()
+    results = await asyncio.gather(
+        *(queue_client.enqueue("t", f"{i}".encode()) for i in range(300)),
+        queue_client.enqueue("t", b"dup", task_id="taken"),
+        queue_client.enqueue("", b"invalid"),
+        return_exceptions=True,
+    )
+    infos, conflict, invalid = results[:300], results[300], results[301]
+    assert isinstance(conflict, TaskIdConflictError) and isinstance(invalid, InvalidTaskError)
+    assert len({i.id for i in infos}) == 300  # type: ignore[union-attr]
+    assert [i.payload for i in infos] == [f"{i}".encode() for i in range(300)]  # type: ignore[union-attr]
+    scripts_run = (await redis_client.info("commandstats"))["cmdstat_evalsha"]["calls"]
+    assert scripts_run <= 3  # 300 callers, a handful of round trips
+    assert await redis_client.llen("asynq:{default}:pending") == 301
