@@ -27,7 +27,6 @@ from sytq.queue.models import (
 from sytq.queue.redis_ops import RedisOps
 
 _OPTIONAL_NUMBERS = ("timeout", "process_in", "unique_for", "retention")
-_REGISTER_EVERY = 30.0  # seconds between SADD asynq:queues for a queue this client enqueues to
 _BATCH_CHUNK = 1000  # tasks per script call: bounds how long one call holds Redis
 DEFAULT_TIMEOUT_SECONDS = 30 * 60  # asynq's default when neither timeout nor deadline is given
 
@@ -141,7 +140,6 @@ class QueueClient:
         self._ops = RedisOps(redis)
         self._waiting: list[tuple[EnqueueRequest, asyncio.Future[TaskInfo | QueueError]]] = []
         self._sender: asyncio.Task[None] | None = None
-        self._registered: dict[str, float] = {}  # queue -> monotonic time of its last SADD asynq:queues
 
     async def enqueue(
         self,
@@ -219,19 +217,13 @@ class QueueClient:
             for start in range(0, len(group), _BATCH_CHUNK)
         ]
         calls = [redis_ops.enqueue_batch_call(c[0].info.queue, [p.item for p in c]) for c in chunks]
-        # Like asynq's client, register a queue in asynq:queues once, not per task; refreshed now and then
-        # in case Redis lost it.
-        mono = time.monotonic()
-        unregistered = sorted(
-            q for q in by_queue if mono - self._registered.get(q, -_REGISTER_EVERY) >= _REGISTER_EVERY
-        )
-        register = [redis_ops.register_queues_call(unregistered)] if unregistered else []
-        replies = await self._ops.run([*register, *calls], raise_errors=False)
-        if register:
-            if isinstance(replies[0], Exception):
-                raise QueueError(f"cannot register queues {unregistered}: {replies[0]}")
-            self._registered.update(dict.fromkeys(unregistered, mono))
-            replies = replies[1:]
+        # SADD asynq:queues rides along every round trip: remembering registered queues (as asynq's client
+        # does) would leave a queue unlisted after Redis lost its data, e.g. a restart without persistence.
+        queues = sorted(by_queue)
+        replies = await self._ops.run([redis_ops.register_queues_call(queues), *calls], raise_errors=False)
+        if isinstance(replies[0], Exception):
+            raise QueueError(f"cannot register queues {queues}: {replies[0]}")
+        replies = replies[1:]
         codes: dict[int, object] = {}
         for chunk, reply in zip(chunks, replies, strict=True):
             for i, p in enumerate(chunk):
