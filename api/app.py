@@ -15,6 +15,7 @@ from api import routes_health, routes_queues, routes_submit, routes_tasks
 from api.auth import parse_api_keys
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, JsonByDefaultMiddleware
+from api.openapi import install_openapi
 from api.state import AppState
 from api.submitter import QueueSubmitter, TaskSubmitter
 from sytq.callbacks import parse_allow_nets
@@ -108,4 +109,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     for module in (routes_submit, routes_tasks, routes_queues, routes_health):
         app.include_router(module.router)
+    install_openapi(app, routes_submit.SELF_PARSED_BODIES)
     return app

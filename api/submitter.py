@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from api.coalescer import EnqueueCoalescer
 from sytq.queue import EnqueueRequest, QueueClient, QueueError, TaskIdConflictError
 from sytq.tasks import DEFAULT_QUEUE, TYPE_LLM_CHAT, TYPE_LLM_PROCESS, LLMChatPayload
 
@@ -69,12 +68,26 @@ def _request(item: ChatSubmission) -> EnqueueRequest:
 
 
 class QueueSubmitter:
+    """Enqueues directly. QueueClient coalesces concurrent ``enqueue`` calls into one round trip,
+    so many simultaneous single submits cost Redis about what one batch does."""
+
     def __init__(self, client: QueueClient) -> None:
-        self._client = EnqueueCoalescer(client)
+        self._client = client
 
     async def submit_chat(self, item: ChatSubmission) -> str:
+        req = _request(item)
         try:
-            info = await self._client.enqueue(_request(item))
+            info = await self._client.enqueue(
+                req.type,
+                req.payload,
+                queue=req.queue,
+                task_id=req.task_id,
+                max_retry=req.max_retry,
+                timeout=req.timeout,
+                process_at=req.process_at,
+                process_in=req.process_in,
+                retention=req.retention,
+            )
         except TaskIdConflictError as exc:
             raise AlreadySubmitted(item.task_id) from exc
         return info.id
@@ -93,10 +106,7 @@ class QueueSubmitter:
 
     async def submit_process(self, task_id: str, table_name: str, record_id: int) -> str:
         # Default options, default queue: exactly what the original's asynq.Client.Enqueue did.
-        request = EnqueueRequest(
-            type=TYPE_LLM_PROCESS,
-            payload=process_payload(table_name, record_id),
-            queue=DEFAULT_QUEUE,
-            task_id=task_id,
+        info = await self._client.enqueue(
+            TYPE_LLM_PROCESS, process_payload(table_name, record_id), queue=DEFAULT_QUEUE, task_id=task_id
         )
-        return (await self._client.enqueue(request)).id
+        return info.id
