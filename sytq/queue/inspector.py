@@ -79,6 +79,7 @@ class Inspector:
             failed_total=failed_total,
             paused=bool(int(raw[10])),
             latency_seconds=latency,
+            memory_usage_bytes=int(raw[12]),
         )
 
     async def get_task(self, queue: str, task_id: str) -> TaskInfo:

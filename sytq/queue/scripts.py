@@ -283,7 +283,8 @@ return 1
 
 # KEYS: pending, active, scheduled, retry, archived, completed, processed_day, failed_day,
 # processed_total, failed_total, paused. ARGV: task prefix.
-# Returns the 10 counts, paused (0/1) and the oldest pending task's pending_since (ns, 0 if none).
+# Returns the 10 counts, paused (0/1), the oldest pending task's pending_since (ns, 0 if none) and an
+# estimate of the queue's memory in bytes (sampled like asynq's Inspector does).
 QUEUE_STATS = """
 local out = {}
 out[1] = redis.call("LLEN", KEYS[1])
@@ -296,5 +297,25 @@ local oldest = redis.call("LINDEX", KEYS[1], -1)
 if oldest then
   out[12] = tonumber(redis.call("HGET", ARGV[1] .. oldest, "pending_since") or "0")
 end
+-- Memory estimate: each structure's own size plus its count times the average of up to 20 sampled tasks.
+local memory = 0
+for i = 1, 6 do
+  if out[i] > 0 then
+    local ids
+    if i <= 2 then
+      ids = redis.call("LRANGE", KEYS[i], 0, 19)
+    else
+      ids = redis.call("ZRANGE", KEYS[i], 0, 19)
+    end
+    local sampled, total = 0, 0
+    for _, id in ipairs(ids) do
+      local bytes = redis.call("MEMORY", "USAGE", ARGV[1] .. id)
+      if bytes then sampled, total = sampled + 1, total + bytes end
+    end
+    if sampled > 0 then memory = memory + math.floor(total / sampled * out[i]) end
+    memory = memory + (redis.call("MEMORY", "USAGE", KEYS[i]) or 0)
+  end
+end
+out[13] = memory
 return out
 """

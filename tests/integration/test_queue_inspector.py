@@ -28,6 +28,7 @@ async def test_stats_count_every_state(
     stats = await inspector.queue_stats("q")
     assert (stats.pending, stats.scheduled, stats.size, stats.paused) == (3, 1, 4, False)
     assert 0 <= stats.latency_seconds < 5
+    assert 4 * 50 < stats.memory_usage_bytes < 100_000  # four task hashes and their structures
     assert await inspector.queues() == ["q"]
     with pytest.raises(QueueNotFoundError):
         await inspector.queue_stats("nope")
