@@ -78,8 +78,16 @@ class ProcessFactory:
         return proc
 
     def close(self) -> None:
+        # Enough time for a controller to withdraw from the peering object on its own.
         for proc in reversed(self.procs):
-            proc.stop(5)
+            proc.stop(15)
+
+
+def llmtask_body(name: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, "namespace": NAMESPACE}
+    if labels:
+        metadata["labels"] = labels
+    return {"apiVersion": "llm.syt.io/v1alpha1", "kind": "LLMTask", "metadata": metadata, "spec": spec}
 
 
 @dataclass
@@ -101,6 +109,19 @@ class OperatorEnv:
     def llmtask(self, name: str) -> dict[str, Any]:
         obj: dict[str, Any] = json.loads(self.kubectl("get", "llmtask", name, "-o", "json").stdout)
         return obj
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        self.kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+    def submit(self, name: str, **spec: Any) -> None:
+        """Create (apply) an LLMTask named ``name`` with this spec."""
+        self.apply(llmtask_body(name, **spec))
+
+    def event_reasons(self, name: str) -> set[str]:
+        """Reasons of the Events about the object called ``name``."""
+        selector = f"involvedObject.name={name}"
+        events = json.loads(self.kubectl("get", "events", "--field-selector", selector, "-o", "json").stdout)
+        return {e["reason"] for e in events["items"]}
 
     def start_controller(self, **env: str) -> Proc:
         base = {

@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import redis.asyncio as aioredis
-import yaml
 
 from sytq.queue import EnqueueRequest, QueueClient
 from tests.harness.operator_fixtures import NAMESPACE, OperatorEnv, wait_until
@@ -53,21 +52,16 @@ async def enqueue(url: str, count: int) -> None:
 def test_pool_scales_to_max_under_backlog_and_back_to_zero_when_drained(operator_env: OperatorEnv) -> None:
     env = operator_env
     controller = env.start_controller()
-    env.kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=yaml.safe_dump(
-            pool(
-                "scaler",
-                queues=[{"name": QUEUE, "weight": 2}],
-                concurrency=7,
-                minReplicas=0,
-                maxReplicas=4,
-                targetBacklogPerReplica=50,
-                scaleDownStabilizationSeconds=3,
-            )
-        ),
+    env.apply(
+        pool(
+            "scaler",
+            queues=[{"name": QUEUE, "weight": 2}],
+            concurrency=7,
+            minReplicas=0,
+            maxReplicas=4,
+            targetBacklogPerReplica=50,
+            scaleDownStabilizationSeconds=3,
+        )
     )
     wait_until(
         lambda: replicas(env, "scaler-worker") == 0,
@@ -102,29 +96,21 @@ def test_pool_scales_to_max_under_backlog_and_back_to_zero_when_drained(operator
     )
     final = json.loads(env.kubectl("get", "llmworkerpool", "scaler", "-o", "json").stdout)["status"]
     assert final["queueDepth"] == 0 and final["replicas"] == 0
-    events = json.loads(
-        env.kubectl("get", "events", "--field-selector", "involvedObject.name=scaler", "-o", "json").stdout
-    )["items"]
-    assert {"DeploymentCreated", "ScaledUp", "ScaledDown"} <= {e["reason"] for e in events}
+    assert {"DeploymentCreated", "ScaledUp", "ScaledDown"} <= env.event_reasons("scaler")
 
 
 def test_scale_down_waits_for_the_stabilization_window(operator_env: OperatorEnv) -> None:
     env = operator_env
     controller = env.start_controller()
-    env.kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=yaml.safe_dump(
-            pool(
-                "steady",
-                queues=[{"name": QUEUE}],
-                minReplicas=1,
-                maxReplicas=3,
-                targetBacklogPerReplica=10,
-                scaleDownStabilizationSeconds=600,
-            )
-        ),
+    env.apply(
+        pool(
+            "steady",
+            queues=[{"name": QUEUE}],
+            minReplicas=1,
+            maxReplicas=3,
+            targetBacklogPerReplica=10,
+            scaleDownStabilizationSeconds=600,
+        )
     )
     asyncio.run(enqueue(env.redis_url, 25))
     wait_until(

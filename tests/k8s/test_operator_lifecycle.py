@@ -4,6 +4,9 @@ with the manifests' Role) -> queue -> local worker with the stub LLM -> status S
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import yaml
@@ -57,10 +60,7 @@ def test_example_llmtask_succeeds_with_usage_preview_and_columns(operator_env: O
     assert wide[0].split() == ["NAME", "PHASE", "MODEL", "ATTEMPTS", "TOKENS", "AGE", "TASK-ID", "QUEUE"]
     assert wide[1].split()[-2:] == [status["taskId"], "default"]
 
-    events = json.loads(
-        env.kubectl("get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json").stdout
-    )["items"]
-    reasons = {e["reason"] for e in events}
+    reasons = env.event_reasons(name)
     assert {"Enqueued", "Succeeded"} <= reasons, reasons
     assert controller.alive, controller.log()
 
@@ -70,19 +70,7 @@ def test_delete_while_running_cancels_and_removes_the_task(operator_env: Operato
     env.start_stub(latency="30")  # the call is still in flight when we delete
     env.start_worker()
     controller = env.start_controller()
-    env.kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=yaml.safe_dump(
-            {
-                "apiVersion": "llm.syt.io/v1alpha1",
-                "kind": "LLMTask",
-                "metadata": {"name": "slow", "namespace": NAMESPACE},
-                "spec": {"prompt": "take your time"},
-            }
-        ),
-    )
+    env.submit("slow", prompt="take your time")
     wait_until(lambda: phase_of(env, "slow") == "Running", 30, lambda: f"Running; log:\n{controller.log()}")
     task_id = env.llmtask("slow")["status"]["taskId"]
     env.kubectl("delete", "llmtask", "slow", "--wait=false")
@@ -96,10 +84,7 @@ def test_delete_while_running_cancels_and_removes_the_task(operator_env: Operato
         key = f"asynq:{{default}}:{state}"
         members = client.lrange(key, 0, -1) if state in ("pending", "active") else client.zrange(key, 0, -1)
         assert task_id.encode() not in members, state
-    events = json.loads(
-        env.kubectl("get", "events", "--field-selector", "involvedObject.name=slow", "-o", "json").stdout
-    )["items"]
-    assert "Cancelled" in {e["reason"] for e in events}
+    assert "Cancelled" in env.event_reasons("slow")
 
 
 def test_ttl_after_finished_deletes_the_llmtask_and_its_queue_task(operator_env: OperatorEnv) -> None:
@@ -107,19 +92,7 @@ def test_ttl_after_finished_deletes_the_llmtask_and_its_queue_task(operator_env:
     env.start_stub()
     env.start_worker()
     controller = env.start_controller()
-    env.kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=yaml.safe_dump(
-            {
-                "apiVersion": "llm.syt.io/v1alpha1",
-                "kind": "LLMTask",
-                "metadata": {"name": "short-lived", "namespace": NAMESPACE},
-                "spec": {"prompt": "quick one", "ttlSecondsAfterFinished": 2},
-            }
-        ),
-    )
+    env.submit("short-lived", prompt="quick one", ttlSecondsAfterFinished=2)
     wait_until(
         lambda: phase_of(env, "short-lived") == "Succeeded",
         30,
@@ -132,34 +105,33 @@ def test_ttl_after_finished_deletes_the_llmtask_and_its_queue_task(operator_env:
     assert not redis.Redis.from_url(env.redis_url).exists(f"asynq:{{default}}:t:{task_id}")
 
 
+def peers(env: OperatorEnv) -> list[int]:
+    """Priorities of the controllers announced in the KopfPeering object."""
+    status = json.loads(env.kubectl("get", "kopfpeering", NAMESPACE, "-o", "json").stdout).get("status") or {}
+    return [int(peer["priority"]) for peer in status.values() if isinstance(peer, dict)]
+
+
 def test_two_controllers_one_active_and_the_standby_takes_over(operator_env: OperatorEnv) -> None:
     env = operator_env
     env.start_stub()
     env.start_worker()
+    # Forget peers of earlier tests (a killed controller stays listed until its lifetime ends).
+    env.kubectl("patch", "kopfpeering", NAMESPACE, "--type=merge", "-p", '{"status": null}')
     leader = env.start_controller(SYTQ_CONTROLLER_PRIORITY="200")
+    wait_until(lambda: peers(env) == [200], 30, lambda: leader.log())
     standby = env.start_controller(SYTQ_CONTROLLER_PRIORITY="100")
-    wait_until(lambda: "Pausing operations in favour of" in standby.log(), 30, lambda: standby.log())
-
-    def submit(name: str) -> None:
-        env.kubectl(
-            "apply",
-            "-f",
-            "-",
-            input=yaml.safe_dump(
-                {
-                    "apiVersion": "llm.syt.io/v1alpha1",
-                    "kind": "LLMTask",
-                    "metadata": {"name": name, "namespace": NAMESPACE},
-                    "spec": {"prompt": f"peering {name}"},
-                }
-            ),
-        )
-
-    submit("under-leader")
-    wait_until(lambda: phase_of(env, "under-leader") == "Succeeded", 30, lambda: leader.log())
-    assert "llmtask-" not in standby.log()  # the paused one did nothing with it
+    wait_until(lambda: sorted(peers(env)) == [100, 200], 30, lambda: standby.log())
+    # Freeze the leader (its peering entry stays valid): a paused standby must not touch a new task.
+    os.kill(leader.popen.pid, signal.SIGSTOP)
+    try:
+        env.submit("while-frozen", prompt="peering frozen")
+        time.sleep(5)
+        untouched = env.llmtask("while-frozen")
+        assert "status" not in untouched and not untouched["metadata"].get("finalizers"), standby.log()
+    finally:
+        os.kill(leader.popen.pid, signal.SIGCONT)
+    wait_until(lambda: phase_of(env, "while-frozen") == "Succeeded", 30, lambda: leader.log())
 
     leader.stop()  # graceful: kopf withdraws from the peering object at once
-    wait_until(lambda: "Resuming operations" in standby.log(), 30, lambda: standby.log())
-    submit("under-standby")
+    env.submit("under-standby", prompt="peering under standby")
     wait_until(lambda: phase_of(env, "under-standby") == "Succeeded", 30, lambda: standby.log())

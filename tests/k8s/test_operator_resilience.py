@@ -10,16 +10,11 @@ from typing import Any
 import redis
 import yaml
 
-from tests.harness.operator_fixtures import NAMESPACE, OperatorEnv, wait_until
+from tests.harness.operator_fixtures import OperatorEnv, llmtask_body, wait_until
 
 
 def llmtask(name: str, prompt: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "llm.syt.io/v1alpha1",
-        "kind": "LLMTask",
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"batch": "resilience"}},
-        "spec": {"prompt": prompt, **spec},
-    }
+    return llmtask_body(name, labels={"batch": "resilience"}, prompt=prompt, **spec)
 
 
 def create_many(env: OperatorEnv, objs: list[dict[str, Any]]) -> None:
