@@ -274,8 +274,9 @@ return state
 WRITE_SERVER_STATE = """
 redis.call("SETEX", KEYS[1], ARGV[1], ARGV[2])
 redis.call("DEL", KEYS[2])
-for i = 3, #ARGV - 1, 2 do
-  redis.call("HSET", KEYS[2], ARGV[i], ARGV[i + 1])
+-- One HSET per 500 workers (Lua's unpack has a stack limit) instead of one per worker.
+for first = 3, #ARGV, 1000 do
+  redis.call("HSET", KEYS[2], unpack(ARGV, first, math.min(first + 999, #ARGV)))
 end
 redis.call("EXPIRE", KEYS[2], ARGV[1])
 return 1

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
@@ -72,14 +72,9 @@ class _Held:
 class _Outcome:
     queue: str
     task_id: str
-    kind: str  # done | retry | archive | requeue | drop
+    kind: str  # done | retry | archive | requeue | drop | forget (lease lost: nothing to write)
     call: Call | None = None  # retry / archive / requeue / drop
     ack_item: tuple[str, str, bytes, int, str] | None = None  # done
-
-
-@dataclass
-class _Loops:
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 class Server:
@@ -101,6 +96,7 @@ class Server:
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
         self._fetching = True
+        self._flushing = False  # an acknowledgement round trip is in flight
         self._start_time = time.time()
         self._status = "new"
         self._channel = EVENTS_CHANNEL if config.publish_events else ""
@@ -417,8 +413,6 @@ class Server:
             return
         self._outcomes.append(outcome)
         self._outcome_ready.set()
-
-    _flushing = False
 
     async def _flush_loop(self) -> None:
         while True:

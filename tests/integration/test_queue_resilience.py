@@ -212,9 +212,17 @@ async def test_thousands_of_tasks_in_flight_at_once(
         running -= 1
 
     await queue_client.enqueue_many([EnqueueRequest("w", b"") for _ in range(total)])
-    async with queue_server({"w": wait_for_gate}, concurrency=total, fetch_batch=1000):
+    async with queue_server(
+        {"w": wait_for_gate}, concurrency=total, fetch_batch=1000, heartbeat_interval=0.3
+    ):
         await wait_until(lambda: peak == total, within=30)
         active = (await inspector.queue_stats("default")).active
+
+        async def all_workers_listed() -> bool:
+            servers = await inspector.servers()
+            return len(servers) == 1 and len(servers[0].workers) == total
+
+        await wait_until(all_workers_listed, within=10)  # asynq's worker hash, written in chunks
         gate.set()
 
         async def drained() -> bool:
