@@ -11,10 +11,10 @@ persistence:
 
 Go runs with GOMAXPROCS=1, so every peer gets one core per process. Rates are timed inside the
 processes (enqueue calls; first to last handler call), so process start-up is not counted for anyone.
-Redis work per task comes from `INFO commandstats` (sum of calls) before and after each phase. Redis
-counts the commands a Lua script runs as calls too, so this is "commands Redis executed per task", an
-upper bound on round trips (a pipeline of 500 scripts is one round trip but >= 500 calls). It includes a
-worker's idle polling and heartbeats during the phase, which is part of its real cost.
+Redis cost per task, from counters read before and after each phase: round trips = `INFO stats`
+total_reads_processed (socket reads Redis served: one per request or pipeline, a few for a very large
+pipeline), and commands = `INFO commandstats` calls (Redis counts the commands a Lua script runs too).
+Both include a worker's idle polling and heartbeats during the phase, which is part of its real cost.
 
 Internal roles (one process each): ``--role ours-enqueue|ours-worker|arq-enqueue|arq-worker``.
 """
@@ -214,9 +214,11 @@ class RedisUnderTest:
         self.client = redis.Redis(port=self.server.port)
         self.version = str(self.client.info("server")["redis_version"])
 
-    def calls(self) -> int:
-        stats = self.client.info("commandstats")
-        return sum(int(v["calls"]) for v in stats.values())
+    def counters(self) -> tuple[int, int]:
+        """(commands executed, socket reads served): the second counts client round trips, since
+        a pipeline arrives in one read (a large one in a few)."""
+        commands = sum(int(v["calls"]) for v in self.client.info("commandstats").values())
+        return commands, int(self.client.info("stats")["total_reads_processed"])
 
     def fresh(self) -> None:
         self.client.flushall()
@@ -332,8 +334,14 @@ class Child:
         return lines[-1]
 
 
-def _phase(n: int, seconds: float, calls: int) -> dict[str, float]:
-    return {"rate": n / seconds, "seconds": seconds, "redis_calls_per_task": calls / n}
+def _phase(n: int, seconds: float, before: tuple[int, int], after: tuple[int, int]) -> dict[str, float]:
+    commands, reads = after[0] - before[0], after[1] - before[1]  # our 2 INFO calls are noise at N >= 2000
+    return {
+        "rate": n / seconds,
+        "seconds": seconds,
+        "redis_calls_per_task": commands / n,
+        "round_trips_per_task": reads / n,
+    }
 
 
 def measure(peer: Peer, rut: RedisUnderTest, n: int, cores: tuple[int, int]) -> dict[str, Any]:
@@ -342,36 +350,36 @@ def measure(peer: Peer, rut: RedisUnderTest, n: int, cores: tuple[int, int]) -> 
 
     # enqueue only
     rut.fresh()
-    before = rut.calls()
+    before = rut.counters()
     enq = Child(peer.enqueue_cmd(rut.url, n), enq_core, peer.env).result()
-    calls = rut.calls() - before
+    after = rut.counters()
     queued = peer.pending(rut.client)
     if queued != n:
         raise RuntimeError(f"{peer.name}: {queued} of {n} tasks pending after enqueue")
-    out["enqueue"] = _phase(n, enq["seconds"], calls)
+    out["enqueue"] = _phase(n, enq["seconds"], before, after)
 
     # process the pre-filled queue
-    before = rut.calls()
+    before = rut.counters()
     worker = Child(peer.worker_cmd(rut.url, n), work_core, peer.env)
     res = worker.result()
-    calls = rut.calls() - before
+    after = rut.counters()
     span = (res["last_ns"] - res["first_ns"]) / 1e9
     left = peer.pending(rut.client)
     if left:
         raise RuntimeError(f"{peer.name}: {left} tasks still pending after processing")
-    out["process"] = _phase(n, span, calls)
+    out["process"] = _phase(n, span, before, after)
 
     # end to end: worker waiting, then enqueue
     rut.fresh()
-    before = rut.calls()
+    before = rut.counters()
     worker = Child(peer.worker_cmd(rut.url, n), work_core, peer.env)
     ready = worker.next_line()
     assert ready.get("event") == "ready", ready
     enq = Child(peer.enqueue_cmd(rut.url, n), enq_core, peer.env).result()
     res = worker.result()
-    calls = rut.calls() - before
+    after = rut.counters()
     span = (res["last_ns"] - enq["start_ns"]) / 1e9
-    out["e2e"] = _phase(n, span, calls)
+    out["e2e"] = _phase(n, span, before, after)
     # How much of the span the enqueuer took: tells whether producing or consuming was the bottleneck.
     out["e2e"]["enqueue_seconds"] = enq["seconds"]
     return out
@@ -406,15 +414,17 @@ def write_results(results: dict[str, Any]) -> None:
         f"Best of {results['repeat']} runs per phase; load average before/after "
         f"{results['loadavg_before'][0]:.1f}/{results['loadavg_after'][0]:.1f} (the machine is shared).",
         "",
-        "| peer | enqueue/s | process/s | end-to-end/s | Redis commands/task (enq / proc / e2e) |",
-        "|---|---:|---:|---:|---|",
+        "| peer | enqueue/s | process/s | end-to-end/s | round trips/task (enq / proc / e2e) "
+        "| Redis commands/task (enq / proc / e2e) |",
+        "|---|---:|---:|---:|---|---|",
     ]
     for name in order:
         r = peers_[name]
-        trips = " / ".join(f"{r[ph]['redis_calls_per_task']:.2f}" for ph in ("enqueue", "process", "e2e"))
+        trips = " / ".join(f"{r[ph]['round_trips_per_task']:.3f}" for ph in ("enqueue", "process", "e2e"))
+        commands = " / ".join(f"{r[ph]['redis_calls_per_task']:.2f}" for ph in ("enqueue", "process", "e2e"))
         lines.append(
             f"| {name} | {r['enqueue']['rate']:,.0f} | {r['process']['rate']:,.0f} | "
-            f"{r['e2e']['rate']:,.0f} | {trips} |"
+            f"{r['e2e']['rate']:,.0f} | {trips} | {commands} |"
         )
     lines += ["", "| ratio | enqueue | process | end-to-end |", "|---|---:|---:|---:|"]
     for other in ("asynq", "arq"):
