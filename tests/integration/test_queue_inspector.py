@@ -94,7 +94,9 @@ async def test_active_task_cannot_be_deleted_and_servers_are_listed(
         await release.wait()
 
     info = await queue_client.enqueue("hold", b"payload")
-    async with queue_server({"hold": hold}, concurrency=7, queues={"default": 2, "low": 1}):
+    async with queue_server(
+        {"hold": hold}, concurrency=7, queues={"default": 2, "low": 1}, heartbeat_interval=0.2
+    ):
         await asyncio.wait_for(started.wait(), 5)
         with pytest.raises(TaskStateError):
             await inspector.delete_task("default", info.id)
