@@ -124,7 +124,7 @@ class TaskStore:
         self.engine = engine
         self._db = DBRunner(engine, threads=threads, retry_for_seconds=retry_for_seconds)
         self._run = self._db.run
-        self._insert_batcher: MicroBatcher[LLMTaskRow, bool] | None = None
+        self._insert_batcher: MicroBatcher[dict[str, Any], bool] | None = None
         self._success_batcher: MicroBatcher[_Success, TaskRecord | None] | None = None
 
     @classmethod
@@ -152,7 +152,8 @@ class TaskStore:
     async def create_queued(self, task: NewTask) -> bool:
         """Insert the row at submit time (status queued); False when it already exists."""
         try:
-            await self._run(lambda s: s.add(_new_row(task, STATUS_QUEUED)))
+            statement = sa.insert(_TABLE).values(_new_values(task, STATUS_QUEUED, 0))
+            await self._run(functools.partial(_execute, statement))
         except IntegrityError:
             return False
         return True
@@ -168,27 +169,24 @@ class TaskStore:
                 row.status = STATUS_RUNNING
                 row.attempts = max(row.attempts, attempt)
                 row.started_at = row.started_at or utcnow()
+                _fill_request(row, task)
             return TaskRecord.from_row(row)
 
         # Insert first: the common case is a new task (batched with its neighbours, no lock on a
         # missing key); a re-delivery or retry finds the row and touches it.
         if attempt == 1:
-            row = _new_row(task, STATUS_RUNNING)
-            row.attempts = attempt
-            row.started_at = utcnow()
-            if await self._inserts().submit(row):
-                return TaskRecord.from_row(row)
+            values = _new_values(task, STATUS_RUNNING, attempt)
+            if await self._inserts().submit(values):
+                return _record_from_values(values)
         touched = await self._run(_touch)
         if touched is not None:
             return touched
-        row = _new_row(task, STATUS_RUNNING)
-        row.attempts = attempt
-        row.started_at = utcnow()
-        if not await self._inserts().submit(row):
+        values = _new_values(task, STATUS_RUNNING, attempt)
+        if not await self._inserts().submit(values):
             raise LookupError(f"task {task.task_id}: row neither found nor insertable")
-        return TaskRecord.from_row(row)
+        return _record_from_values(values)
 
-    def _inserts(self) -> MicroBatcher[LLMTaskRow, bool]:
+    def _inserts(self) -> MicroBatcher[dict[str, Any], bool]:
         if self._insert_batcher is None:
             self._insert_batcher = MicroBatcher(self._insert_rows)
         return self._insert_batcher
@@ -198,12 +196,11 @@ class TaskStore:
             self._success_batcher = MicroBatcher(self._store_successes)
         return self._success_batcher
 
-    async def _insert_rows(self, rows: list[LLMTaskRow]) -> list[bool]:
+    async def _insert_rows(self, values: list[dict[str, Any]]) -> list[bool]:
         """Insert all rows in one statement; True for each row inserted, False where it existed."""
-        values = [_column_values(row) for row in rows]
         try:
             await self._run(lambda session: session.execute(sa.insert(_TABLE), values))
-            return [True] * len(rows)
+            return [True] * len(values)
         except IntegrityError:
             pass
         # Some ids exist (re-deliveries): one by one, to learn which.
@@ -295,21 +292,48 @@ class TaskStore:
         await self._run(_set)
 
 
-def _new_row(task: NewTask, status: str) -> LLMTaskRow:
-    return LLMTaskRow(
-        task_id=task.task_id,
-        type=task.type,
-        queue=task.queue,
-        model=task.model,
-        status=status,
-        attempts=0,
-        messages=task.messages,
-        parameters=task.parameters,
-        meta=task.metadata,
-        client_id=task.client_id,
-        created_at=utcnow(),
-        callback_url=task.callback_url,
+def _new_values(task: NewTask, status: str, attempt: int) -> dict[str, Any]:
+    """Column values of a new row (plain dicts: the ORM costs more CPU than the write on this path)."""
+    now = utcnow()
+    return {
+        "task_id": task.task_id,
+        "type": task.type,
+        "queue": task.queue,
+        "model": task.model,
+        "status": status,
+        "attempts": attempt,
+        "messages": task.messages,
+        "parameters": task.parameters,
+        "metadata": task.metadata,
+        "client_id": task.client_id,
+        "created_at": now,
+        "started_at": now if status == STATUS_RUNNING else None,
+        "callback_url": task.callback_url,
+        "callback_attempts": 0,
+    }
+
+
+def _record_from_values(values: dict[str, Any]) -> TaskRecord:
+    return TaskRecord(
+        task_id=values["task_id"],
+        type=values["type"],
+        queue=values["queue"],
+        model=values["model"],
+        status=values["status"],
+        attempts=values["attempts"],
+        created_at=values["created_at"].replace(tzinfo=UTC),
+        started_at=_aware(values["started_at"]),
+        finished_at=None,
+        llm_latency_ms=None,
+        content=None,
+        reasoning_content=None,
+        finish_reason=None,
+        usage=None,
+        error=None,
+        callback_url=values["callback_url"],
+        callback_status=None,
         callback_attempts=0,
+        metadata=dict(values["metadata"] or {}),
     )
 
 
@@ -322,9 +346,14 @@ def _execute(statement: sa.Executable, session: Session) -> None:
     session.execute(statement)
 
 
-def _column_values(row: LLMTaskRow) -> dict[str, Any]:
-    return {column.name: getattr(row, attr.key) for attr in sa.inspect(LLMTaskRow).column_attrs
-            for column in attr.columns}
+def _fill_request(row: LLMTaskRow, task: NewTask) -> None:
+    """Complete a row created at submit time (status queued) with what the worker knows."""
+    row.model = row.model or task.model
+    row.messages = row.messages or task.messages
+    row.parameters = row.parameters or task.parameters
+    row.meta = row.meta or task.metadata
+    row.client_id = row.client_id or task.client_id
+    row.callback_url = row.callback_url or task.callback_url
 
 
 def _must_get(session: Session, task_id: str) -> LLMTaskRow:
