@@ -18,6 +18,7 @@ from sytq.settings import Settings, get_settings
 __all__ = ["main"]
 _HANDLER_MODULES = (llmtasks, pools)  # imported for their kopf registrations
 logger = logging.getLogger("controller")
+PEERING_LIFETIME_SECONDS = 20
 
 
 class PoolsOnlyDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -45,6 +46,9 @@ def kopf_settings() -> kopf.OperatorSettings:
     settings.posting.loggers = False  # only the Events we post on purpose, not every log line
     # No CRD/namespace watching: the RBAC stays small, and our resources are known up front.
     settings.scanning.disabled = True
+    # A crashed replica blocks a lower-priority standby until its peering entry expires (kopf's
+    # default 60 s); 20 s keeps takeover short at one keep-alive patch every 10-15 s.
+    settings.peering.lifetime = PEERING_LIFETIME_SECONDS
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     return settings

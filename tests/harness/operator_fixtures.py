@@ -171,6 +171,7 @@ class OperatorEnv:
             "SYTQ_LLM_RETRY_BASE_SECONDS": "0.05",
             "SYTQ_LLM_RETRY_MAX_SECONDS": "0.2",
             "SYTQ_METRICS_PORT": "0",
+            "SYTQ_SHUTDOWN_TIMEOUT": "1",
         }
         return self.factory.start("worker", [sys.executable, "-m", "sytq.cli", "worker"], {**base, **env})
 

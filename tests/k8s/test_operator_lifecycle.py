@@ -115,7 +115,7 @@ def test_two_controllers_one_active_and_the_standby_takes_over(operator_env: Ope
     env = operator_env
     env.start_stub()
     env.start_worker()
-    # Forget peers of earlier tests (a killed controller stays listed until its lifetime ends).
+    # Forget peers of earlier tests (a killed controller stays listed for the 20 s peering lifetime).
     env.kubectl("patch", "kopfpeering", NAMESPACE, "--type=merge", "-p", '{"status": null}')
     leader = env.start_controller(SYTQ_CONTROLLER_PRIORITY="200")
     wait_until(lambda: peers(env) == [200], 30, lambda: leader.log())

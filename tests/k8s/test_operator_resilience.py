@@ -41,7 +41,9 @@ def test_controller_killed_mid_run_converges_without_double_enqueue(operator_env
     count = 60
     env.start_stub(latency="0.3")
     env.start_worker(concurrency=10)
-    first = env.start_controller()
+    # The replacement outranks the crashed one, as a restarted pod does half of the time; the other
+    # half it waits for the dead peer's entry to expire (20 s), which adds nothing to this check.
+    first = env.start_controller(SYTQ_CONTROLLER_PRIORITY="100")
     create_many(env, [llmtask(f"restart-{i}", f"restart prompt {i}") for i in range(count)])
 
     def some_progress() -> bool:
@@ -50,7 +52,7 @@ def test_controller_killed_mid_run_converges_without_double_enqueue(operator_env
 
     wait_until(some_progress, 60, lambda: f"some tasks done, some not; log:\n{first.log()}")
     first.kill()
-    second = env.start_controller()
+    second = env.start_controller(SYTQ_CONTROLLER_PRIORITY="200")
     wait_until(
         lambda: set(phases(env).values()) == {"Succeeded"},
         90,
