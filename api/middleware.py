@@ -75,14 +75,11 @@ async def _send_413(send: Send, max_bytes: int, legacy: bool) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-_FORM = b"application/x-www-form-urlencoded"
-
-
 class JsonByDefaultMiddleware:
     """Submit bodies are JSON whatever the Content-Type says.
 
     The Go original bound JSON regardless of the header, and ``curl -d`` or PHP callers often send
-    none or a form type; without this they would get a confusing "not an object" error.
+    none, a form type or text/plain; without this they would get a confusing "not an object" error.
     """
 
     def __init__(self, app: ASGIApp, paths: frozenset[str]) -> None:
@@ -93,6 +90,6 @@ class JsonByDefaultMiddleware:
         if scope["type"] == "http" and scope["path"] in self.paths:
             headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
             declared = [v for k, v in scope["headers"] if k == b"content-type"]
-            if not declared or declared[0].split(b";")[0].strip().lower() == _FORM:
+            if not declared or b"json" not in declared[0].lower():
                 scope = dict(scope, headers=[*headers, (b"content-type", b"application/json")])
         await self.app(scope, receive, send)
