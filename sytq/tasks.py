@@ -79,7 +79,9 @@ class CallbackPayload(_Strict):
     body: dict[str, Any]
 
 
-def build_messages(prompt: str | None, messages: list[ChatMessage] | None, system: str | None) -> list[ChatMessage]:
+def build_messages(
+    prompt: str | None, messages: list[ChatMessage] | None, system: str | None
+) -> list[ChatMessage]:
     """The conversation for a submit that gives either a prompt or messages, plus an optional system."""
     if (prompt is None) == (messages is None):
         raise ValueError("give exactly one of prompt or messages")

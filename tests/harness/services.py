@@ -84,7 +84,8 @@ class _ServerProcess:
         try:
             wait_for_port(self.port, timeout=60.0, proc=self._proc)
         except Exception as exc:
-            raise RuntimeError(f"{exc}\n--- log ---\n{self._log.read_text(errors='replace')[-4000:]}") from exc
+            log_tail = self._log.read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"{exc}\n--- log ---\n{log_tail}") from exc
         if first:
             self._after_first_start()
 
@@ -142,7 +143,7 @@ class MariaDBServer(_ServerProcess):
         self.socket = self.workdir / "mysqld.sock"
         install = _find_binary("mariadb-install-db", "mysql_install_db")
         self.datadir.mkdir()
-        subprocess.run(
+        result = subprocess.run(
             [
                 install,
                 "--no-defaults",
@@ -151,9 +152,14 @@ class MariaDBServer(_ServerProcess):
                 "--skip-test-db",
                 "--user=root" if os.geteuid() == 0 else f"--user={os.environ.get('USER', 'nobody')}",
             ],
-            check=True,
+            check=False,
             capture_output=True,
         )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"{install} failed with exit {result.returncode}:\n"
+                f"{result.stdout.decode(errors='replace')[-2000:]}\n{result.stderr.decode(errors='replace')[-2000:]}"
+            )
 
     @property
     def url(self) -> str:
