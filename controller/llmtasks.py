@@ -27,7 +27,6 @@ from sytq.k8s_resources import (
     PHASE_CANCELLED,
     PHASE_FAILED,
     PHASE_PENDING,
-    PHASE_QUEUED,
     VERSION,
     payload_from_spec,
     task_id_for_uid,
@@ -40,6 +39,7 @@ CANCEL_WAIT_ATTEMPTS = 60
 MIRROR_RESTART_SECONDS = 2.0
 
 _EVENT_REASONS = {
+    "Queued": ("Normal", "Enqueued"),
     "Running": ("Normal", "Started"),
     "Succeeded": ("Normal", "Succeeded"),
     "Failed": ("Warning", "Failed"),
@@ -77,9 +77,12 @@ async def patch_status(ctx: ControllerContext, namespace: str, name: str, fields
 
 
 def announce(body: kopf.Body, old_phase: str | None, new_phase: str, message: str) -> None:
-    """A Kubernetes Event for a phase transition."""
-    if old_phase == new_phase or new_phase == PHASE_QUEUED:
-        return  # the Enqueued event was posted when the task went onto the queue
+    """A Kubernetes Event for each phase transition the status shows.
+
+    Transitions that were coalesced away (a task that finished before its Queued patch) get no
+    Event of their own: under a burst every Event is one more apiserver write per task."""
+    if old_phase == new_phase:
+        return
     type_, reason = _EVENT_REASONS[new_phase]
     kopf.event(body, type=type_, reason=reason, message=message[:1024])
 
@@ -139,7 +142,7 @@ class _Mirror:
             return await self.apply(desired, message)
 
     def _describe(self) -> str:
-        text = f"task {self.task_id} is {self.phase}"
+        text = f"task {self.task_id} (queue {self.queue}) is {self.phase}"
         if self.status.get("attempts"):
             text += f" after {self.status['attempts']} attempt(s)"
         if self.phase == PHASE_FAILED and self.status.get("error"):
@@ -197,12 +200,6 @@ class _Mirror:
                     return False
                 await asyncio.sleep(ENQUEUE_RETRY_SECONDS)
                 continue
-            kopf.event(
-                self.body,
-                type="Normal",
-                reason="Enqueued",
-                message=f"enqueued as {self.task_id} on queue {self.queue}",
-            )
             return True
 
     def _desired(self, info: TaskInfo | None) -> dict[str, Any]:

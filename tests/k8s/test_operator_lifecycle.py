@@ -61,7 +61,8 @@ def test_example_llmtask_succeeds_with_usage_preview_and_columns(operator_env: O
     assert wide[1].split()[-2:] == [status["taskId"], "default"]
 
     reasons = env.event_reasons(name)
-    assert {"Enqueued", "Succeeded"} <= reasons, reasons
+    # One Event per transition the status showed; Queued may be coalesced away when the worker is fast.
+    assert "Succeeded" in reasons and reasons <= {"Enqueued", "Started", "Succeeded"}, reasons
     assert controller.alive, controller.log()
 
 
