@@ -59,14 +59,12 @@ def _rss_mb(pid: int, field: str = "VmRSS") -> float:
 
 async def _bare_worker(settings: Any) -> None:
     """Our queue server and provider client, no storage: what the Go peer does."""
-    import redis.asyncio as aioredis
-
     from sytq.llm import LLMClient
     from sytq.queue import Server, Task
     from sytq.tasks import LLMChatPayload
-    from worker.main import server_config
+    from worker.main import server_config, worker_redis
 
-    client = aioredis.Redis.from_url(settings.redis_url, max_connections=64)
+    client = worker_redis(settings.redis_url)
     llm = LLMClient(settings.llm_base_url, "bench", max_connections=settings.worker_concurrency)
 
     async def handle(task: Task) -> None:

@@ -20,6 +20,13 @@ from worker.pipeline import Pipeline, build_pipeline
 log = logging.getLogger("sytq.worker")
 
 
+def worker_redis(url: str, max_connections: int = 128) -> aioredis.Redis:
+    """A client whose pool waits for a free connection: a plain pool raises "Too many connections"
+    once thousands of handlers write results at the same moment, failing tasks that succeeded."""
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=60)
+    return aioredis.Redis(connection_pool=pool)
+
+
 def server_config(settings: Settings) -> ServerConfig:
     return ServerConfig(
         queues=settings.queue_weights,
@@ -50,7 +57,7 @@ async def run_worker(settings: Settings, config: ServerConfig | None = None) -> 
         raise ConfigError("sytq worker needs SYTQ_REDIS_URL (the embedded Valkey is only for `sytq run`)")
     if settings.uses_stub_llm:
         log.warning("NO DEEPSEEK_API_KEY and no SYTQ_LLM_BASE_URL: provider calls will be refused (401)")
-    redis = aioredis.Redis.from_url(settings.redis_url, max_connections=64)
+    redis = worker_redis(settings.redis_url)
     pipeline = await asyncio.to_thread(build_pipeline, settings, redis)
     server = Server(redis, config or server_config(settings), handlers_for(pipeline))
     health: HealthServer | None = None

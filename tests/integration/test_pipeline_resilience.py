@@ -90,3 +90,23 @@ async def test_mariadb_away_for_30s_tasks_wait_and_all_finish(
     # Answers paid for during the outage were kept, not fetched again.
     assert all(stub_llm.calls_for(f"outage {tag} <{i}>") == 1 for i in range(40))
     assert during < 40  # the outage really held work back
+
+
+async def test_worker_process_with_hundreds_in_flight_calls_each_prompt_once(
+    pipeline_env: PipelineEnv, redis_client: aioredis.Redis, stub_llm: StubLLMProcess
+) -> None:
+    """Hundreds of handlers finishing together must not exhaust the worker's Redis pool."""
+    stub_llm.configure(latency="1")
+    tag = uuid.uuid4().hex
+    settings = pipeline_env.settings.model_copy(update={"worker_concurrency": 400})
+    store = TaskStore.from_url(settings.effective_database_url)
+    ids = [await enqueue(redis_client, chat_payload(f"wide {tag} <{i}>")) for i in range(400)]
+    worker = WorkerProcess(settings)
+    try:
+        records = [await wait_final(store, task_id, within=60) for task_id in ids]
+        assert stub_llm.stats()["max_in_flight"] >= 200
+    finally:
+        assert worker.stop() == 0
+    assert all(r.status == "succeeded" and r.attempts == 1 for r in records)
+    assert [stub_llm.calls_for(f"wide {tag} <{i}>") for i in range(400)] == [1] * 400
+    await store.close()
