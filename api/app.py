@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,7 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from api import routes_health, routes_queues, routes_submit, routes_tasks
+from api import resource_lookup, resource_submitter, routes_health, routes_queues, routes_submit, routes_tasks
 from api.auth import parse_api_keys
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, JsonByDefaultMiddleware
@@ -26,9 +25,6 @@ from sytq.settings import ConfigError, Settings, get_settings
 
 log = logging.getLogger("sytq.api")
 
-# Where the resource-mode submitter (creates LLMTask objects) plugs in; see api/submitter.py.
-RESOURCE_SUBMITTER = "api.resource_submitter"
-
 
 def redis_client(url: str) -> aioredis.Redis:
     # Short timeouts: when Redis is down a caller gets a quick 503, not a hung request.
@@ -41,12 +37,7 @@ def redis_client(url: str) -> aioredis.Redis:
 def _submitter(settings: Settings, redis: aioredis.Redis) -> TaskSubmitter:
     if not settings.api_resource_mode:
         return QueueSubmitter(QueueClient(redis))
-    try:
-        module = importlib.import_module(RESOURCE_SUBMITTER)
-    except ModuleNotFoundError as exc:
-        raise ConfigError("SYTQ_API_RESOURCE_MODE is set but this build has no resource submitter") from exc
-    submitter: TaskSubmitter = module.create_submitter(settings)
-    return submitter
+    return resource_submitter.create_submitter(settings, redis)
 
 
 def _task_store(settings: Settings) -> Any:
@@ -90,6 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        close_submitter = getattr(state.submitter, "aclose", None)  # resource mode: its kube client
+        if close_submitter is not None:
+            await close_submitter()
         await state.redis.aclose()
         dispose = getattr(state.store, "close", None) or getattr(state.store, "dispose", None)
         if dispose is not None:
@@ -107,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(JsonByDefaultMiddleware, paths=routes_submit.JSON_PATHS)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    if settings.api_resource_mode:  # its GET also answers for LLMTasks not enqueued yet
+        app.include_router(resource_lookup.router)
     for module in (routes_submit, routes_tasks, routes_queues, routes_health):
         app.include_router(module.router)
     install_openapi(app, routes_submit.SELF_PARSED_BODIES)
