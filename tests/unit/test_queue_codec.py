@@ -79,3 +79,53 @@ def test_strict_priority_order_and_weighted_shuffle() -> None:
     weighted = Server(client, ServerConfig(queues={"low": 1, "high": 9}), {})
     firsts = [weighted._queue_order()[0] for _ in range(2000)]
     assert 0.85 < firsts.count("high") / 2000 < 0.95
+
+
+def test_task_ids_are_uuid4() -> None:
+    import uuid
+
+    from sytq.queue.client import new_task_id
+
+    ids = {new_task_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for text in list(ids)[:200]:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+
+
+def test_enqueue_placement_strings() -> None:
+    from sytq.queue.redis_ops import enqueue_placement
+
+    assert enqueue_placement(None, 123, "", 0) == "p123"
+    assert enqueue_placement(456, 123, "", 0) == "s456"
+    assert enqueue_placement(None, 1, "asynq:{q}:unique:t:ab|c", 60) == "p1|60|asynq:{q}:unique:t:ab|c"
+
+
+def test_transient_replies_are_told_apart() -> None:
+    from redis import exceptions as redis_errors
+
+    from sytq.queue.redis_ops import _is_transient
+
+    assert _is_transient(redis_errors.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."))
+    assert _is_transient(redis_errors.ReadOnlyError("You can't write against a read only replica."))
+    assert _is_transient(redis_errors.ResponseError("MASTERDOWN Link with MASTER is down"))
+    assert not _is_transient(redis_errors.ResponseError("ERR wrong number of arguments"))
+    assert not _is_transient(1)
+
+
+def test_invalid_enqueue_arguments_are_rejected_before_redis() -> None:
+    import time
+    from datetime import datetime
+
+    from sytq.queue import EnqueueRequest, InvalidTaskError
+    from sytq.queue.client import _prepare
+
+    for bad in (
+        EnqueueRequest("t", "not bytes"),  # type: ignore[arg-type]
+        EnqueueRequest("t", b"", queue=" "),
+        EnqueueRequest("t", b"", headers={"k": 1}),  # type: ignore[dict-item]
+        EnqueueRequest("t", b"", process_in=5, process_at=datetime.now()),
+        EnqueueRequest("t", b"", retention=float("inf")),
+    ):
+        with pytest.raises(InvalidTaskError):
+            _prepare(bad, time.time())
