@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 
 from sytq.queue import (
+    EVENTS_CHANNEL,
     DuplicateTaskError,
     EnqueueRequest,
     Inspector,
@@ -252,11 +255,23 @@ async def test_cancel_active_task(
     assert (await inspector.get_task("default", info.id)).last_error == "context canceled"
 
 
+async def _events_until(pubsub: PubSub, count: int) -> list[dict[str, Any]]:
+    """Read task events from a subscribed pubsub until ``count`` arrived."""
+    events: list[dict[str, Any]] = []
+
+    async def enough() -> bool:
+        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if msg:
+            events.append(json.loads(msg["data"]))
+        return len(events) >= count
+
+    await wait_until(enough)
+    return events
+
+
 async def test_events_are_published(
     redis_client: aioredis.Redis, queue_client: QueueClient, queue_server: ServerRunner
 ) -> None:
-    from sytq.queue import EVENTS_CHANNEL
-
     pubsub = redis_client.pubsub()
     await pubsub.subscribe(EVENTS_CHANNEL)
 
@@ -264,19 +279,13 @@ async def test_events_are_published(
         return None
 
     info = await queue_client.enqueue("ok", b"")
-    states: list[str] = []
     async with queue_server({"ok": ok}, publish_events=True):
-
-        async def collect() -> bool:
-            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
-            if msg:
-                event = json.loads(msg["data"])
-                assert event["task_id"] == info.id and event["type"] == "ok"
-                states.append(event["state"])
-            return states == ["active", "succeeded"]
-
-        await wait_until(collect)
+        events = await _events_until(pubsub, 2)
     await pubsub.aclose()
+    assert [(e["task_id"], e["type"], e["state"]) for e in events] == [
+        (info.id, "ok", "active"),
+        (info.id, "ok", "succeeded"),
+    ]
 
 
 async def test_many_concurrent_result_writes_share_a_small_pool(redis_server: RedisServer) -> None:
@@ -316,8 +325,6 @@ async def test_many_concurrent_result_writes_share_a_small_pool(redis_server: Re
 async def test_failure_events_carry_the_error(
     redis_client: aioredis.Redis, queue_client: QueueClient, queue_server: ServerRunner
 ) -> None:
-    from sytq.queue import EVENTS_CHANNEL
-
     pubsub = redis_client.pubsub()
     await pubsub.subscribe(EVENTS_CHANNEL)
 
@@ -325,20 +332,16 @@ async def test_failure_events_carry_the_error(
         raise ValueError(f"bad {task.retried}")
 
     info = await queue_client.enqueue("bad", b"", max_retry=1, retention=60)
-    seen: list[tuple[str, int, str | None]] = []
     async with queue_server({"bad": bad}, publish_events=True, retry_delay=lambda n, e, t: 0.0):
-
-        async def collect() -> bool:
-            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
-            if msg:
-                event = json.loads(msg["data"])
-                assert event["task_id"] == info.id
-                seen.append((event["state"], event["retried"], event["error"]))
-            return len(seen) == 4
-
-        await wait_until(collect)
-    assert seen == [("active", 0, None), ("retry", 1, "bad 0"), ("active", 1, None), ("archived", 1, "bad 1")]
+        events = await _events_until(pubsub, 4)
     await pubsub.aclose()
+    assert {e["task_id"] for e in events} == {info.id}
+    assert [(e["state"], e["retried"], e["error"]) for e in events] == [
+        ("active", 0, None),
+        ("retry", 1, "bad 0"),
+        ("active", 1, None),
+        ("archived", 1, "bad 1"),
+    ]
 
 
 async def test_cancelled_task_can_follow_asynq_and_retry(
