@@ -123,12 +123,29 @@ def test_idempotency_key_repeat_and_invalid_input_create_nothing_more(
 
     batch = httpx.post(
         f"{api.url}/api/v1/tasks/llm:batch",
-        json={"tasks": [{"prompt": "b1"}, {"prompt": "b2", "delay_seconds": 1}]},
+        json={
+            "tasks": [
+                {"prompt": "b1"},
+                {"prompt": "b2", "delay_seconds": 1},
+                {
+                    "messages": [
+                        {"role": "user", "content": "hi"},
+                        {"role": "assistant", "content": "yes?"},
+                        {"role": "user", "content": "b3"},
+                    ]
+                },
+            ]
+        },
         timeout=10,
     )
     assert batch.status_code == 200, batch.text
     results = batch.json()["results"]
     assert results[0]["status"] == "enqueued" and results[0]["task_id"].startswith("llmtask-")
     assert results[1]["status"] == "error" and "resource mode" in results[1]["error"]
-    assert len(env.llmtasks(API_CREATED)) == 2
+    assert results[2]["status"] == "enqueued"
+    created = env.llmtasks(API_CREATED)
+    assert len(created) == 3
+    conversation = next(o for o in created if "messages" in o["spec"])
+    assert [m["content"] for m in conversation["spec"]["messages"]] == ["hi", "yes?", "b3"]
+    assert "prompt" not in conversation["spec"]
     assert _get(api, results[0]["task_id"]).json()["state"] == "pending"
