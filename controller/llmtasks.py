@@ -87,6 +87,27 @@ def announce(body: kopf.Body, old_phase: str | None, new_phase: str, message: st
     kopf.event(body, type=type_, reason=reason, message=message[:1024])
 
 
+async def _acquire_unless(slots: asyncio.Semaphore, wake: asyncio.Event) -> bool:
+    """Take a slot, or give up as soon as ``wake`` is set; True if the slot is held.
+
+    Never leaks a slot: if the acquisition wins a race with giving up (or with this task being
+    cancelled), the slot is released again."""
+    if wake.is_set():
+        return False
+    acquiring = asyncio.ensure_future(slots.acquire())
+    woken = asyncio.ensure_future(wake.wait())
+    keep = False
+    try:
+        await asyncio.wait({acquiring, woken}, return_when=asyncio.FIRST_COMPLETED)
+        keep = acquiring.done() and not acquiring.cancelled()
+    finally:
+        woken.cancel()
+        if not keep:
+            acquiring.cancel()
+            acquiring.add_done_callback(lambda task: None if task.cancelled() else slots.release())
+    return keep
+
+
 async def get_task(ctx: ControllerContext, queue: str, task_id: str) -> TaskInfo | None:
     try:
         return await ctx.inspector.get_task(queue, task_id)
@@ -214,19 +235,27 @@ class _Mirror:
             ),
         }
 
-    async def sync(self) -> bool:
+    async def sync(self, wake: asyncio.Event) -> bool:
         """One round of mirroring; False if the LLMTask is gone.
 
         Final outcomes use their own patch slots, so under a burst a finished task is reported at
-        once instead of queueing behind the Queued/Running patches of newer tasks. The state is
-        read again once a slot is held, so the patch carries the freshest state."""
-        desired = self._desired(await get_task(self.ctx, self.queue, self.task_id))
-        if not changed_fields(self.status, desired):
-            return True
-        slots = self.ctx.final_patch_slots if desired["phase"] in FINAL_PHASES else self.ctx.patch_slots
-        async with slots:
+        once instead of queueing behind the Queued/Running patches of newer tasks; a mirror waiting
+        for an ordinary slot re-reads its task when news arrives and moves to the final lane if
+        the task finished meanwhile. The state is read again once a slot is held, so the patch
+        carries the freshest state."""
+        while True:
             desired = self._desired(await get_task(self.ctx, self.queue, self.task_id))
-            return await self.apply(desired)
+            if not changed_fields(self.status, desired):
+                return True
+            final = desired["phase"] in FINAL_PHASES
+            slots = self.ctx.final_patch_slots if final else self.ctx.patch_slots
+            if final or await _acquire_unless(slots, wake):
+                try:
+                    desired = self._desired(await get_task(self.ctx, self.queue, self.task_id))
+                    return await self.apply(desired)
+                finally:
+                    slots.release()
+            wake.clear()  # news while waiting for a slot: read the task again
 
     async def follow(self, wake: asyncio.Event) -> None:
         """Mirror until the task is final (or the LLMTask is gone)."""
@@ -234,7 +263,7 @@ class _Mirror:
         while self.phase not in FINAL_PHASES:
             wake.clear()  # before reading: news arriving during the read is not lost
             try:
-                if not await self.sync():
+                if not await self.sync(wake):
                     return
             except (QueueError, RedisError, OSError) as exc:
                 self.logger.warning("cannot read task %s: %s", self.task_id, exc)

@@ -172,3 +172,21 @@ def test_worker_deployment_wires_queues_secrets_and_hardening() -> None:
     assert env["SYTQ_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "s", "key": "r"}
     assert "DEEPSEEK_API_KEY" not in env and env["X"]["value"] == "1"
     assert dep["spec"]["replicas"] == 2 and container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+async def test_waiting_for_a_patch_slot_gives_way_to_news_without_leaking_slots() -> None:
+    import asyncio
+
+    from controller.llmtasks import _acquire_unless
+
+    slots, wake = asyncio.Semaphore(1), asyncio.Event()
+    assert await _acquire_unless(slots, wake)  # free: taken at once
+    waiter = asyncio.create_task(_acquire_unless(slots, wake))
+    await asyncio.sleep(0.01)
+    wake.set()  # news while waiting: give up
+    assert await waiter is False
+    slots.release()
+    wake.clear()
+    assert await _acquire_unless(slots, wake)  # the slot was not leaked
+    slots.release()
+    assert not slots.locked()
