@@ -48,6 +48,7 @@ DEADLINE_ERROR = "context deadline exceeded"
 CANCELED_ERROR = "context canceled"
 CORRUPT_TASK_TYPE = "sytq:corrupt-message"  # type of an archived task whose stored message was unreadable
 _ACK_CHUNK = 1000
+_MAX_RETRY_DELAY = 365 * 86400.0  # a retry_delay beyond a year is a bug; keep the zset score sane
 _REDIS_ERRORS = (QueueError, redis_errors.RedisError)
 
 
@@ -318,7 +319,12 @@ class Server:
         finally:
             if timer is not None:
                 timer.cancel()
-        self._post(self._outcome_for(task_id, held, task, error))
+        try:
+            outcome = self._outcome_for(task_id, held, task, error)
+        except Exception:  # never leave a slot held by a dead runner; the lease runs out instead
+            log.exception("cannot build the outcome of task %s; leaving it to lease recovery", task_id)
+            outcome = _Outcome(held.queue, task_id, "forget")
+        self._post(outcome)
 
     def _outcome_for(self, task_id: str, held: _Held, task: Task, error: BaseException | None) -> _Outcome:
         msg, queue, now = held.msg, held.queue, time.time()
@@ -393,13 +399,15 @@ class Server:
 
     def _retry_delay(self, msg: TaskMessage, error: BaseException, task: Task) -> float:
         if isinstance(error, RetryIn):
-            return error.delay
+            return min(error.delay, _MAX_RETRY_DELAY) if math.isfinite(error.delay) else _MAX_RETRY_DELAY
         try:
             delay = float(self._config.retry_delay(msg.retried, error, task))
         except Exception:
             log.exception("retry_delay function failed; using asynq's default")
             delay = default_retry_delay(msg.retried, error, task)
-        return delay if math.isfinite(delay) and delay >= 0 else default_retry_delay(msg.retried, error, task)
+        if not math.isfinite(delay) or delay < 0:
+            return default_retry_delay(msg.retried, error, task)
+        return min(delay, _MAX_RETRY_DELAY)
 
     def _event(
         self, task_id: str, queue: str, task_type: str, state: str, retried: int, error: str | None
