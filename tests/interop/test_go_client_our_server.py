@@ -198,3 +198,19 @@ async def test_our_results_are_visible_to_go_inspector_and_go_results_to_ours(
     assert seen_by_us.result == b"go:go payload"
     assert seen_by_us.payload == b"go payload"
     assert seen_by_us.completed_at is not None
+
+
+async def test_go_task_of_a_type_we_do_not_handle_fails_as_in_asynq(
+    asynqprobe: AsynqProbe, redis_client: aioredis.Redis
+) -> None:
+    (task,) = await asynqprobe.enqueue_ok({"type": "nobody:handles", "payload": b"?", "max_retry": 0})
+    async with our_server(redis_client, {"llm:chat": Recorder()}):
+        seen = await eventually(lambda: _archived(asynqprobe, task["id"]))
+    # asynq's ServeMux answers `handler not found for task "<type>"`; nothing is lost, the task is archived.
+    assert 'handler not found for task "nobody:handles"' in seen["last_err"], seen["last_err"]
+    assert seen["payload"] == b"?"
+
+
+async def _archived(asynqprobe: AsynqProbe, task_id: str) -> dict[str, Any] | None:
+    task = await asynqprobe.task("default", task_id)
+    return task if task["state"] == "archived" else None
