@@ -69,17 +69,32 @@ def _prepare(req: EnqueueRequest, now: float) -> _Prepared:
     task_id = new_task_id() if req.task_id is None else req.task_id
     if not isinstance(task_id, str) or not task_id.strip():
         raise InvalidTaskError("task_id must be a non-empty string")
-    if req.max_retry < 0:
-        raise InvalidTaskError("max_retry must be >= 0")
+    if (
+        not isinstance(req.max_retry, int)
+        or isinstance(req.max_retry, bool)
+        or not 0 <= req.max_retry < 2**31
+    ):
+        raise InvalidTaskError(f"max_retry must be an integer >= 0, got {req.max_retry!r}")
     for name in _OPTIONAL_NUMBERS:
         value = getattr(req, name)
-        if value is not None and (not math.isfinite(value) or value < 0):
+        if value is not None and (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or value < 0
+        ):
             raise InvalidTaskError(f"{name} must be a finite number >= 0, got {value!r}")
+    for name in ("deadline", "process_at"):
+        if getattr(req, name) is not None and not isinstance(getattr(req, name), datetime):
+            raise InvalidTaskError(f"{name} must be a datetime, got {getattr(req, name)!r}")
     if req.unique_for is not None and req.unique_for < 1:
         raise InvalidTaskError("unique_for must be at least 1 second")
     if req.process_at is not None and req.process_in is not None:
         raise InvalidTaskError("give process_at or process_in, not both")
-    headers = dict(req.headers or {})
+    try:
+        headers = dict(req.headers or {})
+    except (TypeError, ValueError) as exc:
+        raise InvalidTaskError(f"headers must be a mapping of strings: {exc}") from exc
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
         raise InvalidTaskError("headers must map strings to strings")
 

@@ -126,6 +126,12 @@ def test_invalid_enqueue_arguments_are_rejected_before_redis() -> None:
         EnqueueRequest("t", b"", headers={"k": 1}),  # type: ignore[dict-item]
         EnqueueRequest("t", b"", process_in=5, process_at=datetime.now()),
         EnqueueRequest("t", b"", retention=float("inf")),
+        EnqueueRequest("t", b"", max_retry="5"),  # type: ignore[arg-type]
+        EnqueueRequest("t", b"", max_retry=2**40),
+        EnqueueRequest("t", b"", timeout="10"),  # type: ignore[arg-type]
+        EnqueueRequest("t", b"", process_at="tomorrow"),  # type: ignore[arg-type]
+        EnqueueRequest("t", b"", deadline=1234),  # type: ignore[arg-type]
+        EnqueueRequest("t", b"", headers=[1, 2]),  # type: ignore[arg-type]
     ):
         with pytest.raises(InvalidTaskError):
             _prepare(bad, time.time())
