@@ -199,11 +199,14 @@ def run_peer(peer: str, *, redis_url: str, stub_url: str, database_url: str, con
     done = samples[-1][1]
     busy = [s for s in samples if s[2] >= 0.9 * concurrency]
     window = busy if len(busy) >= 2 else [s for s in samples if 0 < s[1] < n - concurrency]
+    notes = [] if len(busy) >= 2 else ["never 90% in flight: rate from first task to the last wave"]
     if len(window) >= 2:
         throughput = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
     else:
         throughput = done / total
-    note = "" if done >= n else f"only {done} of {n} done"
+    if done < n:
+        notes.append(f"only {done} of {n} done")
+    note = "; ".join(notes)
     return PeerResult(peer, concurrency, latency, n, max(s[2] for s in samples), throughput,
                       concurrency / latency, total, rss_peak, note)
 
