@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from kubernetes_asyncio import client as kclient
-from kubernetes_asyncio import config as kconfig
 
+from sytq.k8s_resources import kube_api_client
 from sytq.queue import Inspector, QueueClient
 from sytq.settings import ConfigError, Settings
 
@@ -64,7 +63,7 @@ class ControllerContext:
             raise ConfigError("the controller needs SYTQ_REDIS_URL (the Redis its workers use)")
         redis = aioredis.Redis.from_url(settings.redis_url)
         # Two lanes of patches (see llmtasks.sync) plus reads, creates and deletes.
-        api = await _kube_api_client(2 * settings.controller_max_patches_in_flight + 8)
+        api = await kube_api_client(2 * settings.controller_max_patches_in_flight + 8)
         return cls(
             settings=settings,
             redis=redis,
@@ -80,14 +79,3 @@ class ControllerContext:
     async def close(self) -> None:
         await self.api.close()
         await self.redis.aclose()
-
-
-async def _kube_api_client(pool_size: int) -> kclient.ApiClient:
-    """In a pod: its ServiceAccount; elsewhere: $KUBECONFIG (the same source kopf logs in with)."""
-    configuration = kclient.Configuration()
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-        kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        await kconfig.load_kube_config(client_configuration=configuration)
-    configuration.connection_pool_maxsize = pool_size
-    return kclient.ApiClient(configuration)

@@ -1,14 +1,18 @@
 """Names of our Kubernetes API and the translation between an LLMTask and a queue task.
 
 Shared by the controller (which enqueues LLMTasks) and the API's resource mode (which creates
-them). Plain data only: no client calls here, so neither side drags in the other's machinery.
+them): object building is plain data; the two client helpers at the end use kubernetes_asyncio.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from kubernetes_asyncio import client as kclient
+from kubernetes_asyncio import config as kconfig
 
 from sytq.tasks import ChatMessage, LLMChatPayload, LLMParameters, build_messages
 
@@ -139,3 +143,32 @@ def payload_from_spec(
         callback_url=spec.get("callbackUrl"),
         resource=resource_key(namespace, name),
     )
+
+
+async def kube_api_client(pool_size: int = 16) -> kclient.ApiClient:
+    """A Kubernetes API client: the pod's ServiceAccount in a cluster, else ``$KUBECONFIG``."""
+    configuration = kclient.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        # Read $KUBECONFIG now: kubernetes_asyncio's default is fixed when it is imported.
+        await kconfig.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+        )
+    configuration.connection_pool_maxsize = pool_size
+    return kclient.ApiClient(configuration)
+
+
+async def create_llmtask(api: kclient.ApiClient, body: Mapping[str, Any]) -> str:
+    """Create the LLMTask built by ``build_llmtask``; returns the queue task id it will run under.
+
+    The API's resource mode answers ``{"task_id": <this>, "status": "enqueued"}``: the controller
+    enqueues under exactly this id, so ``GET /api/v1/tasks/{id}`` works as in direct mode.
+    Raises ``kubernetes_asyncio.client.exceptions.ApiException`` (e.g. 422 with the apiserver's
+    validation message, 403 without RBAC) for the caller to map to an HTTP error.
+    """
+    namespace = body["metadata"]["namespace"]
+    created = await kclient.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, LLMTASK_PLURAL, dict(body)
+    )
+    return task_id_for_uid(str(created["metadata"]["uid"]))
