@@ -41,11 +41,16 @@ def server_config(settings: Settings) -> ServerConfig:
 def _ready_check(redis: aioredis.Redis, pipeline: Pipeline) -> ReadyCheck:
     async def check() -> str | None:
         try:
-            await redis.ping()
-        except RedisError as exc:
-            return f"redis unreachable: {exc}"
-        if not await pipeline.store.ping():
-            return "database unreachable"
+            async with asyncio.timeout(5):
+                await redis.ping()
+        except (RedisError, TimeoutError) as exc:
+            return f"redis unreachable: {exc!r}"
+        try:
+            async with asyncio.timeout(10):
+                if not await pipeline.store.ping():
+                    return "database unreachable"
+        except TimeoutError:
+            return "database unreachable: no answer within 10 s"
         return None
 
     return check
