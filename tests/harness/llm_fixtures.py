@@ -76,6 +76,7 @@ class CallbackReceiver:
         self.port = free_port()
         self.received: list[ReceivedCallback] = []
         self.status = 200
+        self.location: str | None = None  # sent as Location (with a 3xx status)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -95,8 +96,10 @@ class CallbackReceiver:
                 body = self.rfile.read(length)
                 with receiver._lock:
                     receiver.received.append(ReceivedCallback(self.path, dict(self.headers.items()), body))
-                    status = receiver.status
+                    status, location = receiver.status, receiver.location
                 self.send_response(status)
+                if location:
+                    self.send_header("location", location)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
