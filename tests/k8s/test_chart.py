@@ -118,13 +118,38 @@ def test_bad_values_are_refused_with_a_clear_message(
     assert expected in proc.stderr, proc.stderr
 
 
+OPTIONAL_OBJECTS = [
+    "--set", "keda.enabled=true", "--set", "workerPool.enabled=false", "--set", "ingress.enabled=true",
+    "--set", "serviceMonitor.enabled=true", "--set", "secrets.existingSecret=my-secrets",
+]  # fmt: skip
+
+
+def register_stand_in_crd(kube: KubeControlPlane, group: str, kind: str, plural: str, version: str) -> None:
+    """KEDA and the Prometheus Operator are not installed here: an open-schema CRD of the same
+    group/version/kind lets the apiserver store their objects (their own validation is not run)."""
+    kube.apply({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group, "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "versions": [{"name": version, "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}],
+        },
+    })  # fmt: skip
+    kube.kubectl("wait", "--for=condition=established", "--timeout=30s", f"crd/{plural}.{group}")
+
+
 @pytest.mark.parametrize(
     "values",
-    [[], ["--set", "api.resourceMode=true", "--set", "workerPool.minReplicas=1"]],
-    ids=["default", "resource-mode"],
+    [[], ["--set", "api.resourceMode=true", "--set", "workerPool.minReplicas=1"], OPTIONAL_OBJECTS],
+    ids=["default", "resource-mode", "keda-ingress-servicemonitor"],
 )
 def test_helm_install_into_the_apiserver(operator_manifests: KubeControlPlane, values: list[str]) -> None:
     kube = operator_manifests
+    if values is OPTIONAL_OBJECTS:
+        register_stand_in_crd(kube, "keda.sh", "ScaledObject", "scaledobjects", "v1alpha1")
+        register_stand_in_crd(kube, "monitoring.coreos.com", "ServiceMonitor", "servicemonitors", "v1")
     namespace = f"chart-{uuid.uuid4().hex[:8]}"
     kube.create_namespace(namespace)
     release = "sytq"

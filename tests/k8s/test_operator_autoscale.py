@@ -88,6 +88,18 @@ def test_pool_scales_to_max_under_backlog_and_back_to_zero_when_drained(operator
     assert status_obj["queueDepth"] == 500 and status_obj["replicas"] == 4
     assert status_obj["desiredReplicas"] == 4  # 500 / 50 = 10, capped at maxReplicas
     assert status_obj["lastScaleTime"]
+    table = env.kubectl("get", "llmworkerpools", "scaler").stdout.splitlines()
+    assert table[0].split() == [
+        "NAME",
+        "MIN",
+        "MAX",
+        "DESIRED",
+        "REPLICAS",
+        "QUEUE-DEPTH",
+        "IN-FLIGHT",
+        "AGE",
+    ]
+    assert table[1].split()[:7] == ["scaler", "0", "4", "4", "4", "500", "0"]
 
     env.start_stub()
     env.start_worker(queues=f"{QUEUE}=1", concurrency=100)
