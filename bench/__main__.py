@@ -3,11 +3,15 @@
 Each ``bench/bench_<name>.py`` is run as its own process (so one benchmark's event loop, Redis
 server and memory never colour another's), writes ``bench/results/<name>.json`` and ``.md``;
 this runner then joins the markdown sections into ``bench/results/SUMMARY.md``.
+
+A ``--quick`` run is a smoke run: its files are moved to ``bench/results/quick/`` and the full
+results it overwrote are put back, so a quick run never replaces the numbers we report.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +19,21 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
+QUICK_DIR = RESULTS_DIR / "quick"
+
+
+def _keep_full_results(name: str) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in RESULTS_DIR.glob(f"{name}.*") if p.is_file()}
+
+
+def _move_quick_results(name: str, saved: dict[Path, bytes]) -> None:
+    """Move what a quick run wrote into quick/ and restore the full results it replaced."""
+    QUICK_DIR.mkdir(parents=True, exist_ok=True)
+    for path in RESULTS_DIR.glob(f"{name}.*"):
+        if path.is_file():
+            shutil.move(path, QUICK_DIR / path.name)
+    for path, data in saved.items():
+        path.write_bytes(data)
 
 
 def discover() -> list[str]:
@@ -39,17 +58,22 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         print(f"== bench {name}", flush=True)
         cmd = [sys.executable, "-m", f"bench.bench_{name}", *(["--quick"] if args.quick else [])]
+        saved = _keep_full_results(name) if args.quick else {}
         started = time.monotonic()
         proc = subprocess.run(cmd, cwd=BENCH_DIR.parent, check=False)
         took = time.monotonic() - started
+        if args.quick:
+            _move_quick_results(name, saved)
         if proc.returncode != 0:
             failures.append(name)
             sections.append(f"## {name}\n\nFAILED (exit {proc.returncode}) after {took:.0f}s\n")
             continue
-        md = RESULTS_DIR / f"{name}.md"
+        md = (QUICK_DIR if args.quick else RESULTS_DIR) / f"{name}.md"
         sections.append(md.read_text(encoding="utf-8") if md.exists() else f"## {name}\n\n(no table)\n")
-    (RESULTS_DIR / "SUMMARY.md").write_text("\n".join(sections), encoding="utf-8")
-    print(f"results in {RESULTS_DIR}", flush=True)
+    out_dir = QUICK_DIR if args.quick else RESULTS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "SUMMARY.md").write_text("\n".join(sections), encoding="utf-8")
+    print(f"results in {out_dir}", flush=True)
     if failures:
         print(f"failed: {', '.join(failures)}", file=sys.stderr)
         return 1
