@@ -15,7 +15,12 @@ from sytq.callbacks.signing import (
     signed_headers,
     verify_signature,
 )
-from sytq.callbacks.ssrf import UnsafeCallbackURL, check_callback_url, parse_allow_nets
+from sytq.callbacks.ssrf import (
+    UnresolvableCallbackHost,
+    UnsafeCallbackURL,
+    check_callback_url,
+    parse_allow_nets,
+)
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
@@ -23,6 +28,7 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "CallbackDeliveryError",
     "DeliveryResult",
+    "UnresolvableCallbackHost",
     "UnsafeCallbackURL",
     "callback_body",
     "check_callback_url",

@@ -12,7 +12,7 @@ from urllib.parse import urljoin
 import httpx
 
 from sytq.callbacks.signing import signed_headers
-from sytq.callbacks.ssrf import IPNetwork, check_callback_url
+from sytq.callbacks.ssrf import IPNetwork, UnresolvableCallbackHost, check_callback_url
 
 # 307/308 keep method and body, so the signed POST can be replayed as is; other 3xx are failures.
 _FOLLOWED_REDIRECTS = (307, 308)
@@ -67,7 +67,10 @@ async def deliver_callback(
     data = encode_body(body)
     target = url
     for _hop in range(MAX_REDIRECTS + 1):
-        await asyncio.to_thread(check_callback_url, target, allow_nets)
+        try:
+            await asyncio.to_thread(check_callback_url, target, allow_nets)
+        except UnresolvableCallbackHost as exc:
+            raise CallbackDeliveryError(str(exc)) from exc
         headers = signed_headers(secret, task_id, data)
         try:
             response = await client.post(

@@ -30,6 +30,11 @@ class UnsafeCallbackURL(ValueError):
     """A callback URL we refuse to call; the message says why."""
 
 
+class UnresolvableCallbackHost(UnsafeCallbackURL):
+    """The host name does not resolve (now). Refused at submit (likely a typo); at delivery time
+    it may be a passing DNS failure, so delivery retries it instead of giving up."""
+
+
 def parse_allow_nets(allow_nets: str | Iterable[str | IPNetwork] | None) -> tuple[IPNetwork, ...]:
     """``"127.0.0.0/8, 10.1.0.0/16"`` (SYTQ_CALLBACK_ALLOW_NETS) or an iterable into networks."""
     if allow_nets is None:
@@ -79,7 +84,7 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeCallbackURL(f"callback_url host {host!r} does not resolve: {exc}") from exc
+        raise UnresolvableCallbackHost(f"callback_url host {host!r} does not resolve: {exc}") from exc
     # Strip an IPv6 zone ("fe80::1%eth0") before parsing.
     return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
 

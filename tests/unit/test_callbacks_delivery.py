@@ -54,3 +54,10 @@ async def test_unsafe_target_is_refused_before_any_request(callback_receiver: Ca
     with pytest.raises(UnsafeCallbackURL, match="loopback"):
         await deliver(callback_receiver.url, allow_nets="")
     assert callback_receiver.received == []
+
+
+async def test_unresolvable_host_is_a_retryable_failure_not_a_refusal() -> None:
+    # A name that does not resolve may be a passing DNS failure: delivery must retry it later.
+    with pytest.raises(CallbackDeliveryError, match="does not resolve") as caught:
+        await deliver("http://no-such-host.invalid/hook")
+    assert not isinstance(caught.value, UnsafeCallbackURL)
