@@ -22,6 +22,8 @@ service redis-server stop >/dev/null 2>&1 || true
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test,bench]'
 
-if [ -f hack/k8s/build.sh ]; then
-  bash hack/k8s/build.sh
-fi
+command -v go >/dev/null || { echo "Go is required (for kube-apiserver, etcd, helm and the asynq interop program)" >&2; exit 1; }
+# Kubernetes control plane binaries, built from Go modules and cached under ~/.cache/sytq/k8s.
+bash hack/k8s/build.sh
+# Modules of the asynq interop program (built by its pytest fixture, cached under ~/.cache/sytq/interop).
+go -C tests/interop mod download
