@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
-import uuid
 from collections.abc import Iterable
 from typing import TypeVar
 
+import pydantic_core
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -30,7 +29,8 @@ from api.state import AppState, app_state
 from api.submitter import AlreadySubmitted, ChatSubmission
 from sytq.callbacks import UnsafeCallbackURL, check_callback_url
 from sytq.idempotency import MAX_KEY_LENGTH, IdempotencyKeyReused, fingerprint
-from sytq.tasks import DEFAULT_QUEUE, LLMChatPayload, LLMParameters, build_messages
+from sytq.queue import new_task_id
+from sytq.tasks import DEFAULT_QUEUE, ChatMessage, LLMChatPayload, LLMParameters, build_messages
 
 router = APIRouter()
 BodyT = TypeVar("BodyT", bound=BaseModel)
@@ -88,39 +88,61 @@ def _submission(
     state: AppState, req: ChatTaskRequest, key: ApiKey, task_id: str, loc: list[str | int]
 ) -> ChatSubmission:
     settings = state.settings
-    if req.text_size() > settings.api_max_prompt_chars:
+    text_size = req.text_size()
+    if text_size > settings.api_max_prompt_chars:
         raise _unprocessable([*loc, "prompt"], f"prompt text over {settings.api_max_prompt_chars} characters")
     try:
-        payload = chat_payload(req, settings.llm_default_model, key.name)
+        payload_json = chat_payload_json(req, settings.llm_default_model, key.name, text_size)
     except ValueError as exc:
         raise _unprocessable(loc, _first_line(exc)) from exc
     return ChatSubmission(
-        task_id=task_id,
-        payload=payload,
-        queue=req.queue or DEFAULT_QUEUE,
-        max_retry=settings.task_max_retry if req.max_retry is None else req.max_retry,
-        timeout_seconds=req.timeout_seconds or settings.task_timeout_seconds,
-        retention_seconds=settings.task_retention_seconds,
-        process_at=req.process_at,
-        process_in=float(req.delay_seconds) if req.delay_seconds else None,
+        task_id,
+        payload_json,
+        req.queue or DEFAULT_QUEUE,
+        settings.task_max_retry if req.max_retry is None else req.max_retry,
+        req.timeout_seconds or settings.task_timeout_seconds,
+        settings.task_retention_seconds,
+        req.process_at,
+        float(req.delay_seconds) if req.delay_seconds else None,
     )
 
 
-_NO_PARAMETERS = LLMParameters()
+# ChatMessage.content's own limit: a prompt within it needs no ChatMessage built to be checked.
+_CONTENT_LIMIT: int = next(
+    m.max_length for m in ChatMessage.model_fields["content"].metadata if hasattr(m, "max_length")
+)
+_MESSAGES_LIMIT: int = next(
+    m.max_length for m in LLMChatPayload.model_fields["messages"].metadata if hasattr(m, "max_length")
+)
 
 
-def chat_payload(req: ChatTaskRequest, default_model: str, client_id: str) -> LLMChatPayload:
-    """The ``llm:chat`` payload for a validated request.
+def chat_payload_json(req: ChatTaskRequest, default_model: str, client_id: str, text_size: int) -> bytes:
+    """The ``llm:chat`` payload, serialized once: byte for byte what
+    ``LLMChatPayload.model_dump_json(exclude_none=True)`` writes, built from plain values.
 
-    Built without re-validation (``model_construct``): ChatTaskRequest already enforces the
-    payload's field limits. Only the rules it does not share are checked here: the parameters'
-    own validators, and a user turn in explicit messages.
+    ChatTaskRequest already enforces the payload's field limits, so building the payload models
+    again would only re-check them (it cost more than the enqueue). Only the rules the request
+    does not share are checked here: the parameters' own validators, a user turn in explicit
+    messages, and the payload's message count once a system turn is added.
     """
+    turns: list[dict[str, str]] | list[ChatMessage]
+    if req.messages is None and req.prompt is not None and text_size <= _CONTENT_LIMIT:
+        turns = [{"role": "user", "content": req.prompt}]
+        if req.system:
+            turns.insert(0, {"role": "system", "content": req.system})
+    else:
+        turns = build_messages(req.prompt, req.messages, req.system)
+        if req.messages is not None and not any(m.role == "user" for m in turns):
+            raise ValueError("messages must contain at least one user message")
+        if len(turns) > _MESSAGES_LIMIT:
+            raise ValueError(f"at most {_MESSAGES_LIMIT} messages, system included")
     has_parameters = any(
         v is not None for v in (req.temperature, req.max_tokens, req.top_p, req.stop, req.response_format)
     )
-    parameters = (
-        LLMParameters(
+    document: dict[str, object] = {
+        "model": req.model or default_model,
+        "messages": turns,
+        "parameters": LLMParameters(
             temperature=req.temperature,
             max_tokens=req.max_tokens,
             top_p=req.top_p,
@@ -128,20 +150,13 @@ def chat_payload(req: ChatTaskRequest, default_model: str, client_id: str) -> LL
             response_format=req.response_format,
         )
         if has_parameters
-        else _NO_PARAMETERS
-    )
-    messages = build_messages(req.prompt, req.messages, req.system)
-    if req.messages is not None and not any(m.role == "user" for m in messages):
-        raise ValueError("messages must contain at least one user message")
-    return LLMChatPayload.model_construct(
-        model=req.model or default_model,
-        messages=messages,
-        parameters=parameters,
-        callback_url=req.callback_url,
-        metadata=req.metadata or {},
-        client_id=client_id,
-        resource=None,
-    )
+        else {},
+    }
+    if req.callback_url is not None:
+        document["callback_url"] = req.callback_url
+    document["metadata"] = req.metadata or {}
+    document["client_id"] = client_id
+    return pydantic_core.to_json(document, exclude_none=True)
 
 
 def _first_line(exc: ValueError) -> str:
@@ -186,7 +201,7 @@ async def submit_llm(request: Request) -> Response:
         raise _unprocessable(["header", "Idempotency-Key"], f"at most {MAX_KEY_LENGTH} characters")
     # Everything that can refuse the request runs before the idempotency key is claimed, so a
     # refused submit does not use the key up.
-    item = _submission(state, body, key, str(uuid.uuid4()), ["body"])
+    item = _submission(state, body, key, new_task_id(), ["body"])
     if body.callback_url:
         await _check_callbacks(state, [(["body", "callback_url"], body.callback_url)])
     fresh_claim = False
@@ -195,7 +210,7 @@ async def submit_llm(request: Request) -> Response:
             claim = await state.idempotency.claim(key.name, idempotency_key, fingerprint(raw))
         except IdempotencyKeyReused as exc:
             raise HTTPException(422, str(exc)) from exc
-        item = dataclasses.replace(item, task_id=claim.task_id)
+        item = item._replace(task_id=claim.task_id)
         fresh_claim = claim.fresh
     try:
         # The submitter's id is the one to return (a resource-mode submitter names its own).
@@ -249,8 +264,7 @@ async def submit_llm_batch(request: Request) -> Response:
     if len(body.tasks) > cap:
         raise _unprocessable(["body", "tasks"], f"at most {cap} tasks per batch, got {len(body.tasks)}")
     items = [
-        _submission(state, req, key, str(uuid.uuid4()), ["body", "tasks", i])
-        for i, req in enumerate(body.tasks)
+        _submission(state, req, key, new_task_id(), ["body", "tasks", i]) for i, req in enumerate(body.tasks)
     ]
     await _check_callbacks(
         state,
@@ -294,7 +308,7 @@ async def submit_process(
     state = app_state(request)
     if body.table_name not in state.settings.record_table_allowlist:
         raise HTTPException(400, f"table_name {body.table_name!r} is not allowed (SYTQ_RECORD_TABLES)")
-    task_id = await state.submitter.submit_process(str(uuid.uuid4()), body.table_name, body.id)
+    task_id = await state.submitter.submit_process(new_task_id(), body.table_name, body.id)
     _PROCESS_SUBMITTED.inc()
     return Response(
         b'{"code":200,"message":"Success","data":' + accepted_body(task_id) + b"}", media_type=_JSON

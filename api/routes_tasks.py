@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
-from api.auth import ApiKey
+from api.auth import ApiKey, Scope
 from api.models import QUEUE_NAME_PATTERN, TaskList, TaskView
 from api.security import require
 from api.state import app_state
@@ -62,47 +63,74 @@ async def list_tasks(
     )
 
 
-@router.post(
-    "/api/v1/tasks/{task_id}/cancel",
-    response_model=TaskView,
-    responses={401: {}, 403: {}, 404: {}, 409: {}, 503: {}},
-)
-async def cancel_task(
-    request: Request,
-    task_id: str = TASK_ID,
-    _: ApiKey = Depends(require("submit")),  # noqa: B008
-) -> TaskView:
-    """Pending/scheduled/retry tasks are archived; a running one is told to stop (asynq cancel)."""
-    state = app_state(request)
-    info = await _find(state.inspector, task_id)
-    task_state = str(info.state)
-    if task_state == "active":
-        await state.inspector.cancel_task(task_id)
-    elif task_state in ("pending", "scheduled", "retry"):
-        await state.inspector.archive_task(info.queue, task_id)
-    else:
-        raise HTTPException(409, f"task {task_id} is {task_state}; only unfinished tasks can be cancelled")
-    return merge(task_id, await _find(state.inspector, task_id), None)
+_MOVE_RESPONSES: dict[int | str, dict[str, object]] = {401: {}, 403: {}, 404: {}, 409: {}, 503: {}}
+Move = Callable[[Inspector, TaskInfo], Awaitable[object]]
 
 
-@router.post(
-    "/api/v1/tasks/{task_id}/retry",
-    response_model=TaskView,
-    responses={401: {}, 403: {}, 404: {}, 409: {}, 503: {}},
+def _cancel_running(inspector: Inspector, info: TaskInfo) -> Awaitable[object]:
+    return inspector.cancel_task(info.id)
+
+
+def _archive(inspector: Inspector, info: TaskInfo) -> Awaitable[object]:
+    return inspector.archive_task(info.queue, info.id)
+
+
+def _run_now(inspector: Inspector, info: TaskInfo) -> Awaitable[object]:
+    return inspector.run_task(info.queue, info.id)
+
+
+# What each endpoint does in each queue state; any other state is a 409.
+_CANCEL: dict[str, Move] = {
+    "active": _cancel_running,
+    "pending": _archive,
+    "scheduled": _archive,
+    "retry": _archive,
+}
+_RETRY: dict[str, Move] = {"archived": _run_now, "retry": _run_now, "scheduled": _run_now}
+
+
+def _move_route(action: str, scope: Scope, moves: dict[str, Move], refusal: str, doc: str) -> None:
+    """``POST /api/v1/tasks/{task_id}/<action>``: the task's queue state picks the move."""
+
+    async def endpoint(
+        request: Request,
+        task_id: str = TASK_ID,
+        _: ApiKey = Depends(require(scope)),  # noqa: B008
+    ) -> TaskView:
+        return await _move(request, task_id, moves, refusal)
+
+    endpoint.__doc__ = doc
+    router.post(
+        f"/api/v1/tasks/{{task_id}}/{action}",
+        name=f"{action}_task",  # the operation id and summary, as for a plain function of that name
+        response_model=TaskView,
+        responses=_MOVE_RESPONSES,
+    )(endpoint)
+
+
+_move_route(
+    "cancel",
+    "submit",
+    _CANCEL,
+    "only unfinished tasks can be cancelled",
+    "Pending/scheduled/retry tasks are archived; a running one is told to stop (asynq cancel).",
 )
-async def retry_task(
-    request: Request,
-    task_id: str = TASK_ID,
-    _: ApiKey = Depends(require("admin")),  # noqa: B008
-) -> TaskView:
-    """Move an archived (or waiting-to-retry) task back to pending."""
+_move_route(
+    "retry",
+    "admin",
+    _RETRY,
+    "only archived, retry or scheduled tasks can be run",
+    "Move an archived (or waiting-to-retry) task back to pending.",
+)
+
+
+async def _move(request: Request, task_id: str, moves: dict[str, Move], refusal: str) -> TaskView:
     state = app_state(request)
     info = await _find(state.inspector, task_id)
-    if str(info.state) not in ("archived", "retry", "scheduled"):
-        raise HTTPException(
-            409, f"task {task_id} is {info.state}; only archived, retry or scheduled tasks can be run"
-        )
-    await state.inspector.run_task(info.queue, task_id)
+    move = moves.get(str(info.state))
+    if move is None:
+        raise HTTPException(409, f"task {task_id} is {info.state}; {refusal}")
+    await move(state.inspector, info)
     return merge(task_id, await _find(state.inspector, task_id), None)
 
 

@@ -1,6 +1,6 @@
 """asynq-compatible task queue: client, worker runtime (Server) and Inspector over asynq's Redis layout."""
 
-from sytq.queue.client import QueueClient
+from sytq.queue.client import QueueClient, new_task_id
 from sytq.queue.config import RetryDelay, ServerConfig
 from sytq.queue.events import EVENTS_CHANNEL
 from sytq.queue.inspector import Inspector
@@ -53,4 +53,5 @@ __all__ = [
     "TaskStateError",
     "WorkerInfo",
     "default_retry_delay",
+    "new_task_id",
 ]

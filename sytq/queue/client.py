@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import math
 import os
@@ -12,6 +11,7 @@ from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
+from sytq.coalesce import Coalescer
 from sytq.queue import keys, redis_ops
 from sytq.queue.codec import TaskMessage, to_unix
 from sytq.queue.info import task_info
@@ -60,7 +60,24 @@ class _Prepared:
         self.unique = unique
 
 
-def _prepare(req: EnqueueRequest, now: float) -> _Prepared:
+class _Moment:
+    """One enqueue_many's clock, and what every task due now shares (computed once per batch)."""
+
+    __slots__ = ("now", "pending_next_at", "pending_placement")
+
+    def __init__(self) -> None:
+        self.now = time.time()
+        self.pending_placement = redis_ops.enqueue_placement(None, time.time_ns(), "", 0)
+        self.pending_next_at = datetime.fromtimestamp(self.now, UTC)
+
+
+def _invalid_number(value: object) -> bool:
+    return (
+        not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0
+    )
+
+
+def _prepare(req: EnqueueRequest, moment: _Moment) -> _Prepared:
     if not isinstance(req.type, str) or not req.type.strip():
         raise InvalidTaskError("task type must be a non-empty string")
     if not isinstance(req.payload, bytes | bytearray | memoryview):
@@ -75,29 +92,28 @@ def _prepare(req: EnqueueRequest, now: float) -> _Prepared:
         or not 0 <= req.max_retry < 2**31
     ):
         raise InvalidTaskError(f"max_retry must be an integer >= 0, got {req.max_retry!r}")
-    for name in _OPTIONAL_NUMBERS:
-        value = getattr(req, name)
-        if value is not None and (
-            not isinstance(value, int | float)
-            or isinstance(value, bool)
-            or not math.isfinite(value)
-            or value < 0
-        ):
+    for name, value in zip(
+        _OPTIONAL_NUMBERS, (req.timeout, req.process_in, req.unique_for, req.retention), strict=True
+    ):
+        if value is not None and _invalid_number(value):
             raise InvalidTaskError(f"{name} must be a finite number >= 0, got {value!r}")
-    for name in ("deadline", "process_at"):
-        if getattr(req, name) is not None and not isinstance(getattr(req, name), datetime):
-            raise InvalidTaskError(f"{name} must be a datetime, got {getattr(req, name)!r}")
+    for name, moment_value in (("deadline", req.deadline), ("process_at", req.process_at)):
+        if moment_value is not None and not isinstance(moment_value, datetime):
+            raise InvalidTaskError(f"{name} must be a datetime, got {moment_value!r}")
     if req.unique_for is not None and req.unique_for < 1:
         raise InvalidTaskError("unique_for must be at least 1 second")
     if req.process_at is not None and req.process_in is not None:
         raise InvalidTaskError("give process_at or process_in, not both")
-    try:
-        headers = dict(req.headers or {})
-    except (TypeError, ValueError) as exc:
-        raise InvalidTaskError(f"headers must be a mapping of strings: {exc}") from exc
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
-        raise InvalidTaskError("headers must map strings to strings")
+    headers: dict[str, str] = {}
+    if req.headers:
+        try:
+            headers = dict(req.headers)
+        except (TypeError, ValueError) as exc:
+            raise InvalidTaskError(f"headers must be a mapping of strings: {exc}") from exc
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+            raise InvalidTaskError("headers must map strings to strings")
 
+    now = moment.now
     timeout = math.ceil(req.timeout) if req.timeout else 0
     deadline = to_unix(req.deadline) if req.deadline is not None else 0
     if not timeout and not deadline:
@@ -112,9 +128,6 @@ def _prepare(req: EnqueueRequest, now: float) -> _Prepared:
 
     payload = bytes(req.payload)
     unique = keys.unique_key(queue, req.type, payload) if req.unique_for else None
-    unique_ttl = 0
-    if req.unique_for:
-        unique_ttl = math.ceil(req.unique_for + max(0.0, (process_at or now) - now))
     msg = TaskMessage(
         type=req.type,
         payload=payload,
@@ -127,12 +140,20 @@ def _prepare(req: EnqueueRequest, now: float) -> _Prepared:
         retention=math.ceil(req.retention or 0),
         headers=headers,
     )
-    scheduled_at = None if process_at is None else int(process_at)
-    placement = redis_ops.enqueue_placement(scheduled_at, time.time_ns(), unique or "", unique_ttl)
+    if process_at is None and unique is None:
+        placement = moment.pending_placement
+    else:
+        unique_ttl = 0
+        if req.unique_for:
+            unique_ttl = math.ceil(req.unique_for + max(0.0, (process_at or now) - now))
+        scheduled_at = None if process_at is None else int(process_at)
+        placement = redis_ops.enqueue_placement(scheduled_at, time.time_ns(), unique or "", unique_ttl)
     item: redis_ops.EnqueueItem = (task_id, msg.encode(), placement)
-    state = TaskState.PENDING if process_at is None else TaskState.SCHEDULED
-    next_at = datetime.fromtimestamp(process_at if process_at is not None else now, UTC)
-    return _Prepared(item, task_info(msg, state, next_process_at=next_at), unique)
+    if process_at is None:
+        info = task_info(msg, TaskState.PENDING, next_process_at=moment.pending_next_at)
+    else:
+        info = task_info(msg, TaskState.SCHEDULED, next_process_at=datetime.fromtimestamp(process_at, UTC))
+    return _Prepared(item, info, unique)
 
 
 def _outcome(code: object, prepared: _Prepared) -> TaskInfo | QueueError:
@@ -153,8 +174,7 @@ class QueueClient:
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._ops = RedisOps(redis)
-        self._waiting: list[tuple[EnqueueRequest, asyncio.Future[TaskInfo | QueueError]]] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._coalescer: Coalescer[EnqueueRequest, TaskInfo] = Coalescer(self.enqueue_many)
 
     async def enqueue(
         self,
@@ -186,38 +206,16 @@ class QueueClient:
             retention=retention,
             headers=headers,
         )
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[TaskInfo | QueueError] = loop.create_future()
-        self._waiting.append((request, future))
-        if self._sender is None or self._sender.done() or self._sender.get_loop() is not loop:
-            self._sender = asyncio.create_task(self._send_waiting())
-        outcome = await future
-        if isinstance(outcome, QueueError):
-            raise outcome
-        return outcome
-
-    async def _send_waiting(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            try:
-                outcomes = await self.enqueue_many([request for request, _ in batch])
-            except Exception as exc:  # QueueUnavailableError mostly: every waiting caller gets it
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if not future.done():
-                    future.set_result(outcome)
+        return await self._coalescer.submit(request)
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[TaskInfo | QueueError]:
         """Enqueue all in one round trip. Invalid requests come back as errors in their slot;
         QueueUnavailableError is raised when Redis cannot be reached (nothing is known to be written)."""
-        now = time.time()
+        moment = _Moment()
         prepared: list[_Prepared | QueueError] = []
         for req in requests:
             try:
-                prepared.append(_prepare(req, now))
+                prepared.append(_prepare(req, moment))
             except QueueError as exc:
                 prepared.append(exc)
         valid = [p for p in prepared if isinstance(p, _Prepared)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
@@ -205,11 +206,9 @@ class Inspector:
         infos, workers = rows[: len(server_keys)], rows[len(server_keys) :]
         out: list[ServerInfo] = []
         for raw, worker_map in zip(infos, workers, strict=True):
-            if not isinstance(raw, bytes):
-                continue  # expired between the two reads
-            try:
-                proto = ServerInfoProto.FromString(raw)
-            except DecodeError:
+            # None: expired between the two reads, or not a ServerInfo
+            proto = _parsed(ServerInfoProto, raw)
+            if proto is None:
                 continue
             out.append(
                 ServerInfo(
@@ -220,7 +219,7 @@ class Inspector:
                     queues=dict(proto.queues),
                     strict_priority=proto.strict_priority,
                     status=proto.status,
-                    started=proto.start_time.ToDatetime(UTC) if proto.HasField("start_time") else None,
+                    started=_timestamp(proto, "start_time"),
                     active_workers=proto.active_worker_count,
                     workers=_workers(worker_map or {}),
                 )
@@ -228,20 +227,30 @@ class Inspector:
         return out
 
 
+def _parsed(proto_type: Any, raw: object) -> Any:
+    """The decoded protobuf message, or None for anything that is not one (heartbeats are best effort)."""
+    if not isinstance(raw, bytes):
+        return None
+    try:
+        return proto_type.FromString(raw)
+    except DecodeError:
+        return None
+
+
+def _timestamp(proto: Any, name: str) -> datetime | None:
+    return getattr(proto, name).ToDatetime(UTC) if proto.HasField(name) else None
+
+
 def _workers(raw: dict[bytes, bytes]) -> list[WorkerInfo]:
-    out: list[WorkerInfo] = []
-    for value in raw.values():
-        try:
-            proto = WorkerInfoProto.FromString(value)
-        except DecodeError:
-            continue
-        out.append(
-            WorkerInfo(
-                task_id=proto.task_id,
-                task_type=proto.task_type,
-                queue=proto.queue,
-                started=proto.start_time.ToDatetime(UTC) if proto.HasField("start_time") else None,
-                deadline=proto.deadline.ToDatetime(UTC) if proto.HasField("deadline") else None,
-            )
+    protos = [_parsed(WorkerInfoProto, value) for value in raw.values()]
+    return [
+        WorkerInfo(
+            task_id=proto.task_id,
+            task_type=proto.task_type,
+            queue=proto.queue,
+            started=_timestamp(proto, "start_time"),
+            deadline=_timestamp(proto, "deadline"),
         )
-    return out
+        for proto in protos
+        if proto is not None
+    ]

@@ -7,7 +7,6 @@ call changed nothing.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Sequence
@@ -18,6 +17,7 @@ import hiredis
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
+from sytq.coalesce import Coalescer
 from sytq.queue import keys, scripts
 from sytq.queue.models import QueueUnavailableError
 
@@ -252,15 +252,16 @@ def ack_batch_call(
         args.extend(item)
     return script_call(
         ACK_BATCH,
-        [
-            keys.active_key(queue),
-            keys.lease_key(queue),
-            keys.completed_key(queue),
-            keys.processed_key(queue, day),
-            keys.processed_total_key(queue),
-        ],
+        _from_active(
+            queue, keys.completed_key(queue), keys.processed_key(queue, day), keys.processed_total_key(queue)
+        ),
         args,
     )
+
+
+def _from_active(queue: str, *more: str) -> list[str]:
+    """KEYS of a script that moves tasks out of ``active``: active, lease, then its own."""
+    return [keys.active_key(queue), keys.lease_key(queue), *more]
 
 
 def _counter_keys(queue: str, day: str) -> list[str]:
@@ -285,13 +286,7 @@ def retry_call(
 ) -> Call:
     return script_call(
         RETRY,
-        [
-            keys.active_key(queue),
-            keys.lease_key(queue),
-            keys.retry_key(queue),
-            keys.task_key(queue, task_id),
-            *_counter_keys(queue, day),
-        ],
+        _from_active(queue, keys.retry_key(queue), keys.task_key(queue, task_id), *_counter_keys(queue, day)),
         [task_id, msg, retry_at, STATS_TTL_SECONDS, "1" if is_failure else "0", channel, event],
     )
 
@@ -301,13 +296,9 @@ def archive_call(
 ) -> Call:
     return script_call(
         ARCHIVE,
-        [
-            keys.active_key(queue),
-            keys.lease_key(queue),
-            keys.archived_key(queue),
-            keys.task_key(queue, task_id),
-            *_counter_keys(queue, day),
-        ],
+        _from_active(
+            queue, keys.archived_key(queue), keys.task_key(queue, task_id), *_counter_keys(queue, day)
+        ),
         [
             task_id,
             msg,
@@ -325,12 +316,7 @@ def archive_call(
 def requeue_call(queue: str, task_id: str, now_ns: int) -> Call:
     return script_call(
         REQUEUE,
-        [
-            keys.active_key(queue),
-            keys.lease_key(queue),
-            keys.pending_key(queue),
-            keys.task_key(queue, task_id),
-        ],
+        _from_active(queue, keys.pending_key(queue), keys.task_key(queue, task_id)),
         [task_id, now_ns],
     )
 
@@ -350,7 +336,7 @@ def list_lease_expired_call(queue: str, cutoff: int, limit: int = 500) -> Call:
 
 
 def drop_active_call(queue: str, task_id: str) -> Call:
-    return script_call(DROP_ACTIVE, [keys.active_key(queue), keys.lease_key(queue)], [task_id])
+    return script_call(DROP_ACTIVE, _from_active(queue), [task_id])
 
 
 def delete_expired_completed_call(queue: str, now: int, limit: int = 500) -> Call:
@@ -500,30 +486,11 @@ class CallBatcher:
 
     def __init__(self, ops: RedisOps) -> None:
         self._ops = ops
-        self._waiting: list[tuple[Call, asyncio.Future[Any]]] = []
-        self._drainer: asyncio.Task[None] | None = None
+        self._coalescer: Coalescer[Call, Any] = Coalescer(self._run_all)
 
     async def call(self, call: Call) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append((call, future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain())
-        return await future
+        """The call's reply; an error reply is raised."""
+        return await self._coalescer.submit(call)
 
-    async def _drain(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            try:
-                replies = await self._ops.run([c for c, _ in batch], raise_errors=False)
-            except Exception as exc:  # QueueUnavailableError mostly; every waiter gets it
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), reply in zip(batch, replies, strict=True):
-                if future.done():
-                    continue
-                if isinstance(reply, Exception):
-                    future.set_exception(reply)
-                else:
-                    future.set_result(reply)
+    async def _run_all(self, calls: list[Call]) -> list[Any]:
+        return await self._ops.run(calls, raise_errors=False)
