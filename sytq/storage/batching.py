@@ -7,38 +7,11 @@ database sees one round trip per batch instead of several per task.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
 
-Item = TypeVar("Item")
-Result = TypeVar("Result")
+from sytq.coalesce import Coalescer, Item, Result
 
 
-class MicroBatcher(Generic[Item, Result]):
+class MicroBatcher(Coalescer[Item, Result]):
     def __init__(self, write: Callable[[list[Item]], Awaitable[list[Result]]], max_batch: int = 256) -> None:
-        self._write = write
-        self._max_batch = max_batch
-        self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-
-    async def submit(self, item: Item) -> Result:
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        return await future
-
-    async def _flush(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
-            try:
-                results = await self._write([item for item, _ in batch])
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+        super().__init__(write, max_batch)
