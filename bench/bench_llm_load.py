@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,28 @@ PROCESSED_KEY = "asynq:{default}:processed"
 def _pinned(cmd: list[str], core: int) -> list[str]:
     taskset = shutil.which("taskset")
     return [taskset, "-c", str(core), *cmd] if taskset and (os.cpu_count() or 1) > 1 else cmd
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU of a process (all its threads), or of one thread; 0 once it is gone."""
+    stat = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    try:
+        fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def _cpu_by_process(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds by process; the worker also split into its event-loop thread and the rest
+    (database thread pool, DNS resolver threads)."""
+    cpu = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    cpu["worker: event loop"] = _cpu_seconds(pids["worker"], pids["worker"])
+    cpu["worker: threads"] = cpu["worker"] - cpu["worker: event loop"]
+    return cpu
 
 
 def _rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -81,19 +103,30 @@ async def _bare_worker(settings: Any) -> None:
 def run_role(role: str) -> None:
     from sytq.logging import configure_logging
     from sytq.settings import Settings
-    from worker.main import run_worker
+    from worker.main import run_event_loop, run_worker
 
     settings = Settings()
     configure_logging("WARNING", json_lines=True)
-    if role == "ours":
-        asyncio.run(run_worker(settings))
-    elif role == "ours-bare":
-        asyncio.run(_bare_worker(settings))
-    else:
+    if role not in ("ours", "ours-bare"):
         raise SystemExit(f"unknown role {role}")
+    main = run_worker(settings) if role == "ours" else _bare_worker(settings)
+    profile_to = os.environ.get("SYTQ_BENCH_PROFILE")  # cProfile the worker: where its CPU goes
+    if not profile_to:
+        run_event_loop(main)
+        return
+    import cProfile
+
+    with cProfile.Profile() as profiler:
+        run_event_loop(main)
+    profiler.dump_stats(f"{profile_to}.{role}")
 
 
 # ------------------------------------------------------------------------------------------- driver
+
+
+def _server_pid(server: Any) -> int:
+    """The harness keeps each server's Popen private; taskset execs, so this is the server itself."""
+    return int(server._proc.pid)
 
 
 @dataclass
@@ -108,6 +141,9 @@ class PeerResult:
     total_seconds: float
     rss_peak_mb: float
     note: str = ""
+    # CPU microseconds per finished task over the measured window, by process
+    cpu_us_per_task: dict[str, float] = field(default_factory=dict)
+    load_average: float = 0.0
 
     @property
     def ratio(self) -> float:
@@ -157,7 +193,8 @@ def _build_go() -> Path:
 
 
 def run_peer(peer: str, *, redis_url: str, stub_url: str, database_url: str, concurrency: int,
-             latency: float, n: int) -> PeerResult:
+             latency: float, n: int, services: dict[str, int]) -> PeerResult:
+    """``services``: name -> pid of the shared servers whose CPU per task is reported too."""
     r = redis.Redis.from_url(redis_url)
     r.flushall()
     httpx.post(f"{stub_url}/_stub/reset").raise_for_status()
@@ -176,6 +213,8 @@ def run_peer(peer: str, *, redis_url: str, stub_url: str, database_url: str, con
     proc = subprocess.Popen(_pinned(_worker_command(peer, redis_url, stub_url, concurrency, n), 1),
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     samples: list[tuple[float, int, int]] = []  # (time, processed, in flight)
+    pids = {"worker": proc.pid} | services
+    cpu_marks: list[tuple[int, dict[str, float]]] = []  # (processed, CPU seconds by process)
     rss_peak = 0.0
     started = time.monotonic()
     deadline = started + max(120.0, 10 * n * latency / concurrency)
@@ -184,6 +223,8 @@ def run_peer(peer: str, *, redis_url: str, stub_url: str, database_url: str, con
             processed = int(r.get(PROCESSED_KEY) or 0)
             in_flight = int(http.get(f"{stub_url}/_stub/stats?brief=1").json()["in_flight"])
             samples.append((time.monotonic(), processed, in_flight))
+            if processed > 0:
+                cpu_marks.append((processed, _cpu_by_process(pids)))
             rss_peak = max(rss_peak, _rss_mb(proc.pid))
             if processed >= n or proc.poll() is not None or time.monotonic() > deadline:
                 break
@@ -207,8 +248,13 @@ def run_peer(peer: str, *, redis_url: str, stub_url: str, database_url: str, con
     if done < n:
         notes.append(f"only {done} of {n} done")
     note = "; ".join(notes)
+    cpu_us: dict[str, float] = {}
+    if len(cpu_marks) >= 2 and cpu_marks[-1][0] > cpu_marks[0][0]:
+        (first_done, first), (last_done, last) = cpu_marks[0], cpu_marks[-1]
+        tasks = last_done - first_done
+        cpu_us = {name: round((last[name] - first[name]) * 1e6 / tasks, 1) for name in last}
     return PeerResult(peer, concurrency, latency, n, max(s[2] for s in samples), throughput,
-                      concurrency / latency, total, rss_peak, note)
+                      concurrency / latency, total, rss_peak, note, cpu_us, os.getloadavg()[0])
 
 
 def write_results(results: list[PeerResult], quick: bool, database: str) -> None:
@@ -224,12 +270,26 @@ def write_results(results: list[PeerResult], quick: bool, database: str) -> None
         "Throughput over the window with >= 90% of the calls in flight; ideal = concurrency / latency."
         + (" Quick run (small sizes)." if quick else ""),
         "",
-        "| peer | peak in flight | tasks/s | ideal | vs ideal | total s | peak RSS MB | note |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| peer | peak in flight | tasks/s | ideal | vs ideal | total s | peak RSS MB | load avg | note |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         lines.append(f"| {r.peer} | {r.peak_in_flight} | {r.throughput:.0f} | {r.ideal:.0f} | "
-                     f"{r.ratio:.1%} | {r.total_seconds:.1f} | {r.rss_peak_mb:.0f} | {r.note} |")
+                     f"{r.ratio:.1%} | {r.total_seconds:.1f} | {r.rss_peak_mb:.0f} | {r.load_average:.1f} | "
+                     f"{r.note} |")
+    names = list(dict.fromkeys(name for r in results for name in r.cpu_us_per_task))
+    lines += [
+        "",
+        "CPU microseconds per finished task, by process (from /proc, over the run after the first task;"
+        " robust to other load on the machine):",
+        "",
+        "| peer | " + " | ".join(names) + " | total |",
+        "| --- | " + " | ".join("---:" for _ in names) + " | ---: |",
+    ]
+    for r in results:
+        cells = [f"{r.cpu_us_per_task[name]:.0f}" if name in r.cpu_us_per_task else "" for name in names]
+        total = sum(us for name, us in r.cpu_us_per_task.items() if not name.startswith("worker:"))
+        lines.append(f"| {r.peer} | " + " | ".join(cells) + f" | {total:.0f} |")
     (RESULTS_DIR / "llm_load.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -261,13 +321,16 @@ def main(argv: list[str] | None = None) -> None:
         for server in (redis_server, mariadb, stub):
             server.start()
         database_url = mariadb.create_database("bench_llm")
+        services = {name: _server_pid(server) for name, server in
+                    (("stub", stub), ("redis", redis_server), ("mariadbd", mariadb))}
         from sytq.storage import upgrade
 
         upgrade(database_url)
         for peer in args.peers.split(","):
             print(f"-- {peer}", flush=True)
             results.append(run_peer(peer, redis_url=redis_server.url, stub_url=stub.url,
-                                    database_url=database_url, concurrency=concurrency, latency=latency, n=n))
+                                    database_url=database_url, concurrency=concurrency, latency=latency, n=n,
+                                    services=services))
             print(results[-1], flush=True)
     finally:
         for server in (stub, mariadb, redis_server):

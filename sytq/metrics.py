@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any, TypeVar
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+Metric = TypeVar("Metric", bound=MetricWrapperBase)
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 660)
 
@@ -32,3 +38,15 @@ CALLBACKS = Counter("sytq_callbacks_total", "Callback delivery attempts by outco
 RECORDS_PROCESSED = Counter(
     "sytq_records_processed_total", "llm:process records by outcome", ["table", "outcome"]
 )
+
+
+@functools.lru_cache(maxsize=4096)
+def _child(metric: Any, values: tuple[str, ...]) -> Any:
+    return metric.labels(*values)
+
+
+def labelled(metric: Metric, *values: str) -> Metric:
+    """``metric.labels(*values)`` (label values in declared order), cached: on the hot path the
+    lookup (a lock, a tuple, a dict probe) runs several times per task."""
+    child: Metric = _child(metric, values)
+    return child

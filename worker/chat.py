@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from sytq.logging import task_context
-from sytq.metrics import TASKS_PROCESSED
+from sytq.metrics import TASKS_PROCESSED, labelled
 from sytq.queue import Task
 from sytq.storage import NewTask
 from sytq.tasks import LLMChatPayload
@@ -33,4 +33,4 @@ async def handle_chat(pipeline: Pipeline, task: Task) -> None:
         )
         record, called = await run_llm(pipeline, task, new)
         await finish_succeeded(pipeline, task, record)
-        TASKS_PROCESSED.labels(type=task.type, outcome="succeeded" if called else "reused").inc()
+        labelled(TASKS_PROCESSED, task.type, "succeeded" if called else "reused").inc()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from sytq.logging import task_context
-from sytq.metrics import RECORDS_PROCESSED, TASKS_PROCESSED
+from sytq.metrics import RECORDS_PROCESSED, TASKS_PROCESSED, labelled
 from sytq.queue import Task
 from sytq.storage import NewTask, RecordTableNotAllowed
 from sytq.tasks import LLMProcessPayload
@@ -60,4 +60,4 @@ async def handle_process(pipeline: Pipeline, task: Task) -> None:
         await records.mark_done(table, record_id, settings.record_status_done, stored.content or "")
         await finish_succeeded(pipeline, task, stored)
         RECORDS_PROCESSED.labels(table=table, outcome="done").inc()
-        TASKS_PROCESSED.labels(type=task.type, outcome="succeeded" if called else "reused").inc()
+        labelled(TASKS_PROCESSED, task.type, "succeeded" if called else "reused").inc()

@@ -14,12 +14,14 @@ import time
 from typing import Any
 
 import aiohttp
+from aiohttp.payload import BytesPayload
+from yarl import URL
 
 from sytq.llm.breaker import CircuitBreaker
 from sytq.llm.errors import LLMError, LLMFatalError, LLMRetryableError, error_for_status
 from sytq.llm.limiter import SharedLimiter
 from sytq.llm.parsing import ChatResult, StreamAccumulator, parse_chat_body
-from sytq.metrics import LLM_BREAKER_OPEN, LLM_IN_FLIGHT, LLM_LATENCY, LLM_TOKENS
+from sytq.metrics import LLM_BREAKER_OPEN, LLM_IN_FLIGHT, LLM_LATENCY, LLM_TOKENS, labelled
 
 _REQUEST_PARAMETERS = ("temperature", "max_tokens", "top_p", "stop", "response_format")
 
@@ -38,6 +40,7 @@ class LLMClient:
         stream: bool = False,
     ) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
+        self._url = URL(self.url)  # parsed once, not on every call
         self.read_timeout = read_timeout
         self.breaker = breaker
         self.limiter = limiter
@@ -46,9 +49,10 @@ class LLMClient:
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._max_connections = max_connections
-        # Keep-alive blank lines reset the per-read timeout; the overall cap is enforced with
-        # asyncio.timeout around the whole call.
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        # The whole call is capped by asyncio.timeout(read_timeout) in _call (keep-alive blank lines
+        # cannot stretch it). No separate per-read timer: with the same limit it could never fire
+        # first, and it would cost a timer handle per socket read.
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout)
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -56,8 +60,10 @@ class LLMClient:
         if self._session is None or self._session.closed:
             limit = self._max_connections
             connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit)
+            # No cookies from a provider API: the dummy jar skips cookie filtering on every request.
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, timeout=self._timeout
+                connector=connector, headers=self._headers, timeout=self._timeout,
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
@@ -96,11 +102,11 @@ class LLMClient:
             raise
         finally:
             LLM_IN_FLIGHT.dec()
-            LLM_LATENCY.labels(model=model, outcome=outcome).observe(time.monotonic() - started)
+            labelled(LLM_LATENCY, model, outcome).observe(time.monotonic() - started)
         self._note_health(None)
-        for kind in ("prompt_tokens", "completion_tokens"):
-            if kind in result.usage:
-                LLM_TOKENS.labels(model=model, kind=kind.removesuffix("_tokens")).inc(result.usage[kind])
+        for kind, field in (("prompt", "prompt_tokens"), ("completion", "completion_tokens")):
+            if field in result.usage:
+                labelled(LLM_TOKENS, model, kind).inc(result.usage[field])
         return dataclasses.replace(result, latency_ms=int((time.monotonic() - started) * 1000))
 
     def _note_health(self, exc: LLMError | None) -> None:
@@ -114,12 +120,14 @@ class LLMClient:
         else:
             # 429 and 4xx prove the provider is up.
             breaker.record_neutral()
-        LLM_BREAKER_OPEN.labels(provider=breaker.name).set(1 if breaker.state == "open" else 0)
+        labelled(LLM_BREAKER_OPEN, breaker.name).set(1 if breaker.state == "open" else 0)
 
     async def _call(self, body: dict[str, Any]) -> ChatResult:
-        data = json.dumps(body, ensure_ascii=False).encode()
+        # A ready payload object skips aiohttp's payload-type registry lookup on every call.
+        data = BytesPayload(json.dumps(body, ensure_ascii=False).encode(), content_type="application/json")
         try:
-            async with asyncio.timeout(self.read_timeout), self._http().post(self.url, data=data) as response:
+            request = self._http().post(self._url, data=data)
+            async with asyncio.timeout(self.read_timeout), request as response:
                 if response.status != 200:
                     message = _error_message(await response.read())
                     raise error_for_status(response.status, message, response.headers.get("Retry-After"))
