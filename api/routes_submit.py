@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import pydantic_core
@@ -280,13 +280,17 @@ async def submit_llm_batch(request: Request) -> Response:
     return Response(batch_body(outcomes, enqueued), media_type=_JSON)
 
 
+# json.dumps(str) without its dispatch: the same C function writes the same bytes.
+_json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
 def batch_body(outcomes: list[str | Exception], enqueued: int) -> bytes:
     """BatchResponse as JSON, written directly: for 1,000 items the generic encoder costs more
     than enqueuing them."""
     parts = [
-        f'{{"index":{i},"task_id":{json.dumps(o)},"status":"enqueued","error":null}}'
+        f'{{"index":{i},"task_id":{_json_string(o)},"status":"enqueued","error":null}}'
         if isinstance(o, str)
-        else f'{{"index":{i},"task_id":null,"status":"error","error":{json.dumps(str(o))}}}'
+        else f'{{"index":{i},"task_id":null,"status":"error","error":{_json_string(str(o))}}}'
         for i, o in enumerate(outcomes)
     ]
     head = f'{{"enqueued":{enqueued},"failed":{len(outcomes) - enqueued},"results":['
