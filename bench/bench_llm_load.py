@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 GO_DIR = Path(__file__).resolve().parent / "go"
 PROCESSED_KEY = "asynq:{default}:processed"
+FAILED_KEY = "asynq:{default}:failed"  # failed attempts are "processed" too: a fast failure is no result
 
 
 def _pinned(cmd: list[str], core: int) -> list[str]:
@@ -247,6 +248,9 @@ def run_peer(peer: str, *, redis_url: str, stub_url: str, database_url: str, con
         throughput = done / total
     if done < n:
         notes.append(f"only {done} of {n} done")
+    failed = int(r.get(FAILED_KEY) or 0)
+    if failed:
+        notes.append(f"{failed} failed attempts")
     note = "; ".join(notes)
     cpu_us: dict[str, float] = {}
     if len(cpu_marks) >= 2 and cpu_marks[-1][0] > cpu_marks[0][0]:

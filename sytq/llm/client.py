@@ -1,4 +1,5 @@
-"""The provider client: OpenAI-compatible POST /chat/completions over one shared aiohttp session.
+"""The provider client: OpenAI-compatible POST /chat/completions; plain calls over our keep-alive
+HTTP/1.1 pool (``sytq.llm.http1``), streaming calls over one shared aiohttp session.
 
 aiohttp rather than httpx: measured on this machine class, httpx spent 1.3-2.7 ms of CPU per call
 (and its pool scans all connections per request) against 0.25-0.5 ms for aiohttp, which decides
@@ -19,6 +20,7 @@ from yarl import URL
 
 from sytq.llm.breaker import CircuitBreaker
 from sytq.llm.errors import LLMError, LLMFatalError, LLMRetryableError, error_for_status
+from sytq.llm.http1 import HTTP1Pool, HTTPConnectionError
 from sytq.llm.limiter import SharedLimiter
 from sytq.llm.parsing import ChatResult, StreamAccumulator, parse_chat_body
 from sytq.metrics import LLM_BREAKER_OPEN, LLM_IN_FLIGHT, LLM_LATENCY, LLM_TOKENS, labelled
@@ -53,7 +55,8 @@ class LLMClient:
         # cannot stretch it). No separate per-read timer: with the same limit it could never fire
         # first, and it would cost a timer handle per socket read.
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout)
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None  # streaming calls
+        self._pool = HTTP1Pool(self.url, self._headers, connect_timeout=connect_timeout)  # the rest
 
     def _http(self) -> aiohttp.ClientSession:
         # Created on first use: a session belongs to the running event loop.
@@ -68,6 +71,7 @@ class LLMClient:
         return self._session
 
     async def aclose(self) -> None:
+        self._pool.close()
         if self._session is not None:
             await self._session.close()
 
@@ -123,21 +127,34 @@ class LLMClient:
         labelled(LLM_BREAKER_OPEN, breaker.name).set(1 if breaker.state == "open" else 0)
 
     async def _call(self, body: dict[str, Any]) -> ChatResult:
-        # A ready payload object skips aiohttp's payload-type registry lookup on every call.
-        data = BytesPayload(json.dumps(body, ensure_ascii=False).encode(), content_type="application/json")
+        data = json.dumps(body, ensure_ascii=False).encode()
+        if self.stream:
+            return await self._call_streaming(data)
         try:
-            request = self._http().post(self._url, data=data)
+            async with asyncio.timeout(self.read_timeout):
+                response = await self._pool.post(data)
+        except TimeoutError as exc:
+            raise self._timed_out() from exc
+        except HTTPConnectionError as exc:
+            raise LLMRetryableError(f"provider connection failed: {exc}", reason="connection") from exc
+        if response.status != 200:
+            message = _error_message(response.body)
+            raise error_for_status(response.status, message, response.headers.get("retry-after"))
+        return parse_chat_body(response.body)
+
+    def _timed_out(self) -> LLMRetryableError:
+        return LLMRetryableError(f"provider did not answer within {self.read_timeout}s", reason="timeout")
+
+    async def _call_streaming(self, data: bytes) -> ChatResult:
+        try:
+            request = self._http().post(self._url, data=BytesPayload(data, content_type="application/json"))
             async with asyncio.timeout(self.read_timeout), request as response:
                 if response.status != 200:
                     message = _error_message(await response.read())
                     raise error_for_status(response.status, message, response.headers.get("Retry-After"))
-                if self.stream:
-                    return await _read_stream(response)
-                return parse_chat_body(await response.read())
+                return await _read_stream(response)
         except TimeoutError as exc:
-            raise LLMRetryableError(
-                f"provider did not answer within {self.read_timeout}s", reason="timeout"
-            ) from exc
+            raise self._timed_out() from exc
         except aiohttp.ClientError as exc:
             raise LLMRetryableError(
                 f"provider connection failed: {type(exc).__name__}: {exc}", reason="connection"
