@@ -113,12 +113,23 @@ def command(*args: Any) -> Call:
     return Call(tuple(args))
 
 
+def _is_closed_transport(exc: RuntimeError) -> bool:
+    """uvloop raises RuntimeError ("unable to perform operation on <TCPTransport closed=True ...>;
+    the handler is closed") when Redis drops a connection mid-handshake; redis-py passes it through."""
+    text = str(exc)
+    return "Transport" in text and "closed" in text
+
+
 @contextlib.asynccontextmanager
 async def unavailable_as_queue_error() -> AsyncIterator[None]:
     try:
         yield
     except _UNAVAILABLE as exc:
         raise QueueUnavailableError(f"Redis is unavailable: {exc}") from exc
+    except RuntimeError as exc:
+        if _is_closed_transport(exc):
+            raise QueueUnavailableError(f"Redis is unavailable: {exc}") from exc
+        raise
 
 
 def check_client(client: aioredis.Redis) -> None:

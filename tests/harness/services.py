@@ -141,25 +141,28 @@ class MariaDBServer(_ServerProcess):
         super().__init__("mariadb")
         self.datadir = self.workdir / "data"
         self.socket = self.workdir / "mysqld.sock"
-        install = _find_binary("mariadb-install-db", "mysql_install_db")
-        self.datadir.mkdir()
-        result = subprocess.run(
-            [
-                install,
-                "--no-defaults",
-                f"--datadir={self.datadir}",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                "--user=root" if os.geteuid() == 0 else f"--user={os.environ.get('USER', 'nobody')}",
-            ],
-            check=False,
-            capture_output=True,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"{install} failed with exit {result.returncode}:\n"
-                f"{result.stdout.decode(errors='replace')[-2000:]}\n{result.stderr.decode(errors='replace')[-2000:]}"
+        self._install_datadir(_find_binary("mariadb-install-db", "mysql_install_db"))
+
+    def _install_datadir(self, install: str, attempts: int = 2) -> None:
+        """mariadb-install-db has been seen to fail once under heavy machine load: retry on a clean dir."""
+        user = "--user=root" if os.geteuid() == 0 else f"--user={os.environ.get('USER', 'nobody')}"
+        for attempt in range(1, attempts + 1):
+            shutil.rmtree(self.datadir, ignore_errors=True)
+            self.datadir.mkdir()
+            result = subprocess.run(
+                [install, "--no-defaults", f"--datadir={self.datadir}",
+                 "--auth-root-authentication-method=normal", "--skip-test-db", user],
+                check=False,
+                capture_output=True,
             )
+            if result.returncode == 0:
+                return
+            if attempt == attempts:
+                raise RuntimeError(
+                    f"{install} failed with exit {result.returncode}:\n"
+                    f"{result.stdout.decode(errors='replace')[-2000:]}\n"
+                    f"{result.stderr.decode(errors='replace')[-2000:]}"
+                )
 
     @property
     def url(self) -> str:
