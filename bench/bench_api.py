@@ -15,17 +15,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from sytq.cli_run import free_port
+from tests.harness.services import free_port, wait_for_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,23 +33,11 @@ SINGLE_BODY = (
 BATCH_SIZE = 500
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing on port {port}")
-
-
 def start(cmd: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    wait_port(port, proc)
+    wait_for_port(port, timeout=60, proc=proc)
     return proc
 
 
@@ -180,7 +166,7 @@ def run(quick: bool) -> dict[str, Any]:
         stdout=subprocess.DEVNULL,
         start_new_session=True,
     )
-    wait_port(redis_port, redis_proc)
+    wait_for_port(redis_port, timeout=60, proc=redis_proc)
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     client = redis.Redis.from_url(redis_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYTQ_")}

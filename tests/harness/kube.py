@@ -23,7 +23,6 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
-import ctypes
 import datetime
 import ipaddress
 import json
@@ -31,7 +30,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -45,11 +43,12 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+from tests.harness.services import die_with_parent, free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "k8s" / "build.sh"
 
 ADMIN_USER = "sytq-admin"
-_PR_SET_PDEATHSIG = 1
 
 
 class KubeCommandError(subprocess.CalledProcessError):
@@ -57,19 +56,6 @@ class KubeCommandError(subprocess.CalledProcessError):
 
     def __str__(self) -> str:
         return f"{super().__str__()}\n--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
-
-
-def _child_setup() -> None:
-    """Runs in the child before exec: own process group, and die with the parent."""
-    os.setsid()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def build_binaries(timeout: float = 3600.0) -> Path:
@@ -197,7 +183,7 @@ class _Child:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_child_setup,
+                preexec_fn=die_with_parent,
                 close_fds=True,
             )
 

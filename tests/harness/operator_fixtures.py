@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from tests.harness.kube import REPO_ROOT, KubeControlPlane, free_port
-from tests.harness.services import RedisServer
+from tests.harness import services
+from tests.harness.kube import REPO_ROOT, KubeControlPlane
+from tests.harness.services import RedisServer, free_port
 
 NAMESPACE = "syt-queue"
 CONTROLLER_SA = "syt-queue-controller"
@@ -199,17 +200,11 @@ class OperatorEnv:
 
 
 def wait_for_port(port: int, proc: Proc, timeout: float = 20.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not proc.alive:
-            raise RuntimeError(f"{proc.name} exited:\n{proc.log()}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"{proc.name} did not listen on {port}:\n{proc.log()}")
+    """The harness's port wait, with the process's name and log in the error."""
+    try:
+        services.wait_for_port(port, timeout, proc.popen)
+    except (RuntimeError, TimeoutError) as exc:
+        raise type(exc)(f"{proc.name}: {exc}:\n{proc.log()}") from exc
 
 
 def wait_until(

@@ -22,7 +22,8 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """preexec_fn for children: own process group, and SIGKILL when the test process dies."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     os.setsid()
@@ -78,7 +79,7 @@ class _ServerProcess:
         first = self._proc is None
         log = self._log.open("ab")
         self._proc = subprocess.Popen(
-            self._command(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            self._command(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
         )
         log.close()
         try:
