@@ -23,6 +23,7 @@ from sytq.queue import (
     QueueUnavailableError,
     TaskNotFoundError,
     TaskStateError,
+    is_closed_transport_error,
 )
 
 log = logging.getLogger("sytq.api")
@@ -107,6 +108,10 @@ async def _queue_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Redis dropped mid-handshake under uvloop, from any of the API's Redis users (queue, rate
+    # limit, idempotency): unavailability, not a bug.
+    if is_closed_transport_error(exc):
+        return await _unavailable(request, exc)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(request, 500, "internal error")
 

@@ -22,6 +22,7 @@ from sytq.queue.models import (
     TaskStateError,
     WorkerInfo,
 )
+from sytq.queue.redis_ops import is_closed_transport_error
 from sytq.queue.retry import DEFAULT_MAX_RETRY, default_retry_delay
 from sytq.queue.server import Server
 from sytq.queue.task import Handler, Task
@@ -53,5 +54,6 @@ __all__ = [
     "TaskStateError",
     "WorkerInfo",
     "default_retry_delay",
+    "is_closed_transport_error",
     "new_task_id",
 ]

@@ -113,11 +113,11 @@ def command(*args: Any) -> Call:
     return Call(tuple(args))
 
 
-def _is_closed_transport(exc: RuntimeError) -> bool:
+def is_closed_transport_error(exc: BaseException) -> bool:
     """uvloop raises RuntimeError ("unable to perform operation on <TCPTransport closed=True ...>;
     the handler is closed") when Redis drops a connection mid-handshake; redis-py passes it through."""
     text = str(exc)
-    return "Transport" in text and "closed" in text
+    return isinstance(exc, RuntimeError) and "Transport" in text and "closed" in text
 
 
 @contextlib.asynccontextmanager
@@ -127,7 +127,7 @@ async def unavailable_as_queue_error() -> AsyncIterator[None]:
     except _UNAVAILABLE as exc:
         raise QueueUnavailableError(f"Redis is unavailable: {exc}") from exc
     except RuntimeError as exc:
-        if _is_closed_transport(exc):
+        if is_closed_transport_error(exc):
             raise QueueUnavailableError(f"Redis is unavailable: {exc}") from exc
         raise
 
