@@ -1,8 +1,11 @@
 # One image for every SYT Queue service: `sytq api`, `sytq worker`, `sytq controller`.
 # Build: docker build -t syt-queue:dev .     (needs Docker; see hack/kind-up.sh)
+# BASE_IMAGE: any Debian-based image with python3.11 and pip as `python`/`pip` on PATH; the test
+# suite builds with a local stand-in (hack/image/build-base.sh) because it cannot pull from Docker Hub.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # --- build stage: wheels for the app and its dependencies ---------------------------------
-FROM python:3.11-slim-bookworm AS build
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
@@ -16,7 +19,7 @@ COPY controller ./controller
 RUN pip wheel --wheel-dir /wheels .
 
 # --- runtime stage: no compilers, no source tree, non-root --------------------------------
-FROM python:3.11-slim-bookworm AS runtime
+FROM ${BASE_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     SYTQ_DATA_DIR=/tmp/sytq
 COPY --from=build /wheels /wheels
