@@ -20,11 +20,14 @@ log() { echo "[image-build $(date +%H:%M:%S)] $*" >&2; }
 base="$("$HERE/build-base.sh" | tail -n 1)"
 
 # Every build whose sources changed leaves its layers behind as cache; keep the store bounded.
+# Builds hold the lock shared; pruning needs it alone, so it never removes a running build's layers.
+exec 8>"$CACHE/.build.lock"
 used_kb="$(du -sk "$CACHE/storage" 2>/dev/null | cut -f1 || echo 0)"
-if (( used_kb > MAX_GB * 1024 * 1024 )); then
+if (( used_kb > MAX_GB * 1024 * 1024 )) && flock -n -x 8; then
   log "image store above ${MAX_GB} GB: pruning the layer cache"
   "$BUILDAH" rmi --prune >/dev/null 2>&1 || true
 fi
+flock -s 8
 
 log "building $TAG from $ROOT/Dockerfile (BASE_IMAGE=$base)"
 "$BUILDAH" bud --isolation chroot --layers --pull-never \
