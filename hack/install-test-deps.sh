@@ -27,3 +27,15 @@ command -v go >/dev/null || { echo "Go is required (for kube-apiserver, etcd, he
 bash hack/k8s/build.sh
 # Modules of the asynq interop program (built by its pytest fixture, cached under ~/.cache/sytq/interop).
 go -C tests/interop mod download
+
+# --- container image (tests/image): buildah + debootstrap build the Dockerfile without Docker ---
+# The stand-in base image (hack/image/build-base.sh) is cached under ~/.cache/sytq/image.
+need_image=()
+command -v buildah >/dev/null || need_image+=(buildah)
+command -v debootstrap >/dev/null || need_image+=(debootstrap)
+if [ ${#need_image[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${need_image[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_image[@]}" >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_image[@]}" >/dev/null; }
+fi
+bash hack/image/build-base.sh >/dev/null
