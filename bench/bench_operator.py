@@ -24,11 +24,12 @@ import contextlib
 import json
 import multiprocessing
 import os
+import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,16 @@ import redis
 import redis.asyncio as aioredis
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
-from kubernetes import watch as kwatch
 
 from sytq.queue import EVENTS_CHANNEL, EnqueueRequest, QueueClient
 from tests.harness.kube import KubeControlPlane
-from tests.harness.operator_fixtures import NAMESPACE, OperatorEnv, ProcessFactory, apply_manifests
+from tests.harness.operator_fixtures import (
+    NAMESPACE,
+    OperatorEnv,
+    ProcessFactory,
+    apiserver_writes,
+    apply_manifests,
+)
 from tests.harness.services import RedisServer
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -50,6 +56,7 @@ DONE_STATES = ("completed", "succeeded")
 TARGET_SECONDS = 60.0
 QUICK_NOTE = " (quick run: fewer tasks)"
 STEADY_RATE = 20.0  # LLMTasks per second in the steady-state lag phase
+QUIET_SECONDS = 2.0  # no apiserver write for this long: the controller is done writing
 
 
 def _proc_usage(pid: int) -> tuple[float, int]:
@@ -101,40 +108,99 @@ class EventClock:
             await conn.aclose()
 
 
-class SucceededWatch(threading.Thread):
-    """Watches LLMTasks in a thread of its own; notes when each is first seen Succeeded."""
+_RV_MARK = b'"resourceVersion":"'
+
+
+class SucceededWatch:
+    """Watches LLMTasks in a process of its own; notes when each is first seen Succeeded.
+
+    The observer must not be what is slow. The apiserver hands each watch event to every watcher
+    in turn and, when one is not reading, waits for it before serving the others (then drops it:
+    "Forcing watcher close due to unresponsiveness"). A watcher sharing a process (and its GIL)
+    with the benchmark's own bookkeeping, decoding every event with the kubernetes client's
+    Watch (which parses each one twice), was dropped several times per burst, so it measured its
+    own backlog and delayed the controller's watch as well. So this one runs in its own process,
+    reads the stream raw and parses only the events that mention Succeeded."""
 
     def __init__(self, kubeconfig: Path, expected: int, prefix: str) -> None:
-        super().__init__(daemon=True)
+        self.kubeconfig = kubeconfig
         self.prefix = f"{prefix}-"
-        self.api = kclient.CustomObjectsApi(kconfig.new_client_from_config(str(kubeconfig)))
         self.expected = expected
         self.seen: dict[str, float] = {}  # task id -> wall clock
-        self.finished = threading.Event()
-        listing = self.api.list_namespaced_custom_object("llm.syt.io", "v1alpha1", NAMESPACE, "llmtasks")
-        self.resource_version = listing["metadata"]["resourceVersion"]
+        self.reconnects = 0
+        api = kclient.CustomObjectsApi(kconfig.new_client_from_config(str(kubeconfig)))
+        listing = api.list_namespaced_custom_object("llm.syt.io", "v1alpha1", NAMESPACE, "llmtasks")
+        self.resource_version: str = listing["metadata"]["resourceVersion"]
+        api.api_client.close()
+        self._receiver, self._sender = multiprocessing.get_context("fork").Pipe(duplex=False)
+        self._process = multiprocessing.get_context("fork").Process(target=self._run, daemon=True)
 
-    def run(self) -> None:
-        stream = kwatch.Watch()
-        while not self.finished.is_set():
-            for event in stream.stream(
-                self.api.list_namespaced_custom_object,
+    def start(self) -> None:
+        self._process.start()
+        self._sender.close()
+
+    def wait(self, timeout: float) -> bool:
+        """Block until every expected LLMTask was seen Succeeded (True) or ``timeout`` passed."""
+        if not self._receiver.poll(timeout):
+            self._process.kill()
+            return False
+        self.seen, reconnects = self._receiver.recv()
+        self._process.join(10)
+        if isinstance(reconnects, str):
+            raise RuntimeError(reconnects)
+        self.reconnects = reconnects
+        return len(self.seen) >= self.expected
+
+    # -- in the watching process ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._watch()
+        except Exception as exc:  # reported to the benchmark, which fails with it
+            self._sender.send(({}, f"the watch failed: {exc!r}"))
+        else:
+            self._sender.send((self.seen, self.reconnects))
+
+    def _watch(self) -> None:
+        api = kclient.CustomObjectsApi(kconfig.new_client_from_config(str(self.kubeconfig)))
+        while len(self.seen) < self.expected:
+            response = api.list_namespaced_custom_object(
                 "llm.syt.io",
                 "v1alpha1",
                 NAMESPACE,
                 "llmtasks",
+                watch=True,
                 resource_version=self.resource_version,
-                timeout_seconds=60,
-            ):
-                obj = event["object"]
-                self.resource_version = obj["metadata"]["resourceVersion"]
-                status = obj.get("status") or {}
-                if status.get("phase") == "Succeeded" and obj["metadata"]["name"].startswith(self.prefix):
-                    self.seen.setdefault(f"llmtask-{obj['metadata']['uid']}", time.time())
-                    if len(self.seen) >= self.expected:
-                        self.finished.set()
-                        stream.stop()
-                        return
+                timeout_seconds=600,
+                _preload_content=False,
+            )
+            try:
+                self._read(response)
+            finally:
+                response.release_conn()
+            if len(self.seen) < self.expected:
+                self.reconnects += 1
+
+    def _read(self, response: Any) -> None:
+        pending = b""
+        for chunk in response.stream(amt=None, decode_content=False):
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            now = time.time()
+            for line in lines:
+                self._note(line, now)
+                if len(self.seen) >= self.expected:
+                    return
+
+    def _note(self, line: bytes, now: float) -> None:
+        if line.startswith(b'{"type":"ERROR"'):
+            raise RuntimeError(f"watch failed: {line[:500]!r}")
+        at = line.find(_RV_MARK) + len(_RV_MARK)  # the object's own (the first one in the event)
+        self.resource_version = line[at : line.index(b'"', at)].decode()
+        if b'"phase":"Succeeded"' in line:
+            obj = json.loads(line)["object"]
+            if obj["metadata"]["name"].startswith(self.prefix):
+                self.seen.setdefault(f"llmtask-{obj['metadata']['uid']}", now)
 
 
 def _llmtask(name: str) -> dict[str, Any]:
@@ -186,6 +252,7 @@ async def run_operator(
     await clock.ready.wait()
     watch = SucceededWatch(env.kube.kubeconfig, n, prefix)
     watch.start()
+    writes0 = apiserver_writes(env.kube)
     cpu0, _ = _proc_usage(controller_pid)
     start = time.time()
     # The creates run in a process of their own, so this one's watch is not slowed by them (GIL).
@@ -197,14 +264,16 @@ async def run_operator(
     if creator.exitcode != 0:
         raise RuntimeError(f"creating the LLMTasks failed (exit code {creator.exitcode})")
     created = time.time()
-    await asyncio.to_thread(watch.finished.wait, 600)
+    all_seen = await asyncio.to_thread(watch.wait, 600)
     cpu1, peak_rss = _proc_usage(controller_pid)
     await asyncio.sleep(0.5)  # late pub/sub messages
     listener.cancel()
-    if not watch.finished.is_set():
+    if not all_seen:
         raise RuntimeError(f"only {len(watch.seen)}/{n} LLMTasks Succeeded within 600 s")
     end = max(watch.seen.values())
+    writes, settled = await _writes_until_quiet(env.kube, writes0)
     lags = [watch.seen[t] - clock.done[t] for t in watch.seen if t in clock.done]
+    timeline = {t: (clock.done[t], watch.seen[t]) for t in watch.seen if t in clock.done}
     return {
         "tasks": n,
         "create_seconds": round(created - start, 2),
@@ -218,7 +287,27 @@ async def run_operator(
         "controller_cpu_seconds": round(cpu1 - cpu0, 2),
         "controller_cpu_percent": round(100 * (cpu1 - cpu0) / (end - start), 1),
         "controller_peak_rss_mib": round(peak_rss / 2**20, 1),
+        "watch_reconnects": watch.reconnects,
+        "writes_settled_seconds": round(settled - start, 2),
+        "controller_writes_per_task": round((sum(writes.values()) - n) / n, 2),
+        "writes": dict(sorted(writes.items())),
+        "timeline": timeline,
     }
+
+
+async def _writes_until_quiet(kube: KubeControlPlane, before: Counter[str]) -> tuple[Counter[str], float]:
+    """Apiserver writes since ``before`` once they stop (deferred Events included), and when the
+    last one happened. Peering keep-alives are left out: they are per controller, not per task."""
+    last_total, last_change = -1, time.time()
+    while True:
+        writes = apiserver_writes(kube) - before
+        writes = Counter({k: v for k, v in writes.items() if "kopfpeerings" not in k})
+        total = sum(writes.values())
+        if total != last_total:
+            last_total, last_change = total, time.time()
+        elif time.time() - last_change >= QUIET_SECONDS:
+            return writes, last_change
+        await asyncio.sleep(0.25)
 
 
 async def run_direct(redis_url: str, n: int) -> dict[str, Any]:
@@ -254,9 +343,11 @@ async def run_direct(redis_url: str, n: int) -> dict[str, Any]:
     }
 
 
-def write_results(result: dict[str, Any]) -> None:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "operator.json").write_text(json.dumps(result, indent=2) + "\n")
+def write_results(result: dict[str, Any], out_dir: Path = RESULTS_DIR) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for phase in ("operator", "steady"):
+        result[phase].pop("timeline")
+    (out_dir / "operator.json").write_text(json.dumps(result, indent=2) + "\n")
     op, direct, steady = result["operator"], result["direct_queue"], result["steady"]
     load = result["load_average_1m"]
     ratio = op["all_succeeded_seconds"] / direct["all_completed_seconds"]
@@ -292,7 +383,7 @@ def write_results(result: dict[str, Any]) -> None:
         " itself.",
         "",
     ]
-    (RESULTS_DIR / "operator.md").write_text("\n".join(lines))
+    (out_dir / "operator.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
@@ -305,6 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_operator", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="200 tasks instead of 1,000")
     parser.add_argument("--n", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where the result files go")
+    parser.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="also write the apiserver log and per-task (done, seen) times to --out, for digging",
+    )
     args = parser.parse_args(argv)
     n = args.n or (200 if args.quick else 1000)
 
@@ -333,6 +430,13 @@ def main(argv: list[str] | None = None) -> int:
                 run_operator(env, n // 5, controller.popen.pid, prefix="steady", rate=STEADY_RATE)
             )
             controller.stop()
+            if args.keep_logs:
+                args.out.mkdir(parents=True, exist_ok=True)
+                shutil.copy(kube.workdir / "logs" / "kube-apiserver.log", args.out / "kube-apiserver.log")
+                timelines = {
+                    phase: run["timeline"] for phase, run in (("burst", operator), ("steady", steady))
+                }
+                (args.out / "operator_timeline.json").write_text(json.dumps(timelines) + "\n")
             redis.Redis.from_url(redis_server.url).flushall()
             direct = asyncio.run(run_direct(redis_server.url, n))
     finally:
@@ -345,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
             "operator": operator,
             "steady": steady,
             "direct_queue": direct,
-        }
+        },
+        args.out,
     )
     return 0
 

@@ -8,9 +8,18 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from kubernetes_asyncio import client as kclient
 
+from controller.events import EventPoster
 from sytq.k8s_resources import kube_api_client
 from sytq.queue import Inspector, QueueClient
 from sytq.settings import ConfigError, Settings
+
+# Events go out behind the status patches (controller/events.py): this few at a time, so during a
+# creation storm they take a small share of the apiserver and catch up afterwards.
+EVENT_POSTERS = 2
+EVENT_BACKLOG = 100_000
+# Final outcomes are what the lag promise is about: under a creation storm the apiserver shares
+# its CPU among the requests in flight, so this lane may hold more of them than the progress lane.
+FINAL_LANE_FACTOR = 4
 
 
 @dataclass
@@ -55,6 +64,7 @@ class ControllerContext:
     apps: kclient.AppsV1Api
     patch_slots: asyncio.Semaphore
     final_patch_slots: asyncio.Semaphore
+    events: EventPoster
     wakeups: Wakeups = field(default_factory=Wakeups)
 
     @classmethod
@@ -62,8 +72,12 @@ class ControllerContext:
         if not settings.redis_url:
             raise ConfigError("the controller needs SYTQ_REDIS_URL (the Redis its workers use)")
         redis = aioredis.Redis.from_url(settings.redis_url)
-        # Two lanes of patches (see llmtasks.sync) plus reads, creates and deletes.
-        api = await kube_api_client(2 * settings.controller_max_patches_in_flight + 8)
+        # Two lanes of patches (see llmtasks.sync), the Event posters, reads, creates and deletes.
+        progress, final = (
+            settings.controller_max_patches_in_flight,
+            FINAL_LANE_FACTOR * settings.controller_max_patches_in_flight,
+        )
+        api = await kube_api_client(progress + final + EVENT_POSTERS + 8)
         return cls(
             settings=settings,
             redis=redis,
@@ -72,8 +86,9 @@ class ControllerContext:
             api=api,
             custom=kclient.CustomObjectsApi(api),
             apps=kclient.AppsV1Api(api),
-            patch_slots=asyncio.Semaphore(settings.controller_max_patches_in_flight),
-            final_patch_slots=asyncio.Semaphore(settings.controller_max_patches_in_flight),
+            patch_slots=asyncio.Semaphore(progress),
+            final_patch_slots=asyncio.Semaphore(final),
+            events=EventPoster(kclient.CoreV1Api(api), concurrency=EVENT_POSTERS, capacity=EVENT_BACKLOG),
         )
 
     async def close(self) -> None:

@@ -19,6 +19,7 @@ __all__ = ["main"]
 _HANDLER_MODULES = (llmtasks, pools)  # imported for their kopf registrations
 logger = logging.getLogger("controller")
 PEERING_LIFETIME_SECONDS = 20
+EVENT_FLUSH_SECONDS = 5.0  # on shutdown, Events still queued get this long to go out
 
 
 class PoolsOnlyDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -60,6 +61,7 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
     ctx = await ControllerContext.create(ours)
     memo["ctx"] = ctx
     memo["listener"] = asyncio.create_task(task_events.listen(ctx), name="task-events")
+    memo["event_poster"] = asyncio.create_task(ctx.events.run(), name="event-poster")
     logger.info(
         "controller started: namespaces=%s resync=%ss scale-interval=%ss",
         ours.controller_namespaces or "<all>",
@@ -70,12 +72,15 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    listener: asyncio.Task[None] | None = memo.get("listener")
-    if listener is not None:
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
     ctx: ControllerContext | None = memo.get("ctx")
+    if ctx is not None and not await ctx.events.flush(EVENT_FLUSH_SECONDS):
+        logger.warning("stopping with %d Event(s) not posted", ctx.events.backlog)
+    for name in ("listener", "event_poster"):
+        job: asyncio.Task[None] | None = memo.get(name)
+        if job is not None:
+            job.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
     if ctx is not None:
         await ctx.close()
 

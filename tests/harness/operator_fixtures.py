@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,6 +200,33 @@ class OperatorEnv:
                 )
             api.delete_namespaced_custom_object("llm.syt.io", "v1alpha1", NAMESPACE, plural, name)
         api.api_client.close()
+
+
+WRITE_VERBS = ("POST", "PATCH", "PUT", "DELETE", "APPLY")
+_REQUEST_COUNTER = "apiserver_request_total{"
+
+
+def apiserver_writes(kube: KubeControlPlane) -> Counter[str]:
+    """Writes the apiserver has answered so far, by ``verb resource[/subresource]`` (its metrics)."""
+    request = urllib.request.Request(
+        f"{kube.server}/metrics", headers={"Authorization": f"Bearer {kube.admin_token}"}
+    )
+    context = ssl.create_default_context(cafile=str(kube.ca_file))
+    with urllib.request.urlopen(request, timeout=10, context=context) as response:
+        text = response.read().decode()
+    counts: Counter[str] = Counter()
+    for line in text.splitlines():
+        if not line.startswith(_REQUEST_COUNTER):
+            continue
+        labels_text, value = line[len(_REQUEST_COUNTER) :].rsplit("} ", 1)
+        labels = {k: v.strip('"') for k, v in (part.split("=", 1) for part in labels_text.split(","))}
+        if labels.get("verb") not in WRITE_VERBS:
+            continue
+        kind = labels.get("resource", "")
+        if labels.get("subresource"):
+            kind += "/" + labels["subresource"]
+        counts[f"{labels['verb']} {kind}"] += int(float(value))
+    return counts
 
 
 def wait_for_port(port: int, proc: Proc, timeout: float = 20.0) -> None:

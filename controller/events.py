@@ -1,0 +1,158 @@
+"""Kubernetes Events for LLMTask transitions, posted behind the status patches.
+
+Under a burst every Event is one more apiserver write per task, and the apiserver is what limits
+the status-mirroring lag. So an Event is not posted when the transition happens: it waits in a
+queue and a few posters send it with the transition's own timestamp, a few in flight at a time.
+During a creation storm the backlog grows and drains once the storm is over; in quiet times an
+Event goes out within one round trip. Events are auxiliary (as in kopf): a refused one is logged,
+not retried forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client as kclient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+logger = logging.getLogger(__name__)
+
+COMPONENT = "syt-queue-controller"
+MESSAGE_MAX_CHARS = 1024
+RETRY_DELAY_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    namespace: str
+    involved: dict[str, str]
+    type: str
+    reason: str
+    message: str
+    at: datetime
+
+    def body(self, instance: str) -> dict[str, Any]:
+        stamp = self.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "metadata": {"generateName": f"{self.involved['name']}.", "namespace": self.namespace},
+            "involvedObject": self.involved,
+            "type": self.type,
+            "reason": self.reason,
+            "message": self.message[:MESSAGE_MAX_CHARS],
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": instance,
+        }
+
+
+def involved_object(body: Mapping[str, Any]) -> dict[str, str]:
+    """The ``involvedObject`` reference of a Kubernetes object."""
+    meta = body["metadata"]
+    return {
+        "apiVersion": str(body["apiVersion"]),
+        "kind": str(body["kind"]),
+        "name": str(meta["name"]),
+        "namespace": str(meta["namespace"]),
+        "uid": str(meta["uid"]),
+    }
+
+
+class EventPoster:
+    """A bounded FIFO of Events and ``concurrency`` coroutines posting them.
+
+    ``capacity`` bounds memory if the apiserver refuses Events for a long time: beyond it the
+    oldest waiting Event is dropped (and counted), never a status patch."""
+
+    def __init__(self, core: kclient.CoreV1Api, *, concurrency: int, capacity: int) -> None:
+        self.core = core
+        self.concurrency = concurrency
+        self.capacity = capacity
+        self.instance = socket.gethostname()
+        self.dropped = 0
+        self.refused = 0
+        self.posted = 0
+        self._queue: deque[PendingEvent] = deque()
+        self._ready = asyncio.Event()
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def post(
+        self, body: Mapping[str, Any], type_: str, reason: str, message: str, at: datetime | None = None
+    ) -> None:
+        """Queue an Event about ``body`` (never blocks, never raises)."""
+        involved = involved_object(body)
+        event = PendingEvent(involved["namespace"], involved, type_, reason, message, at or datetime.now(UTC))
+        if len(self._queue) >= self.capacity:
+            self._queue.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.warning("event backlog full (%d): %d Event(s) dropped", self.capacity, self.dropped)
+        self._queue.append(event)
+        self._idle.clear()
+        self._ready.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._queue)
+
+    async def run(self) -> None:
+        """Post until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for i in range(self.concurrency):
+                group.create_task(self._poster(), name=f"event-poster-{i}")
+
+    async def flush(self, seconds: float) -> bool:
+        """Wait until every queued Event is posted (at most ``seconds``); True if none is left."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), seconds)
+        return self._idle.is_set()
+
+    async def _poster(self) -> None:
+        while True:
+            while not self._queue:
+                self._ready.clear()
+                await self._ready.wait()
+            event = self._queue.popleft()
+            self._busy += 1
+            try:
+                await self._send(event)
+            finally:
+                self._busy -= 1
+                if not self._queue and not self._busy:
+                    self._idle.set()
+
+    async def _send(self, event: PendingEvent) -> None:
+        for attempt in (1, 2):
+            try:
+                # A plain dict serializes like a CoreV1Event, without building the model.
+                await self.core.create_namespaced_event(event.namespace, event.body(self.instance))  # type: ignore[arg-type]
+            except ApiException as exc:
+                if exc.status is not None and exc.status < 500 and exc.status != 429:
+                    self.refused += 1
+                    logger.warning(
+                        "Event %s for %s refused: %s", event.reason, event.involved["name"], exc.reason
+                    )
+                    return
+                error: Exception = exc
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                error = exc
+            else:
+                self.posted += 1
+                return
+            if attempt == 1:
+                await asyncio.sleep(RETRY_DELAY_SECONDS)
+        self.refused += 1
+        logger.warning("Event %s for %s not posted: %s", event.reason, event.involved["name"], error)
