@@ -3,9 +3,10 @@
 #
 # Needs: docker, kind, kubectl, helm on PATH. Run from anywhere:
 #   hack/kind-up.sh            create (or reuse) the cluster and install everything
+#   hack/kind-up.sh --dry-run  print the steps as a shell script, run nothing (needs no tools)
 #   hack/kind-up.sh --down     delete the cluster
-# Env: DEEPSEEK_API_KEY (optional; without it the workers answer with the built-in stub LLM),
-#      IMAGE (default syt-queue:dev), CLUSTER (default syt-queue).
+# Env: DEEPSEEK_API_KEY (optional; without it the workers call a stub LLM deployed next to them,
+#      `sytq stub-llm` from the same image), IMAGE (default syt-queue:dev), CLUSTER (default syt-queue).
 # Afterwards the API is at http://localhost:8080 (kind-config.yaml maps NodePort 30080 there).
 set -euo pipefail
 
@@ -13,35 +14,56 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CLUSTER="${CLUSTER:-syt-queue}"
 IMAGE="${IMAGE:-syt-queue:dev}"
 NS=syt-queue
+NODE_PORT=30080  # kind-config.yaml maps this node port to localhost:8080
+STUB_URL="http://stub-llm.$NS.svc:8081"
+DRY_RUN=0
 
 log() { echo "[kind-up] $*" >&2; }
 need() { command -v "$1" >/dev/null || { log "missing '$1' on PATH"; exit 1; }; }
+# run a command, or with --dry-run print it (shell-quoted) instead
+run() {
+  if ((DRY_RUN)); then printf '%q ' "$@" | sed 's/ $//'; echo; else "$@"; fi
+}
+# kubectl apply of the YAML on stdin, or with --dry-run print it as a here-document
+apply_yaml() {
+  if ((DRY_RUN)); then
+    echo "kubectl -n $NS apply -f - <<'YAML'"; cat; echo "YAML"
+  else
+    kubectl -n "$NS" apply -f -
+  fi
+}
 
-if [[ "${1:-}" == "--down" ]]; then
-  need kind
-  kind delete cluster --name "$CLUSTER"
-  exit 0
-fi
-for tool in docker kind kubectl helm; do need "$tool"; done
+case "${1:-}" in
+  --down) need kind; kind delete cluster --name "$CLUSTER"; exit 0 ;;
+  --dry-run) DRY_RUN=1 ;;
+  "") for tool in docker kind kubectl helm; do need "$tool"; done ;;
+  *) log "unknown argument '$1' (expected --dry-run or --down)"; exit 2 ;;
+esac
+((DRY_RUN)) && echo "set -euo pipefail"
 
 # 1. Cluster (one control plane, two workers, port 8080 -> NodePort 30080).
-if ! kind get clusters | grep -qx "$CLUSTER"; then
-  log "creating kind cluster $CLUSTER"
-  kind create cluster --name "$CLUSTER" --config "$ROOT/kind-config.yaml" --wait 120s
+if ((DRY_RUN)) || ! kind get clusters | grep -qx "$CLUSTER"; then
+  log "creating kind cluster $CLUSTER (skipped when it exists)"
+  run kind create cluster --name "$CLUSTER" --config "$ROOT/kind-config.yaml" --wait 120s
 fi
-kubectl config use-context "kind-$CLUSTER" >/dev/null
+run kubectl config use-context "kind-$CLUSTER"
 
 # 2. Image: build it and load it into every node (no registry needed).
 log "building $IMAGE"
-docker build -t "$IMAGE" "$ROOT"
-kind load docker-image "$IMAGE" --name "$CLUSTER"
+run docker build -t "$IMAGE" "$ROOT"
+run kind load docker-image "$IMAGE" --name "$CLUSTER"
 
-# 3. Redis and MariaDB for the queue and the results (demo-grade: no persistence, fixed password).
-kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
-kubectl -n "$NS" apply -f - <<'YAML'
+# 3. Redis and MariaDB for the queue and the results (demo-grade: no persistence, fixed password),
+#    and a stub LLM from our own image for when there is no Deepseek key.
+log "deploying Redis, MariaDB and the stub LLM"
+apply_yaml <<YAML
+apiVersion: v1
+kind: Namespace
+metadata: {name: $NS}
+---
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: redis}
+metadata: {name: redis, namespace: $NS}
 spec:
   selector: {matchLabels: {app: redis}}
   template:
@@ -51,12 +73,12 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: redis}
+metadata: {name: redis, namespace: $NS}
 spec: {selector: {app: redis}, ports: [{port: 6379}]}
 ---
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: mysql}
+metadata: {name: mysql, namespace: $NS}
 spec:
   selector: {matchLabels: {app: mysql}}
   template:
@@ -72,28 +94,70 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: mysql}
+metadata: {name: mysql, namespace: $NS}
 spec: {selector: {app: mysql}, ports: [{port: 3306}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: stub-llm, namespace: $NS}
+spec:
+  selector: {matchLabels: {app: stub-llm}}
+  template:
+    metadata: {labels: {app: stub-llm}}
+    spec:
+      containers:
+        - name: stub-llm
+          image: "$IMAGE"
+          imagePullPolicy: Never
+          args: [stub-llm, --host, 0.0.0.0, --port, "8081"]
+          ports: [{containerPort: 8081}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: stub-llm, namespace: $NS}
+spec: {selector: {app: stub-llm}, ports: [{port: 8081}]}
 YAML
-kubectl -n "$NS" rollout status deploy/redis deploy/mysql --timeout=180s
+run kubectl -n "$NS" rollout status deploy/redis deploy/mysql deploy/stub-llm --timeout=180s
 
 # 4. The chart: API on NodePort 30080, controller, a worker pool that starts at one replica.
 log "installing the chart"
-helm upgrade --install syt-queue "$ROOT/charts/syt-queue" -n "$NS" --wait --timeout 5m \
-  --set image.repository="${IMAGE%%:*}" --set image.tag="${IMAGE##*:}" --set image.pullPolicy=Never \
-  --set api.service.type=NodePort --set api.service.nodePort=30080 \
+llm_url="$STUB_URL"
+key_args=()
+if [[ -n "${DEEPSEEK_API_KEY:-}" ]]; then
+  llm_url="https://api.deepseek.com"
+  # from a file, so the key shows neither in the process list nor in --dry-run output
+  if ((DRY_RUN)); then key_file="<a file holding \$DEEPSEEK_API_KEY>"; else
+    key_file="$(mktemp)"; trap 'rm -f "$key_file"' EXIT
+    printf %s "$DEEPSEEK_API_KEY" >"$key_file"
+  fi
+  key_args=(--set-file "secrets.deepseekApiKey=$key_file")
+fi
+run helm upgrade --install syt-queue "$ROOT/charts/syt-queue" -n "$NS" --wait --timeout 5m \
+  --set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE##*:}" --set image.pullPolicy=Never \
+  --set api.service.type=NodePort --set api.service.nodePort="$NODE_PORT" \
   --set secrets.redisUrl="redis://redis.$NS.svc:6379/0" \
   --set secrets.databaseUrl="mysql+pymysql://root:demo@mysql.$NS.svc:3306/sytq" \
-  --set secrets.deepseekApiKey="${DEEPSEEK_API_KEY:-}" \
+  ${key_args[@]+"${key_args[@]}"} \
+  --set config.SYTQ_LLM_BASE_URL="$llm_url" \
   --set workerPool.minReplicas=1
+# The chart's worker pool passes no config.* to worker pods, so point them at the stub by hand
+# (once: a pool that already has the variable is left alone).
+if [[ "$llm_url" == "$STUB_URL" ]]; then
+  log "no DEEPSEEK_API_KEY: the workers call the stub LLM at $STUB_URL"
+  if ((DRY_RUN)) || ! kubectl -n "$NS" get llmworkerpool default -o jsonpath='{.spec.env[*].name}' \
+      | grep -qw SYTQ_LLM_BASE_URL; then
+    run kubectl -n "$NS" patch llmworkerpool default --type=json -p \
+      "[{\"op\":\"add\",\"path\":\"/spec/env/-\",\"value\":{\"name\":\"SYTQ_LLM_BASE_URL\",\"value\":\"$STUB_URL\"}}]"
+  fi
+fi
 
 # 5. One task the Kubernetes way, one over HTTP.
 log "submitting an LLMTask"
-kubectl -n "$NS" apply -f "$ROOT/manifests/examples/llmtask.yaml"
-kubectl -n "$NS" wait llmtask/summarize-example --for=jsonpath='{.status.phase}'=Succeeded --timeout=180s
-kubectl -n "$NS" get llmtasks -o wide
+run kubectl -n "$NS" apply -f "$ROOT/manifests/examples/llmtask.yaml"
+run kubectl -n "$NS" wait llmtask/summarize-example --for=jsonpath='{.status.phase}'=Succeeded --timeout=180s
+run kubectl -n "$NS" get llmtasks -o wide
 log "submitting over HTTP"
-curl -fsS http://localhost:8080/api/v1/tasks/llm -H 'content-type: application/json' \
+run curl -fsS http://localhost:8080/api/v1/tasks/llm -H 'content-type: application/json' \
   -d '{"prompt": "Say hello in three languages."}'
-echo
+((DRY_RUN)) || echo
 log "done: kubectl -n $NS get llmtasks,llmworkerpools,pods"
