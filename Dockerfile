@@ -12,11 +12,16 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# Dependencies first, in a layer of their own that a code change does not invalidate: wheel the
+# project with empty package dirs, keep only the dependencies' wheels.
+RUN mkdir sytq api worker controller \
+ && pip wheel --wheel-dir /wheels . \
+ && rm -rf /wheels/syt_queue-*.whl build *.egg-info sytq api worker controller
 COPY sytq ./sytq
 COPY api ./api
 COPY worker ./worker
 COPY controller ./controller
-RUN pip wheel --wheel-dir /wheels .
+RUN pip wheel --no-deps --wheel-dir /wheels .
 
 # --- runtime stage: no compilers, no source tree, non-root --------------------------------
 FROM ${BASE_IMAGE} AS runtime
