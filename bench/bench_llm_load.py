@@ -88,7 +88,8 @@ async def _bare_worker(settings: Any) -> None:
     from worker.main import server_config, worker_redis
 
     client = worker_redis(settings.redis_url)
-    llm = LLMClient(settings.llm_base_url, "bench", max_connections=settings.worker_concurrency)
+    calls = settings.worker_concurrency  # calls in flight; the server holds prefetched tasks too, as ours
+    llm = LLMClient(settings.llm_base_url, "bench", max_connections=calls, max_calls=calls)
 
     async def handle(task: Task) -> None:
         payload = LLMChatPayload.model_validate_json(task.payload)
@@ -145,6 +146,8 @@ class PeerResult:
     # CPU microseconds per finished task over the measured window, by process
     cpu_us_per_task: dict[str, float] = field(default_factory=dict)
     load_average: float = 0.0
+    mean_in_flight: float = 0.0  # over the measured window: how well the worker keeps the provider busy
+    stub_latency_s: float = 0.0  # the stub's real time per answered call over the window
 
     @property
     def ratio(self) -> float:
@@ -214,6 +217,7 @@ def run_peer(peer: str, *, redis_url: str, stub_url: str, database_url: str, con
     proc = subprocess.Popen(_pinned(_worker_command(peer, redis_url, stub_url, concurrency, n), 1),
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     samples: list[tuple[float, int, int]] = []  # (time, processed, in flight)
+    stub_marks: list[tuple[float, int, float]] = []  # (time, answered calls, seconds spent answering)
     pids = {"worker": proc.pid} | services
     cpu_marks: list[tuple[int, dict[str, float]]] = []  # (processed, CPU seconds by process)
     rss_peak = 0.0
@@ -222,8 +226,10 @@ def run_peer(peer: str, *, redis_url: str, stub_url: str, database_url: str, con
     with httpx.Client() as http:
         while True:
             processed = int(r.get(PROCESSED_KEY) or 0)
-            in_flight = int(http.get(f"{stub_url}/_stub/stats?brief=1").json()["in_flight"])
-            samples.append((time.monotonic(), processed, in_flight))
+            stub_stats = http.get(f"{stub_url}/_stub/stats?brief=1").json()
+            now = time.monotonic()
+            samples.append((now, processed, int(stub_stats["in_flight"])))
+            stub_marks.append((now, int(stub_stats["completed"]), float(stub_stats["handler_seconds"])))
             if processed > 0:
                 cpu_marks.append((processed, _cpu_by_process(pids)))
             rss_peak = max(rss_peak, _rss_mb(proc.pid))
@@ -257,8 +263,16 @@ def run_peer(peer: str, *, redis_url: str, stub_url: str, database_url: str, con
         (first_done, first), (last_done, last) = cpu_marks[0], cpu_marks[-1]
         tasks = last_done - first_done
         cpu_us = {name: round((last[name] - first[name]) * 1e6 / tasks, 1) for name in last}
+    span = [s for s in samples if window and window[0][0] <= s[0] <= window[-1][0]]
+    mean_in_flight = sum(s[2] for s in span) / len(span) if span else 0.0
+    stub_latency = 0.0  # what the stub really took per call over the window (a busy core stretches it)
+    if len(window) >= 2:
+        marks = [m for m in stub_marks if window[0][0] <= m[0] <= window[-1][0]]
+        if len(marks) >= 2 and marks[-1][1] > marks[0][1]:
+            stub_latency = (marks[-1][2] - marks[0][2]) / (marks[-1][1] - marks[0][1])
     return PeerResult(peer, concurrency, latency, n, max(s[2] for s in samples), throughput,
-                      concurrency / latency, total, rss_peak, note, cpu_us, os.getloadavg()[0])
+                      concurrency / latency, total, rss_peak, note, cpu_us, os.getloadavg()[0],
+                      mean_in_flight, stub_latency)
 
 
 def write_results(results: list[PeerResult], quick: bool, database: str) -> None:
@@ -274,11 +288,13 @@ def write_results(results: list[PeerResult], quick: bool, database: str) -> None
         "Throughput over the window with >= 90% of the calls in flight; ideal = concurrency / latency."
         + (" Quick run (small sizes)." if quick else ""),
         "",
-        "| peer | peak in flight | tasks/s | ideal | vs ideal | total s | peak RSS MB | load avg | note |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| peer | peak in flight | mean in flight | stub s/call | tasks/s | ideal | vs ideal | total s "
+        "| peak RSS MB | load avg | note |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
-        lines.append(f"| {r.peer} | {r.peak_in_flight} | {r.throughput:.0f} | {r.ideal:.0f} | "
+        lines.append(f"| {r.peer} | {r.peak_in_flight} | {r.mean_in_flight:.0f} | {r.stub_latency_s:.2f} | "
+                     f"{r.throughput:.0f} | {r.ideal:.0f} | "
                      f"{r.ratio:.1%} | {r.total_seconds:.1f} | {r.rss_peak_mb:.0f} | {r.load_average:.1f} | "
                      f"{r.note} |")
     names = list(dict.fromkeys(name for r in results for name in r.cpu_us_per_task))

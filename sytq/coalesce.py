@@ -18,25 +18,33 @@ Result = TypeVar("Result")
 class Coalescer(Generic[Item, Result]):
     """``send`` gets a batch and returns one result per item, in order. A result that is an
     exception is raised to its own caller; an exception raised by ``send`` goes to every caller of
-    that batch (the next batch is still sent)."""
+    that batch (the next batch is still sent).
+
+    ``senders`` batches may be on their way at once (for a far end that answers batches in
+    parallel, such as a database with several connections); a new one starts only while every
+    running sender is busy, so a quiet caller still sees one batch at a time."""
 
     def __init__(
         self,
         send: Callable[[list[Item]], Awaitable[Sequence[Result | BaseException]]],
         max_batch: int | None = None,
+        senders: int = 1,
     ) -> None:
         self._send = send
         self._max_batch = max_batch
+        self._senders_max = senders
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._senders: list[asyncio.Task[None]] = []
 
     async def submit(self, item: Item) -> Result:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
         self._waiting.append((item, future))
         # A sender bound to another (closed) event loop can never run again: start one here.
-        if self._sender is None or self._sender.done() or self._sender.get_loop() is not loop:
-            self._sender = asyncio.create_task(self._send_waiting())
+        senders = [t for t in self._senders if not t.done() and t.get_loop() is loop]
+        if len(senders) < self._senders_max:
+            senders.append(asyncio.create_task(self._send_waiting()))
+        self._senders = senders
         return await future
 
     def _take(self) -> list[tuple[Item, asyncio.Future[Result]]]:

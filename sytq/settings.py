@@ -113,7 +113,13 @@ class Settings(BaseSettings):
     # --- queue / worker --------------------------------------------------------------------
     queues: str = "default=1"
     strict_priority: bool = False
-    worker_concurrency: int = Field(default=100, ge=1, le=100_000)
+    worker_concurrency: int = Field(
+        default=100, ge=1, le=100_000, description="Provider calls in flight per worker process"
+    )
+    worker_prefetch: int | None = Field(
+        default=None, ge=0, le=100_000,
+        description="Tasks held beyond the calls in flight (default: a quarter of the concurrency)",
+    )
     shutdown_timeout: float = Field(default=8.0, ge=0)
     task_max_retry: int = Field(default=25, ge=0)
     task_timeout_seconds: int = Field(default=900, ge=1)
@@ -173,6 +179,14 @@ class Settings(BaseSettings):
     @property
     def queue_weights(self) -> dict[str, int]:
         return parse_queue_weights(self.queues)
+
+    @property
+    def effective_worker_prefetch(self) -> int:
+        """Extra task slots: a finished call's slot is refilled from a task already held while the
+        finished one is still being stored and acknowledged, so the provider never idles on that."""
+        if self.worker_prefetch is not None:
+            return self.worker_prefetch
+        return max(1, self.worker_concurrency // 4)
 
     @property
     def record_table_allowlist(self) -> frozenset[str]:

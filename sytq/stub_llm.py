@@ -104,6 +104,10 @@ class StubLLM:
         self.faults_served: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
+        # Answered chat calls and the seconds spent in them: the latency callers really saw from us,
+        # which a busy machine can stretch beyond the configured latency.
+        self.completed = 0
+        self.handler_seconds = 0.0
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -119,10 +123,13 @@ class StubLLM:
         if path == "/chat/completions" and method == "POST":
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            started = time.monotonic()
             try:
                 await self._chat(body, receive, send)
             finally:
                 self.in_flight -= 1
+                self.completed += 1
+                self.handler_seconds += time.monotonic() - started
         elif path == "/models" and method == "GET":
             models = [{"id": m, "object": "model", "owned_by": "stub"} for m in _MODELS]
             await _send_json(send, 200, {"object": "list", "data": models})
@@ -153,6 +160,8 @@ class StubLLM:
             "requests": self.requests,
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
+            "completed": self.completed,
+            "handler_seconds": round(self.handler_seconds, 3),
             "faults": dict(self.faults_served),
         }
         if per_prompt:

@@ -16,7 +16,7 @@ from sytq.llm import LLMError, LLMFatalError
 from sytq.metrics import TASKS_FAILED
 from sytq.queue import RetryDelay, RetryIn, SkipRetry, Task
 from sytq.settings import Settings
-from sytq.storage import STATUS_FAILED, STATUS_SUCCEEDED, LLMOutcome, NewTask, TaskRecord
+from sytq.storage import STATUS_FAILED, STATUS_SUCCEEDED, LLMOutcome, NewTask, TaskRecord, utcnow
 from sytq.tasks import TYPE_CALLBACK_DELIVER
 from worker.finish import enqueue_callback
 from worker.pipeline import Pipeline
@@ -48,21 +48,31 @@ async def fail_before_start(pipeline: Pipeline, task: Task, message: str, reason
 async def run_llm(
     pipeline: Pipeline, task: Task, new: NewTask, *, on_attempt_error: AttemptErrorHook | None = None
 ) -> tuple[TaskRecord, bool]:
-    """The succeeded row and whether the provider was called now (False: it was already stored)."""
+    """The succeeded row and whether the provider was called now (False: it was already stored).
+
+    A task without a row (the common case: its first delivery) calls the provider and then writes
+    its row once, answer included. A task with a row (a retry, a task recovered from a dead worker,
+    the same id enqueued again) continues on that row, and never calls the provider again once the
+    row holds an answer."""
     if len(task.id) > MAX_TASK_ID_CHARS:
         raise SkipRetry(f"task id longer than {MAX_TASK_ID_CHARS} characters cannot be stored")
-    record = await pipeline.store.begin_attempt(new, attempt=task.retried + 1)
-    if record.status == STATUS_SUCCEEDED:
-        log.info("result already stored; not calling the provider again")
-        return record, False
-    if record.status == STATUS_FAILED:
-        # Stored as failed but not archived (e.g. the worker died in between): finish the job.
-        await enqueue_callback(pipeline, task, record)
-        raise SkipRetry(record.error or "task failed earlier")
+    record: TaskRecord | None = None
+    if await pipeline.store.exists(task.id):
+        record = await pipeline.store.begin_attempt(new, attempt=task.retried + 1)
+        if record.status == STATUS_SUCCEEDED:
+            log.info("result already stored; not calling the provider again")
+            return record, False
+        if record.status == STATUS_FAILED:
+            # Stored as failed but not archived (e.g. the worker died in between): finish the job.
+            await enqueue_callback(pipeline, task, record)
+            raise SkipRetry(record.error or "task failed earlier")
     assert new.model is not None and new.messages is not None
+    started_at = utcnow()
     try:
         result = await pipeline.llm.chat(new.model, new.messages, new.parameters)
     except LLMError as exc:
+        if record is None:  # the failed attempt is kept on a row too
+            await pipeline.store.begin_attempt(new, attempt=task.retried + 1)
         await _attempt_failed(pipeline, task, exc, on_attempt_error)
     outcome = LLMOutcome(
         content=result.content,
@@ -72,6 +82,12 @@ async def run_llm(
         llm_latency_ms=result.latency_ms,
         model=result.model or new.model,
     )
+    # Cancelled from here on (shutdown, deadline), the write still goes out with its batch, and the
+    # task's next run finds the answer: no second provider call.
+    if record is None:
+        attempt = task.retried + 1
+        stored = await pipeline.store.store_first_answer(new, outcome, attempt, started_at=started_at)
+        return stored, True
     return await pipeline.store.mark_succeeded(record, outcome), True
 
 

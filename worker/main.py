@@ -41,7 +41,9 @@ def server_config(settings: Settings) -> ServerConfig:
     return ServerConfig(
         queues=settings.queue_weights,
         strict_priority=settings.strict_priority,
-        concurrency=settings.worker_concurrency,
+        # Calls in flight are capped by the provider client; the extra slots keep it busy (see
+        # Settings.effective_worker_prefetch).
+        concurrency=settings.worker_concurrency + settings.effective_worker_prefetch,
         shutdown_timeout=settings.shutdown_timeout,
         publish_events=settings.publish_task_events,
         retry_delay=retry_delay_for(settings),

@@ -55,6 +55,7 @@ def build_pipeline(settings: Settings, redis: aioredis.Redis, *, migrate: bool =
         settings.llm_base_url,
         api_key,
         max_connections=settings.worker_concurrency,
+        max_calls=settings.worker_concurrency,
         connect_timeout=settings.llm_connect_timeout,
         read_timeout=settings.llm_read_timeout,
         breaker=CircuitBreaker(provider, settings.llm_breaker_failures, settings.llm_breaker_reset_seconds),

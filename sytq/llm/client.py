@@ -40,7 +40,9 @@ class LLMClient:
         breaker: CircuitBreaker | None = None,
         limiter: SharedLimiter | None = None,
         stream: bool = False,
+        max_calls: int | None = None,
     ) -> None:
+        """``max_calls`` caps this process's calls in flight (the worker holds more tasks than that)."""
         self.url = base_url.rstrip("/") + "/chat/completions"
         self._url = URL(self.url)  # parsed once, not on every call
         self.read_timeout = read_timeout
@@ -57,6 +59,7 @@ class LLMClient:
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout)
         self._session: aiohttp.ClientSession | None = None  # streaming calls
         self._pool = HTTP1Pool(self.url, self._headers, connect_timeout=connect_timeout)  # the rest
+        self._call_slots = asyncio.Semaphore(max_calls) if max_calls else None
 
     def _http(self) -> aiohttp.ClientSession:
         # Created on first use: a session belongs to the running event loop.
@@ -85,6 +88,12 @@ class LLMClient:
     ) -> ChatResult:
         """One completion; raises LLMRetryableError or LLMFatalError, never returns an empty result."""
         body = self._body(model, messages, parameters or {})
+        if self._call_slots is None:
+            return await self._limited_call(model, body)
+        async with self._call_slots:
+            return await self._limited_call(model, body)
+
+    async def _limited_call(self, model: str, body: dict[str, Any]) -> ChatResult:
         if self.limiter is None:
             return await self._guarded_call(model, body)
         async with self.limiter.slot(model):

@@ -11,7 +11,7 @@ from sytq.storage.models import (
     STATUS_SUCCEEDED,
 )
 from sytq.storage.records import Record, RecordStore, RecordTableNotAllowed
-from sytq.storage.store import LLMOutcome, NewTask, TaskRecord, TaskStore
+from sytq.storage.store import LLMOutcome, NewTask, TaskRecord, TaskStore, utcnow
 
 __all__ = [
     "CALLBACK_DELIVERED",
@@ -29,4 +29,5 @@ __all__ = [
     "TaskRecord",
     "TaskStore",
     "upgrade",
+    "utcnow",
 ]

@@ -13,5 +13,7 @@ from sytq.coalesce import Coalescer, Item, Result
 
 
 class MicroBatcher(Coalescer[Item, Result]):
-    def __init__(self, write: Callable[[list[Item]], Awaitable[list[Result]]], max_batch: int = 256) -> None:
-        super().__init__(write, max_batch)
+    def __init__(
+        self, write: Callable[[list[Item]], Awaitable[list[Result]]], max_batch: int = 256, writers: int = 1
+    ) -> None:
+        super().__init__(write, max_batch, writers)

@@ -27,6 +27,7 @@ from sytq.storage.models import (
     STATUS_SUCCEEDED,
     LLMTaskRow,
 )
+from sytq.storage.mysql_literals import insert_statements
 from sytq.storage.runner import DBRunner
 
 
@@ -126,6 +127,8 @@ class TaskStore:
         self._run = self._db.run
         self._insert_batcher: MicroBatcher[dict[str, Any], bool] | None = None
         self._success_batcher: MicroBatcher[_Success, TaskRecord | None] | None = None
+        self._first_answer_batcher: MicroBatcher[dict[str, Any], TaskRecord | None] | None = None
+        self._exists_batcher: MicroBatcher[str, bool] | None = None
 
     @classmethod
     def from_url(cls, url: str, *, threads: int = 8, retry_for_seconds: float = 120.0) -> TaskStore:
@@ -146,6 +149,20 @@ class TaskStore:
             return TaskRecord.from_row(row) if row is not None else None
 
         return await self._run(_get)
+
+    async def exists(self, task_id: str) -> bool:
+        """Whether the task has a row; concurrent lookups share one batched query."""
+        if self._exists_batcher is None:
+            self._exists_batcher = MicroBatcher(self._existing_ids)
+        return await self._exists_batcher.submit(task_id)
+
+    async def _existing_ids(self, task_ids: list[str]) -> list[bool]:
+        def _find(session: Session) -> set[str]:
+            column = _TABLE.c.task_id
+            return set(session.scalars(sa.select(column).where(column.in_(task_ids))))
+
+        found = await self._run(_find)
+        return [task_id in found for task_id in task_ids]
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -215,26 +232,64 @@ class TaskStore:
         return outcomes
 
     async def mark_succeeded(self, started: TaskRecord, outcome: LLMOutcome) -> TaskRecord:
-        """Store the answer on the row ``begin_attempt`` returned (one UPDATE, the hot path).
+        """Store the answer on the row ``begin_attempt`` returned (one UPDATE, the hot path of retries).
 
         If another delivery stored an answer first, that stored row wins and is returned."""
-        finished = utcnow()
-        values: dict[str, Any] = {
-            "status": STATUS_SUCCEEDED,
-            "content": outcome.content,
-            "reasoning_content": outcome.reasoning_content,
-            "finish_reason": outcome.finish_reason,
-            "usage": outcome.usage,
-            "llm_latency_ms": outcome.llm_latency_ms,
-            "model": outcome.model or started.model,
-            "error": None,
-            "finished_at": finished,
-            "callback_status": CALLBACK_PENDING if started.callback_url else started.callback_status,
-        }
+        values = _answer_values(outcome, started.model, started.callback_url, started.callback_status)
         stored = await self._successes().submit((started, values))
         if stored is not None:
             return stored
-        return dataclasses.replace(started, **(values | {"finished_at": _aware(finished)}))
+        return dataclasses.replace(started, **(values | {"finished_at": _aware(values["finished_at"])}))
+
+    async def store_first_answer(
+        self, task: NewTask, outcome: LLMOutcome, attempt: int, *, started_at: datetime
+    ) -> TaskRecord:
+        """A first delivery's only write: the whole row, request and answer, inserted in one batched
+        statement (no row before the call; a crash before this leaves nothing half-written).
+
+        Should a row exist after all (an earlier delivery of the same id), the answer goes onto it,
+        unless it already holds one: then that stored row wins and is returned."""
+        values = _new_values(task, STATUS_SUCCEEDED, attempt, started_at=started_at)
+        values |= _answer_values(outcome, task.model, task.callback_url, None)
+        stored = await self._first_answers().submit(values)
+        return stored if stored is not None else _record_from_values(values)
+
+    def _first_answers(self) -> MicroBatcher[dict[str, Any], TaskRecord | None]:
+        if self._first_answer_batcher is None:
+            # The hot path's one write: a few batches at once, so one slow statement holds no queue.
+            self._first_answer_batcher = MicroBatcher(self._insert_answered_rows, writers=3)
+        return self._first_answer_batcher
+
+    async def _insert_answered_rows(self, rows: list[dict[str, Any]]) -> list[TaskRecord | None]:
+        try:
+            await self._run(lambda session: _insert_many(session.connection(), rows))
+            return [None] * len(rows)
+        except IntegrityError:
+            pass
+        # Some ids have rows already (re-deliveries): insert the rest, answer onto the others.
+        ids = [row["task_id"] for row in rows]
+
+        def _write(session: Session) -> list[TaskRecord | None]:
+            columns = _TABLE.c
+            found = session.execute(
+                sa.select(columns.task_id, columns.status).where(columns.task_id.in_(ids)).with_for_update()
+            )
+            existing: dict[str, str] = {task_id: status for task_id, status in found}
+            fresh = [row for row in rows if row["task_id"] not in existing]
+            if fresh:
+                session.execute(sa.insert(_TABLE), fresh)
+            answered = [task_id for task_id, status in existing.items() if status == STATUS_SUCCEEDED]
+            done_before = _load_records(session, answered)
+            updates = {
+                row["task_id"]: {name: row[name] for name in _ANSWER_COLUMNS}
+                for row in rows
+                if row["task_id"] in existing and row["task_id"] not in done_before
+            }
+            if updates:
+                _write_answers(session.connection(), updates)
+            return [done_before.get(task_id) for task_id in ids]
+
+        return await self._run(_write)
 
     async def _store_successes(self, items: list[_Success]) -> list[TaskRecord | None]:
         """One transaction for many answers; None where stored now, the stored row where one was first."""
@@ -248,11 +303,7 @@ class TaskStore:
                 sa.select(columns.task_id, columns.status).where(columns.task_id.in_(ids)).with_for_update()
             )
             answered = [task_id for task_id, status in locked if status == STATUS_SUCCEEDED]
-            done_before = {
-                row.task_id: TaskRecord.from_row(row)
-                for row in (session.scalars(sa.select(LLMTaskRow).where(LLMTaskRow.task_id.in_(answered)))
-                            if answered else ())
-            }
+            done_before = _load_records(session, answered)
             updates = {started.task_id: new for started, new in items if started.task_id not in done_before}
             if updates:
                 _write_answers(session.connection(), updates)
@@ -288,9 +339,11 @@ class TaskStore:
         await self._run(_set)
 
 
-def _new_values(task: NewTask, status: str, attempt: int) -> dict[str, Any]:
+def _new_values(
+    task: NewTask, status: str, attempt: int, *, started_at: datetime | None = None
+) -> dict[str, Any]:
     """Column values of a new row (plain dicts: the ORM costs more CPU than the write on this path)."""
-    now = utcnow()
+    now = started_at or utcnow()
     return {
         "task_id": task.task_id,
         "type": task.type,
@@ -303,10 +356,42 @@ def _new_values(task: NewTask, status: str, attempt: int) -> dict[str, Any]:
         "metadata": task.metadata,
         "client_id": task.client_id,
         "created_at": now,
-        "started_at": now if status == STATUS_RUNNING else None,
+        "started_at": now if status in (STATUS_RUNNING, STATUS_SUCCEEDED) else None,
         "callback_url": task.callback_url,
         "callback_attempts": 0,
     }
+
+
+_ANSWER_COLUMNS = (
+    "status", "content", "reasoning_content", "finish_reason", "usage", "llm_latency_ms", "model", "error",
+    "finished_at", "callback_status",
+)
+
+
+def _answer_values(
+    outcome: LLMOutcome, model: str | None, callback_url: str | None, callback_status: str | None
+) -> dict[str, Any]:
+    """The columns an answer sets (``_ANSWER_COLUMNS``); a callback becomes pending with it."""
+    return {
+        "status": STATUS_SUCCEEDED,
+        "content": outcome.content,
+        "reasoning_content": outcome.reasoning_content,
+        "finish_reason": outcome.finish_reason,
+        "usage": outcome.usage,
+        "llm_latency_ms": outcome.llm_latency_ms,
+        "model": outcome.model or model,
+        "error": None,
+        "finished_at": utcnow(),
+        "callback_status": CALLBACK_PENDING if callback_url else callback_status,
+    }
+
+
+def _load_records(session: Session, task_ids: list[str]) -> dict[str, TaskRecord]:
+    """Full rows of these ids (JSON messages and all): only for the rare already-answered task."""
+    if not task_ids:
+        return {}
+    rows = session.scalars(sa.select(LLMTaskRow).where(LLMTaskRow.task_id.in_(task_ids)))
+    return {row.task_id: TaskRecord.from_row(row) for row in rows}
 
 
 def _record_from_values(values: dict[str, Any]) -> TaskRecord:
@@ -319,15 +404,15 @@ def _record_from_values(values: dict[str, Any]) -> TaskRecord:
         attempts=values["attempts"],
         created_at=values["created_at"].replace(tzinfo=UTC),
         started_at=_aware(values["started_at"]),
-        finished_at=None,
-        llm_latency_ms=None,
-        content=None,
-        reasoning_content=None,
-        finish_reason=None,
-        usage=None,
-        error=None,
+        finished_at=_aware(values.get("finished_at")),
+        llm_latency_ms=values.get("llm_latency_ms"),
+        content=values.get("content"),
+        reasoning_content=values.get("reasoning_content"),
+        finish_reason=values.get("finish_reason"),
+        usage=values.get("usage"),
+        error=values.get("error"),
         callback_url=values["callback_url"],
-        callback_status=None,
+        callback_status=values.get("callback_status"),
         callback_attempts=0,
         metadata=dict(values["metadata"] or {}),
     )
@@ -380,6 +465,25 @@ def _update_chunk(connection: sa.Connection, updates: dict[str, dict[str, Any]])
     sql = (f"UPDATE {quote(_TABLE.name)} SET {', '.join(assignments)} "
            f"WHERE {quote('task_id')} IN ({', '.join([mark] * len(updates))})")
     connection.exec_driver_sql(sql, tuple(params))
+
+
+def _insert_many(connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert rows that all have the same keys (column names) in as few statements as fit."""
+    if connection.dialect.name != "mysql":
+        connection.execute(sa.insert(_TABLE), rows)
+        return
+    # MySQL/MariaDB: literal SQL text (see mysql_literals: the driver's escaping was the cost). The
+    # driver still applies %-formatting to it, hence the doubled '%'.
+    quote_name = connection.dialect.identifier_preparer.quote
+    dbapi = connection.connection.dbapi_connection
+    assert dbapi is not None
+    names = list(rows[0])
+    statements = insert_statements(
+        quote_name(_TABLE.name), [quote_name(name) for name in names],
+        ([row[name] for name in names] for row in rows), dbapi.escape,
+    )
+    for statement in statements:
+        connection.exec_driver_sql(statement.replace("%", "%%"))
 
 
 def _execute(statement: sa.Executable, session: Session) -> None:

@@ -80,3 +80,41 @@ def test_a_coalescer_works_again_from_a_new_event_loop() -> None:
     coalescer: Coalescer[int, int] = Coalescer(recorder.send)
     assert asyncio.run(coalescer.submit(1)) == 10
     assert asyncio.run(coalescer.submit(2)) == 20
+
+
+async def test_parallel_senders_send_a_second_batch_while_the_first_is_in_flight() -> None:
+    in_flight = 0
+    most_in_flight = 0
+    batches: list[list[int]] = []
+
+    async def send(items: list[int]) -> list[int]:
+        nonlocal in_flight, most_in_flight
+        batches.append(items)
+        in_flight += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+        return [i * 10 for i in items]
+
+    coalescer: Coalescer[int, int] = Coalescer(send, senders=2)
+    first = asyncio.create_task(coalescer.submit(1))
+    await asyncio.sleep(0)  # the first batch is in flight
+    second = asyncio.create_task(coalescer.submit(2))
+    await asyncio.sleep(0.005)
+    third = [asyncio.create_task(coalescer.submit(i)) for i in (3, 4)]
+    assert await asyncio.gather(first, second, *third) == [10, 20, 30, 40]
+    assert most_in_flight == 2
+    assert batches[:2] == [[1], [2]]  # the second did not wait for the first round trip
+    assert sorted(i for batch in batches for i in batch) == [1, 2, 3, 4]
+
+
+async def test_one_sender_never_has_two_batches_in_flight() -> None:
+    recorder = Recorder()
+    coalescer: Coalescer[int, int] = Coalescer(recorder.send)
+    first = asyncio.create_task(coalescer.submit(1))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(coalescer.submit(2))
+    await asyncio.sleep(0.001)
+    third = asyncio.create_task(coalescer.submit(3))
+    assert await asyncio.gather(first, second, third) == [10, 20, 30]
+    assert recorder.batches == [[1], [2, 3]]
