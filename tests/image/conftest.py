@@ -26,6 +26,9 @@ from tests.harness.services import die_with_parent
 
 HACK_IMAGE = Path(__file__).resolve().parents[2] / "hack" / "image"
 BUILDAH = HACK_IMAGE / "buildah"
+BUILDAH_STORE = Path(os.environ.get("SYTQ_IMAGE_CACHE", Path.home() / ".cache/sytq/image")) / "storage"
+TAG_PREFIX = "localhost/syt-queue:test-"
+CONTAINER_PREFIX = "sytq-test-"
 
 
 def buildah(*args: str, timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -103,10 +106,27 @@ class ImageContainer:
             self.services.pop().stop()
 
 
+def _pid_alive(pid: str) -> bool:
+    return pid.isdigit() and Path(f"/proc/{pid}").exists()
+
+
+def _remove_leftovers_of_killed_runs() -> None:
+    """Containers and tags of test runs that died before their teardown (named after their pid)."""
+    if not BUILDAH_STORE.exists():
+        return
+    for name in buildah("containers", "--format", "{{.ContainerName}}").stdout.split():
+        if name.startswith(CONTAINER_PREFIX) and not _pid_alive(name.removeprefix(CONTAINER_PREFIX)):
+            buildah("rm", name, check=False)
+    for ref in buildah("images", "--format", "{{.Name}}:{{.Tag}}").stdout.split():
+        if ref.startswith(TAG_PREFIX) and not _pid_alive(ref.removeprefix(TAG_PREFIX)):
+            buildah("rmi", ref, check=False)
+
+
 @pytest.fixture(scope="session")
 def sytq_image() -> Iterator[str]:
     """The image tag (one per test run; its layers stay in the store as the next build's cache)."""
-    tag = f"localhost/syt-queue:test-{os.getpid()}"
+    _remove_leftovers_of_killed_runs()
+    tag = f"{TAG_PREFIX}{os.getpid()}"
     build = subprocess.run(
         ["bash", str(HACK_IMAGE / "build.sh"), tag],
         capture_output=True,
@@ -130,7 +150,7 @@ def image_config(sytq_image: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def image_container(sytq_image: str, image_config: dict[str, Any]) -> Iterator[ImageContainer]:
-    name = f"sytq-test-{os.getpid()}"
+    name = f"{CONTAINER_PREFIX}{os.getpid()}"
     buildah("rm", name, check=False)
     buildah("from", "--pull-never", "--name", name, sytq_image)
     with tempfile.TemporaryDirectory(prefix="sytq-image-") as logdir:
