@@ -17,6 +17,7 @@ pytest_plugins: list[str] = [
     "tests.harness.queue_fixtures",
     "tests.harness.llm_fixtures",
     "tests.harness.operator_fixtures",
+    "tests.harness.image_fixtures",
 ]
 
 

@@ -13,10 +13,10 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from tests.harness.image_fixtures import ImageContainer, Service
 from tests.harness.services import RedisServer, free_port, wait_for_port
-from tests.image.conftest import ImageContainer, Service
 
-# The first test builds the image: about 3 minutes cold (base image + apt + PyPI), ~40 s warm.
+# The first test builds the image: about 2-3 minutes cold (base image + apt + PyPI), 10-40 s warm.
 pytestmark = pytest.mark.timeout(1200)
 
 SERVICE_UID = 10001

@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 
+from tests.harness.kube import REPO_ROOT
 from tests.harness.services import die_with_parent
 
-HACK_IMAGE = Path(__file__).resolve().parents[2] / "hack" / "image"
+HACK_IMAGE = REPO_ROOT / "hack" / "image"
 BUILDAH = HACK_IMAGE / "buildah"
 BUILDAH_STORE = Path(os.environ.get("SYTQ_IMAGE_CACHE", Path.home() / ".cache/sytq/image")) / "storage"
 TAG_PREFIX = "localhost/syt-queue:test-"
@@ -81,6 +82,10 @@ class ImageContainer:
         return subprocess.run(
             self._argv(argv, env), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
         )
+
+    def copy_in(self, source: Path, dest: str) -> None:
+        """Copy a host file into the container, owned by the image's user."""
+        buildah("copy", "--chown", self.config["User"], self.name, str(source), dest)
 
     def entrypoint(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """What `docker run IMAGE args...` runs: the image's ENTRYPOINT followed by the args."""
