@@ -61,6 +61,9 @@ def build_deployment(
             "capabilities": {"drop": ["ALL"]},
         },
     }
+    if spec.get("envFrom"):
+        # Whole ConfigMaps/Secrets (e.g. the chart's config); the explicit env above wins on a clash.
+        container["envFrom"] = [dict(source) for source in spec["envFrom"]]
     if spec.get("imagePullPolicy"):
         container["imagePullPolicy"] = spec["imagePullPolicy"]
     pod_spec: dict[str, Any] = {
@@ -77,6 +80,10 @@ def build_deployment(
     container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
     if spec.get("serviceAccountName"):
         pod_spec["serviceAccountName"] = spec["serviceAccountName"]
+    template_metadata: dict[str, Any] = {"labels": labels}
+    if spec.get("podAnnotations"):
+        # e.g. a config checksum, so a changed ConfigMap rolls the workers
+        template_metadata["annotations"] = dict(spec["podAnnotations"])
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -84,6 +91,6 @@ def build_deployment(
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": selector},
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            "template": {"metadata": template_metadata, "spec": pod_spec},
         },
     }

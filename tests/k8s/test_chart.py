@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
+from controller.deployment import build_deployment
+from sytq.cli import build_parser
 from tests.harness.kube import KubeControlPlane
-from tests.harness.operator_fixtures import MANIFESTS
+from tests.harness.operator_fixtures import MANIFESTS, NAMESPACE, OperatorEnv, wait_until
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "syt-queue"
 NON_DEFAULT = [
@@ -61,12 +63,12 @@ def test_default_values_render_a_complete_labelled_release(kube: KubeControlPlan
     assert kinds == Counter(
         {
             "ServiceAccount": 3,
-            "Deployment": 2,
+            "Deployment": 3,  # api, controller, stub LLM (no key given)
             "Role": 1,
             "RoleBinding": 1,
             "ConfigMap": 1,
             "Secret": 1,
-            "Service": 1,
+            "Service": 2,
             "KopfPeering": 1,
             "LLMWorkerPool": 1,
         }
@@ -83,6 +85,77 @@ def test_default_values_render_a_complete_labelled_release(kube: KubeControlPlan
         config["SYTQ_CONTROLLER_PEERING"]
         == next(o for o in objects if o["kind"] == "KopfPeering")["metadata"]["name"]
     )
+
+
+def named(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    (found,) = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
+    return found
+
+
+def stub_objects(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in objects if o["metadata"]["name"].endswith("-stub-llm")]
+
+
+def test_keyless_install_runs_the_stub_llm_and_the_workers_get_the_release_config(
+    kube: KubeControlPlane,
+) -> None:
+    objects = render(kube)
+    config = named(objects, "ConfigMap")
+    stub = named(objects, "Deployment", "rel-syt-queue-stub-llm")
+    service = named(objects, "Service", "rel-syt-queue-stub-llm")
+    pod = stub["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    args = build_parser().parse_args(container["args"])  # a command `sytq` really accepts
+    assert (args.command, args.host, args.latency) == ("stub-llm", "0.0.0.0", "0")
+    assert container["image"] == named(objects, "LLMWorkerPool")["spec"]["image"]
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # the Service selects the stub's pods and the workers' base URL names that Service and port
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+    assert container["ports"] == [{"name": "http", "containerPort": args.port}]
+    port = service["spec"]["ports"][0]["port"]
+    assert config["data"]["SYTQ_LLM_BASE_URL"] == f"http://rel-syt-queue-stub-llm.sytq.svc:{port}"
+    # the pool loads that ConfigMap and rolls its pods when it changes, like the API does
+    pool = named(objects, "LLMWorkerPool")["spec"]
+    assert pool["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
+    api_checksum = named(objects, "Deployment", "rel-syt-queue-api")["spec"]["template"]["metadata"]
+    assert pool["podAnnotations"] == {"checksum/config": api_checksum["annotations"]["checksum/config"]}
+
+
+@pytest.mark.parametrize(
+    ("args", "llm_url"),
+    [
+        (["--set", "secrets.deepseekApiKey=sk-x"], "https://api.deepseek.com"),
+        (["--set", "secrets.existingSecret=mine"], "https://api.deepseek.com"),
+        (["--set", "config.SYTQ_LLM_BASE_URL=http://vllm:8000/v1"], "http://vllm:8000/v1"),
+        (["--set", "stubLLM.enabled=false"], "https://api.deepseek.com"),
+    ],
+    ids=["key", "existing-secret", "own-endpoint", "stub-off"],
+)
+def test_a_key_an_own_secret_or_endpoint_turns_the_auto_stub_off(
+    kube: KubeControlPlane, args: list[str], llm_url: str
+) -> None:
+    objects = render(kube, *args)
+    assert stub_objects(objects) == []
+    assert named(objects, "ConfigMap")["data"]["SYTQ_LLM_BASE_URL"] == llm_url
+
+
+def test_stub_can_be_forced_on_with_its_latency_and_extra_worker_env(kube: KubeControlPlane) -> None:
+    extra = [
+        "stubLLM.enabled=true", "secrets.deepseekApiKey=sk-x", "stubLLM.latency=0.2", "stubLLM.port=9000",
+        "workerPool.extraEnv[0].name=SYTQ_LLM_STREAM", "workerPool.extraEnvFrom[0].secretRef.name=more",
+    ]  # fmt: skip
+    flags = [arg for value in extra for arg in ("--set", value)]
+    objects = render(kube, *flags, "--set-string", "workerPool.extraEnv[0].value=true")
+    assert {o["kind"] for o in stub_objects(objects)} == {"Deployment", "Service"}
+    stub = named(objects, "Deployment", "rel-syt-queue-stub-llm")["spec"]["template"]["spec"]
+    args = build_parser().parse_args(stub["containers"][0]["args"])
+    assert (args.port, args.latency) == (9000, "0.2")
+    assert named(objects, "ConfigMap")["data"]["SYTQ_LLM_BASE_URL"].endswith("-stub-llm.sytq.svc:9000")
+    pool = named(objects, "LLMWorkerPool")["spec"]
+    assert pool["envFrom"][1:] == [{"secretRef": {"name": "more"}}]
+    assert pool["env"][-1] == {"name": "SYTQ_LLM_STREAM", "value": "true"}
 
 
 def test_non_default_values_render_the_optional_objects(kube: KubeControlPlane) -> None:
@@ -107,8 +180,10 @@ def test_non_default_values_render_the_optional_objects(kube: KubeControlPlane) 
         (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy"),
         (["--set", "api.replica=2"], "additional properties 'replica' not allowed"),
         (["--set", "secrets.redisUrl="], "secrets.redisUrl is required"),
+        (["--set", "stubLLM.enabled=maybe"], "/stubLLM/enabled"),
+        (["--set", "workerPool.extraEnv[0].name=A", "--set", "workerPool.extraEnv[0].value=true"], "/value"),
     ],
-    ids=["negative-min", "pull-policy", "typo", "no-redis"],
+    ids=["negative-min", "pull-policy", "typo", "no-redis", "stub-mode", "env-not-a-string"],
 )
 def test_bad_values_are_refused_with_a_clear_message(
     kube: KubeControlPlane, args: list[str], expected: str
@@ -118,6 +193,9 @@ def test_bad_values_are_refused_with_a_clear_message(
     assert expected in proc.stderr, proc.stderr
 
 
+NO_STUB_RESOURCE_MODE = [
+    "--set", "api.resourceMode=true", "--set", "workerPool.minReplicas=1", "--set", "stubLLM.enabled=false",
+]  # fmt: skip
 OPTIONAL_OBJECTS = [
     "--set", "keda.enabled=true", "--set", "workerPool.enabled=false", "--set", "ingress.enabled=true",
     "--set", "serviceMonitor.enabled=true", "--set", "secrets.existingSecret=my-secrets",
@@ -142,8 +220,8 @@ def register_stand_in_crd(kube: KubeControlPlane, group: str, kind: str, plural:
 
 @pytest.mark.parametrize(
     "values",
-    [[], ["--set", "api.resourceMode=true", "--set", "workerPool.minReplicas=1"], OPTIONAL_OBJECTS],
-    ids=["default", "resource-mode", "keda-ingress-servicemonitor"],
+    [[], NO_STUB_RESOURCE_MODE, OPTIONAL_OBJECTS],
+    ids=["default", "resource-mode-no-stub", "keda-ingress-servicemonitor"],
 )
 def test_helm_install_into_the_apiserver(operator_manifests: KubeControlPlane, values: list[str]) -> None:
     kube = operator_manifests
@@ -159,4 +237,71 @@ def test_helm_install_into_the_apiserver(operator_manifests: KubeControlPlane, v
         kube.kubectl("get", obj["kind"], obj["metadata"]["name"], "-n", namespace)  # stored as rendered
     status = json.loads(kube.helm("status", release, "--namespace", namespace, "-o", "json").stdout)
     assert status["info"]["status"] == "deployed"
-    assert "kubectl -n" in status["info"]["notes"]
+    notes = status["info"]["notes"]
+    assert "kubectl -n" in notes
+    stub_url = f"http://{release}-syt-queue-stub-llm.{namespace}.svc:8081"
+    if not values:  # keyless: the notes say the answers are canned and where from
+        assert f"the workers call the release's stub LLM at {stub_url}" in notes
+        kube.kubectl("get", "deployment,service", f"{release}-syt-queue-stub-llm", "-n", namespace)
+    else:
+        assert "stub LLM at" not in notes
+    if "stubLLM.enabled=false" in values:  # no key and no stub: said plainly
+        assert "WARNING: no Deepseek API key and no stub LLM" in notes
+
+
+def test_controller_gives_the_chart_pool_workers_the_release_config(operator_env: OperatorEnv) -> None:
+    """The chart's pool through the real controller: the worker Deployment it builds loads the
+    release's ConfigMap (whose LLM URL is the stub's Service), and a pool without the new fields
+    gets a Deployment without them."""
+    env = operator_env
+    objects = render(env.kube, "--namespace", NAMESPACE, "--set", "workerPool.name=chart-pool")
+    config, pool = named(objects, "ConfigMap"), named(objects, "LLMWorkerPool")
+    plain = {"apiVersion": pool["apiVersion"], "kind": "LLMWorkerPool", "metadata": {"name": "plain-pool"},
+             "spec": {"image": "example.com/sytq:test"}}  # fmt: skip
+    for obj in (config, pool, plain):
+        obj["metadata"]["namespace"] = NAMESPACE
+    env.kube.apply([config, pool, plain])
+    controller = env.start_controller()
+    try:
+
+        def deployment(name: str) -> dict[str, Any] | None:
+            got = env.kubectl("get", "deployment", name, "-o", "json", check=False)
+            return json.loads(got.stdout) if got.returncode == 0 else None
+
+        built = wait_until(lambda: deployment("chart-pool-worker"), 30, controller.log)
+        bare = wait_until(lambda: deployment("plain-pool-worker"), 30, controller.log)
+        template = built["spec"]["template"]
+        (container,) = template["spec"]["containers"]
+        assert container["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
+        assert template["metadata"]["annotations"] == pool["spec"]["podAnnotations"]
+        # what a keyless worker pod would load from that ConfigMap, as stored in the apiserver
+        stored = json.loads(env.kubectl("get", "configmap", config["metadata"]["name"], "-o", "json").stdout)
+        assert stored["data"]["SYTQ_LLM_BASE_URL"] == f"http://rel-syt-queue-stub-llm.{NAMESPACE}.svc:8081"
+        # the pool's own settings are explicit env, which Kubernetes puts above envFrom
+        names = {e["name"] for e in container["env"]}
+        assert {"SYTQ_QUEUES", "SYTQ_WORKER_CONCURRENCY", "SYTQ_CALLBACK_SECRET"} <= names
+
+        (bare_container,) = bare["spec"]["template"]["spec"]["containers"]
+        assert "envFrom" not in bare_container and "annotations" not in bare["spec"]["template"]["metadata"]
+        # and as built: the same container fields as before envFrom/podAnnotations existed
+        plain_template = build_deployment("p", NAMESPACE, plain["spec"], replicas=0)["spec"]["template"]
+        assert set(plain_template["metadata"]) == {"labels"}
+        assert set(plain_template["spec"]["containers"][0]) == {
+            "name", "image", "args", "env", "ports", "resources", "securityContext", "volumeMounts",
+        }  # fmt: skip
+    finally:
+        env.kubectl("delete", "deployment", "chart-pool-worker", "plain-pool-worker", "--ignore-not-found")
+        env.kubectl("delete", "configmap", config["metadata"]["name"], "--ignore-not-found")
+
+
+def test_apiserver_refuses_an_env_from_entry_naming_two_sources(
+    operator_manifests: KubeControlPlane, kube_namespace: str
+) -> None:
+    bad = {
+        "apiVersion": "llm.syt.io/v1alpha1", "kind": "LLMWorkerPool",
+        "metadata": {"name": "bad", "namespace": kube_namespace},
+        "spec": {"image": "i", "envFrom": [{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}]},
+    }  # fmt: skip
+    proc = operator_manifests.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)
+    assert proc.returncode != 0
+    assert "each envFrom entry names exactly one of configMapRef or secretRef" in proc.stderr

@@ -55,3 +55,30 @@ volumes:
   - name: tmp
     emptyDir: {}
 {{- end -}}
+
+{{- define "sytq.deepseekUrl" -}}https://api.deepseek.com{{- end -}}
+
+{{/* "true" when the release runs the stub LLM (stubLLM.enabled: auto / true / false; see values.yaml), else "". */}}
+{{- define "sytq.stubLLM.enabled" -}}
+{{- if eq (toString .Values.stubLLM.enabled) "auto" -}}
+{{- $baseUrl := get .Values.config "SYTQ_LLM_BASE_URL" | default (include "sytq.deepseekUrl" .) | toString | trimSuffix "/" -}}
+{{- if and (not .Values.secrets.deepseekApiKey) (not .Values.secrets.existingSecret) (eq $baseUrl (include "sytq.deepseekUrl" .)) -}}
+true
+{{- end -}}
+{{- else if .Values.stubLLM.enabled -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{- define "sytq.stubLLM.url" -}}
+http://{{ include "sytq.fullname" . }}-stub-llm.{{ .Release.Namespace }}.svc:{{ .Values.stubLLM.port }}
+{{- end -}}
+
+{{/* The LLM endpoint the workers call. */}}
+{{- define "sytq.llmBaseUrl" -}}
+{{- if include "sytq.stubLLM.enabled" . -}}
+{{- include "sytq.stubLLM.url" . -}}
+{{- else -}}
+{{- get .Values.config "SYTQ_LLM_BASE_URL" | default (include "sytq.deepseekUrl" .) -}}
+{{- end -}}
+{{- end -}}
