@@ -63,6 +63,18 @@ def test_event_posted_later_keeps_its_transition_time_and_reference(operator_env
     assert "Succeeded" in event["message"]
 
 
+def test_only_the_release_handler_asks_kopf_for_a_finalizer() -> None:
+    import kopf
+
+    from controller.llmtasks import holds_a_task, mirror_llmtask, release_llmtask
+
+    registry = kopf.get_default_registry()
+    [mirror] = [h for h in registry._spawning._handlers if h.fn is mirror_llmtask]
+    [release] = [h for h in registry._changing._handlers if h.fn is release_llmtask]
+    assert mirror.requires_finalizer is False
+    assert release.requires_finalizer and release.when is holds_a_task
+
+
 async def test_a_full_event_backlog_drops_the_oldest() -> None:
     api = kclient.ApiClient(kclient.Configuration())
     try:
@@ -82,8 +94,8 @@ async def test_a_full_event_backlog_drops_the_oldest() -> None:
 
 def test_quick_tasks_get_one_status_patch_and_one_event_each(operator_env: OperatorEnv) -> None:
     """With a zero-latency model a task finishes before its Queued patch would go out: the
-    controller patches Succeeded once (not Queued, Running, Succeeded) and still records the
-    Succeeded Event for every task."""
+    controller patches Succeeded once (not Queued, Running, Succeeded), puts no finalizer on
+    (nothing is left to cancel) and still records the Succeeded Event for every task."""
     env = operator_env
     env.start_stub()
     env.start_worker()
@@ -109,12 +121,34 @@ def test_quick_tasks_get_one_status_patch_and_one_event_each(operator_env: Opera
         )
         succeeded = [e for e in events_about(env, name) if e["reason"] == "Succeeded"]
         assert len(succeeded) == 1, succeeded
-    for obj in env.llmtasks():
+    objs = env.llmtasks()
+    for obj in objs:
         status = obj["status"]
         assert status["attempts"] == 1 and status["usage"]["totalTokens"] > 0 and status["resultPreview"]
     writes = apiserver_writes(env.kube) - before
+    # A finalizer (put on, then taken off) only for a task shown unfinished: kopf used to put
+    # one on every LLMTask at first sight.
+    assert writes["PATCH llmtasks"] < count // 2, writes
+    assert not any(obj["metadata"].get("finalizers") for obj in objs)
     # Queued/Running are held back briefly, so most tasks are patched once; the old behaviour
     # patched Queued, Running and Succeeded (about 2.7 per task).
     assert writes["PATCH llmtasks/status"] <= count * 1.5, writes
     assert writes["POST events"] >= count, writes
     assert controller.alive, controller.log()
+
+
+def test_a_finalizer_is_wanted_only_while_the_task_is_unfinished_or_being_released() -> None:
+    import kopf
+
+    from controller.llmtasks import holds_a_task
+
+    def body(phase: str | None, deleting: bool = False) -> kopf.Body:
+        meta: dict[str, Any] = {"name": "t", "namespace": NAMESPACE}
+        if deleting:
+            meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        return kopf.Body({"metadata": meta, "status": {"phase": phase} if phase else {}})
+
+    assert not holds_a_task(body(None))
+    assert all(holds_a_task(body(p)) for p in ("Pending", "Queued", "Running"))
+    assert not any(holds_a_task(body(p)) for p in ("Succeeded", "Failed", "Cancelled"))
+    assert holds_a_task(body("Succeeded", deleting=True))

@@ -13,6 +13,7 @@ import yaml
 
 from tests.harness.operator_fixtures import NAMESPACE, OperatorEnv, wait_until
 
+FINALIZER = "llm.syt.io/finalizer"
 EXAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "examples" / "llmtask.yaml"
 
 
@@ -50,7 +51,12 @@ def test_example_llmtask_succeeds_with_usage_preview_and_columns(operator_env: O
     assert status["observedGeneration"] == obj["metadata"]["generation"]
     complete = next(c for c in status["conditions"] if c["type"] == "Complete")
     assert complete["status"] == "True" and complete["reason"] == "Succeeded"
-    assert "llm.syt.io/finalizer" in obj["metadata"]["finalizers"]
+    # The finalizer is there only while the task is unfinished (none at all for a quick one).
+    wait_until(
+        lambda: not env.llmtask(name)["metadata"].get("finalizers"),
+        30,
+        lambda: f"no finalizer once Succeeded; log:\n{controller.log()}",
+    )
 
     table = env.kubectl("get", "llmtasks", name).stdout.splitlines()
     assert table[0].split() == ["NAME", "PHASE", "MODEL", "ATTEMPTS", "TOKENS", "AGE"]
@@ -73,6 +79,11 @@ def test_delete_while_running_cancels_and_removes_the_task(operator_env: Operato
     controller = env.start_controller()
     env.submit("slow", prompt="take your time")
     wait_until(lambda: phase_of(env, "slow") == "Running", 30, lambda: f"Running; log:\n{controller.log()}")
+    wait_until(
+        lambda: env.llmtask("slow")["metadata"].get("finalizers") == [FINALIZER],
+        30,
+        lambda: f"finalizer while Running; log:\n{controller.log()}",
+    )
     task_id = env.llmtask("slow")["status"]["taskId"]
     env.kubectl("delete", "llmtask", "slow", "--wait=false")
     wait_until(lambda: not env.llmtasks(), 30, lambda: f"LLMTask gone; log:\n{controller.log()}")
