@@ -5,8 +5,9 @@
 #   hack/kind-up.sh            create (or reuse) the cluster and install everything
 #   hack/kind-up.sh --dry-run  print the steps as a shell script, run nothing (needs no tools)
 #   hack/kind-up.sh --down     delete the cluster
-# Env: DEEPSEEK_API_KEY (optional; without it the workers call a stub LLM deployed next to them,
-#      `sytq stub-llm` from the same image), IMAGE (default syt-queue:dev), CLUSTER (default syt-queue).
+# Env: DEEPSEEK_API_KEY (optional; without it the chart runs its stub LLM, `sytq stub-llm` from the
+#      same image, and the workers get canned answers), IMAGE (default syt-queue:dev),
+#      CLUSTER (default syt-queue).
 # Afterwards the API is at http://localhost:8080 (kind-config.yaml maps NodePort 30080 there).
 set -euo pipefail
 
@@ -15,7 +16,6 @@ CLUSTER="${CLUSTER:-syt-queue}"
 IMAGE="${IMAGE:-syt-queue:dev}"
 NS=syt-queue
 NODE_PORT=30080  # kind-config.yaml maps this node port to localhost:8080
-STUB_URL="http://stub-llm.$NS.svc:8081"
 DRY_RUN=0
 
 log() { echo "[kind-up] $*" >&2; }
@@ -53,9 +53,8 @@ log "building $IMAGE"
 run docker build -t "$IMAGE" "$ROOT"
 run kind load docker-image "$IMAGE" --name "$CLUSTER"
 
-# 3. Redis and MariaDB for the queue and the results (demo-grade: no persistence, fixed password),
-#    and a stub LLM from our own image for when there is no Deepseek key.
-log "deploying Redis, MariaDB and the stub LLM"
+# 3. Redis and MariaDB for the queue and the results (demo-grade: no persistence, fixed password).
+log "deploying Redis and MariaDB"
 apply_yaml <<YAML
 apiVersion: v1
 kind: Namespace
@@ -96,41 +95,22 @@ apiVersion: v1
 kind: Service
 metadata: {name: mysql, namespace: $NS}
 spec: {selector: {app: mysql}, ports: [{port: 3306}]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: stub-llm, namespace: $NS}
-spec:
-  selector: {matchLabels: {app: stub-llm}}
-  template:
-    metadata: {labels: {app: stub-llm}}
-    spec:
-      containers:
-        - name: stub-llm
-          image: "$IMAGE"
-          imagePullPolicy: Never
-          args: [stub-llm, --host, 0.0.0.0, --port, "8081"]
-          ports: [{containerPort: 8081}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: stub-llm, namespace: $NS}
-spec: {selector: {app: stub-llm}, ports: [{port: 8081}]}
 YAML
-run kubectl -n "$NS" rollout status deploy/redis deploy/mysql deploy/stub-llm --timeout=180s
+run kubectl -n "$NS" rollout status deploy/redis deploy/mysql --timeout=180s
 
 # 4. The chart: API on NodePort 30080, controller, a worker pool that starts at one replica.
+#    Without a key the chart also runs its stub LLM and points the workers at it (stubLLM.enabled=auto).
 log "installing the chart"
-llm_url="$STUB_URL"
 key_args=()
 if [[ -n "${DEEPSEEK_API_KEY:-}" ]]; then
-  llm_url="https://api.deepseek.com"
   # from a file, so the key shows neither in the process list nor in --dry-run output
   if ((DRY_RUN)); then key_file="<a file holding \$DEEPSEEK_API_KEY>"; else
     key_file="$(mktemp)"; trap 'rm -f "$key_file"' EXIT
     printf %s "$DEEPSEEK_API_KEY" >"$key_file"
   fi
   key_args=(--set-file "secrets.deepseekApiKey=$key_file")
+else
+  log "no DEEPSEEK_API_KEY: the workers get canned answers from the chart's stub LLM"
 fi
 run helm upgrade --install syt-queue "$ROOT/charts/syt-queue" -n "$NS" --wait --timeout 5m \
   --set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE##*:}" --set image.pullPolicy=Never \
@@ -138,18 +118,7 @@ run helm upgrade --install syt-queue "$ROOT/charts/syt-queue" -n "$NS" --wait --
   --set secrets.redisUrl="redis://redis.$NS.svc:6379/0" \
   --set secrets.databaseUrl="mysql+pymysql://root:demo@mysql.$NS.svc:3306/sytq" \
   ${key_args[@]+"${key_args[@]}"} \
-  --set config.SYTQ_LLM_BASE_URL="$llm_url" \
   --set workerPool.minReplicas=1
-# The chart's worker pool passes no config.* to worker pods, so point them at the stub by hand
-# (once: a pool that already has the variable is left alone).
-if [[ "$llm_url" == "$STUB_URL" ]]; then
-  log "no DEEPSEEK_API_KEY: the workers call the stub LLM at $STUB_URL"
-  if ((DRY_RUN)) || ! kubectl -n "$NS" get llmworkerpool default -o jsonpath='{.spec.env[*].name}' \
-      | grep -qw SYTQ_LLM_BASE_URL; then
-    run kubectl -n "$NS" patch llmworkerpool default --type=json -p \
-      "[{\"op\":\"add\",\"path\":\"/spec/env/-\",\"value\":{\"name\":\"SYTQ_LLM_BASE_URL\",\"value\":\"$STUB_URL\"}}]"
-  fi
-fi
 
 # 5. One task the Kubernetes way, one over HTTP.
 log "submitting an LLMTask"

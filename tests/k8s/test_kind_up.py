@@ -1,14 +1,14 @@
 """hack/kind-up.sh without Docker or kind: its --dry-run plan, checked step by step, and the parts
 that do not need a kind cluster run for real against the test apiserver (the demo backends'
-YAML, the script's exact helm flags rendered by the chart, its worker-pool patch on the CRD).
+YAML, the script's exact helm flags rendered by the chart, with and without a Deepseek key).
 Creating the kind cluster and loading the image stay unchecked here: kind needs Docker."""
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,7 +79,6 @@ def test_plan_builds_loads_installs_and_submits_in_order(plan: Plan) -> None:
         ("kubectl", "-n", SCRIPT_NS, "apply", "-f", "-"),
         ("kubectl", "-n", SCRIPT_NS, "rollout", "status"),
         ("helm", "upgrade", "--install"),
-        ("kubectl", "-n", SCRIPT_NS, "patch", "llmworkerpool"),
         ("kubectl", "-n", SCRIPT_NS, "apply", "-f", str(REPO_ROOT / "manifests/examples/llmtask.yaml")),
         ("kubectl", "-n", SCRIPT_NS, "wait"),
         ("curl",),
@@ -106,18 +105,42 @@ def test_plan_uses_the_node_port_kind_maps_to_localhost(plan: Plan) -> None:
     assert f"http://localhost:{api_mapping['hostPort']}/" in " ".join(plan.one("curl"))
 
 
-def test_the_deepseek_key_never_shows_in_the_plan() -> None:
+def _render(kube: KubeControlPlane, helm: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """``helm template`` with the plan's own ``helm upgrade --install`` arguments."""
+    args = helm[helm.index("--install") + 1 :]
+    for flag, has_value in (("--wait", False), ("--timeout", True)):
+        i = args.index(flag)
+        del args[i : i + 1 + has_value]
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for doc in yaml.safe_load_all(kube.helm("template", *args).stdout):
+        if doc:
+            by_kind.setdefault(doc["kind"], []).append(doc)
+    return by_kind
+
+
+def test_the_deepseek_key_never_shows_in_the_plan_and_turns_the_stub_off(
+    kube: KubeControlPlane, tmp_path: Path
+) -> None:
     secret = "sk-test-0123456789abcdef"
     run = dry_run(DEEPSEEK_API_KEY=secret, IMAGE="registry.local:5000/team/sytq:v2")
     assert run.returncode == 0, run.stderr
     assert secret not in run.stdout + run.stderr
     keyed = Plan(run.stdout)
     helm = keyed.one("helm", "upgrade", "--install")
-    assert "--set-file" in helm
     values = _set_values(helm)
-    assert values["config.SYTQ_LLM_BASE_URL"] == "https://api.deepseek.com"
+    assert "config.SYTQ_LLM_BASE_URL" not in values and "stubLLM.enabled" not in values
     assert (values["image.repository"], values["image.tag"]) == ("registry.local:5000/team/sytq", "v2")
-    assert not [c for c in keyed.commands if c[3:4] == ["patch"]], "a real key needs no stub LLM"
+    # the plan names a placeholder for the key file; render with a real one
+    key_file = tmp_path / "key"
+    key_file.write_text(secret)
+    i = helm.index("--set-file") + 1
+    name, _ = helm[i].split("=", 1)
+    helm[i] = f"{name}={key_file}"
+    by_kind = _render(kube, helm)
+    assert [s for s in by_kind["Secret"] if s["stringData"]["DEEPSEEK_API_KEY"] == secret]
+    assert not [d for d in by_kind["Deployment"] if d["metadata"]["name"].endswith("-stub-llm")]
+    (config,) = by_kind["ConfigMap"]
+    assert config["data"]["SYTQ_LLM_BASE_URL"] == "https://api.deepseek.com"
 
 
 def test_unknown_arguments_are_refused() -> None:
@@ -134,55 +157,43 @@ def _in_namespace(docs: list[dict[str, Any]], namespace: str) -> list[dict[str, 
     return objects
 
 
-def test_demo_backends_and_stub_llm_are_accepted_by_the_apiserver(
+def test_demo_backends_are_accepted_by_the_apiserver(
     plan: Plan, kube: KubeControlPlane, kube_namespace: str
 ) -> None:
     docs = list(yaml.safe_load_all(plan.heredoc))
     named = {(d["kind"], d["metadata"]["name"]) for d in docs}
-    assert named >= {("Namespace", SCRIPT_NS), *(("Deployment", n) for n in ("redis", "mysql", "stub-llm"))}
+    assert named >= {("Namespace", SCRIPT_NS), ("Deployment", "redis"), ("Deployment", "mysql")}
     kube.apply(_in_namespace(docs, kube_namespace))
-    stub = kube.get_json("-n", kube_namespace, "deployment", "stub-llm")["spec"]["template"]["spec"]
-    container = stub["containers"][0]
-    # the stub comes from the image kind loaded (never pulled) and serves where the workers look
-    assert container["image"] == "syt-queue:dev" and container["imagePullPolicy"] == "Never"
+    for name in ("redis", "mysql"):
+        kube.get_json("-n", kube_namespace, "service", name)
     helm_values = _set_values(plan.one("helm", "upgrade", "--install"))
-    stub_url = helm_values["config.SYTQ_LLM_BASE_URL"]
-    assert stub_url == f"http://stub-llm.{SCRIPT_NS}.svc:{container['args'][-1]}"
-    service = kube.get_json("-n", kube_namespace, "service", "stub-llm")["spec"]
-    assert [p["port"] for p in service["ports"]] == [int(container["args"][-1])]
     for name, port in (("redis", 6379), ("mysql", 3306)):
         assert f"{name}.{SCRIPT_NS}.svc:{port}" in " ".join(helm_values.values())
 
 
-def test_helm_flags_render_and_the_pool_patch_applies(
+def test_helm_flags_render_a_keyless_release_whose_workers_call_its_stub(
     plan: Plan, operator_manifests: KubeControlPlane, kube_namespace: str
 ) -> None:
     kube = operator_manifests
-    helm = plan.one("helm", "upgrade", "--install")
-    args = helm[helm.index("--install") + 1 :]
-    for flag, has_value in (("--wait", False), ("--timeout", True)):
-        i = args.index(flag)
-        del args[i : i + 1 + has_value]
-    rendered = [d for d in yaml.safe_load_all(kube.helm("template", *args).stdout) if d]
-    by_kind: dict[str, list[dict[str, Any]]] = {}
-    for doc in rendered:
-        by_kind.setdefault(doc["kind"], []).append(doc)
+    by_kind = _render(kube, plan.one("helm", "upgrade", "--install"))
 
     node_ports = [p.get("nodePort") for s in by_kind["Service"] for p in s["spec"]["ports"]]
     assert 30080 in node_ports
-    for deployment in by_kind["Deployment"]:
+    for deployment in by_kind["Deployment"]:  # the stub LLM's too: from the image kind loaded
         for container in deployment["spec"]["template"]["spec"]["containers"]:
             assert (container["image"], container["imagePullPolicy"]) == ("syt-queue:dev", "Never")
+    (stub,) = [d for d in by_kind["Deployment"] if d["metadata"]["name"].endswith("-stub-llm")]
+    (stub_service,) = [s for s in by_kind["Service"] if s["metadata"]["name"] == stub["metadata"]["name"]]
+    (config,) = by_kind["ConfigMap"]
+    stub_port = stub_service["spec"]["ports"][0]["port"]
+    stub_url = f"http://{stub_service['metadata']['name']}.{SCRIPT_NS}.svc:{stub_port}"
+    assert config["data"]["SYTQ_LLM_BASE_URL"] == stub_url
     (pool,) = by_kind["LLMWorkerPool"]
     assert (pool["spec"]["image"], pool["spec"]["minReplicas"]) == ("syt-queue:dev", 1)
+    assert {"configMapRef": {"name": config["metadata"]["name"]}} in pool["spec"]["envFrom"]
 
-    # the script's patch, run as printed, against the real CRD schema
+    # the pool as rendered is accepted by the real CRD schema and stored unchanged
     pool["metadata"]["namespace"] = kube_namespace
     kube.apply(pool)
-    patch = plan.one("kubectl", "-n", SCRIPT_NS, "patch", "llmworkerpool")
-    assert patch[5] == pool["metadata"]["name"]
-    kube.kubectl("-n", kube_namespace, *patch[3:])
-    env = kube.get_json("-n", kube_namespace, "llmworkerpool", patch[5])["spec"]["env"]
-    stub_url = _set_values(helm)["config.SYTQ_LLM_BASE_URL"]
-    assert {"name": "SYTQ_LLM_BASE_URL", "value": stub_url} in env
-    assert len(env) == len(pool["spec"]["env"]) + 1, json.dumps(env)
+    stored = kube.get_json("-n", kube_namespace, "llmworkerpool", pool["metadata"]["name"])["spec"]
+    assert (stored["envFrom"], stored["env"]) == (pool["spec"]["envFrom"], pool["spec"]["env"])
