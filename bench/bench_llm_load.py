@@ -8,7 +8,8 @@ first (asynq layout; every peer reads the same tasks), then one worker process d
 driver samples the queue's processed counter, the stub's in-flight count and the worker's RSS every
 0.25 s; throughput is measured over the window where at least 90% of C calls are in flight.
 
-Peers (one worker process each, pinned to core 1 when `taskset` exists; the stub on core 0):
+Peers (one worker process each, pinned to core 1 when `taskset` exists; the stub, Redis and MariaDB
+on core 0):
 - ours:       the full pipeline (`worker.main.run_worker`): row stored in MariaDB, result written.
 - ours-bare:  our queue server + provider client only (no database), the like-for-like with Go.
 - asynq:      asynq v0.26.0 (Go, GOMAXPROCS=1), handler posts to the stub and parses the answer
@@ -124,6 +125,18 @@ def run_role(role: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------- driver
+
+
+def _pin_all_threads(pid: int, core: int) -> None:
+    """Keep a shared server (all its threads; new ones inherit) off the worker's core, so the
+    worker under test has core 1 to itself."""
+    if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
+        return
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), {core})
+        except OSError:
+            pass  # a thread that just ended
 
 
 def _server_pid(server: Any) -> int:
@@ -343,6 +356,8 @@ def main(argv: list[str] | None = None) -> None:
         database_url = mariadb.create_database("bench_llm")
         services = {name: _server_pid(server) for name, server in
                     (("stub", stub), ("redis", redis_server), ("mariadbd", mariadb))}
+        for pid in services.values():
+            _pin_all_threads(pid, 0)
         from sytq.storage import upgrade
 
         upgrade(database_url)

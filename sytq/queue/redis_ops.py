@@ -254,10 +254,11 @@ def dequeue_call(queues: Sequence[str], max_tasks: int, lease_expiry: int) -> Ca
     )
 
 
-def ack_batch_call(
-    queue: str, day: str, channel: str, items: Sequence[tuple[str, str, bytes, int, str]]
-) -> Call:
-    """items: (id, unique key, completed msg or b"", completed expiry, event json or "")."""
+AckItem = tuple[str, str, bytes, int, str, bytes]
+
+
+def ack_batch_call(queue: str, day: str, channel: str, items: Sequence[AckItem]) -> Call:
+    """items: (id, unique key, completed msg or b"", completed expiry, event json or "", result or b"")."""
     args: list[Any] = [STATS_TTL_SECONDS, keys.task_key_prefix(queue), channel]
     for item in items:
         args.extend(item)

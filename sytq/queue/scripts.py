@@ -94,14 +94,15 @@ end
 
 # KEYS: active, lease, completed, processed_day, processed_total.
 # ARGV: stats ttl, task prefix, events channel, then per task: id, unique key, completed msg
-# ("" = delete the task), completed expiry (unix s), event json ("" = none).
+# ("" = delete the task), completed expiry (unix s), event json ("" = none), result ("" = none; kept
+# with a completed task only, as the task hash is deleted otherwise).
 # Returns one 1/0 per task (0: the task was no longer active here).
 ACK_BATCH = (
     _COUNT
     + """
 local res = {}
 local done, deleted = {}, {}
-for i = 4, #ARGV, 5 do
+for i = 4, #ARGV, 6 do
   local id = ARGV[i]
   if redis.call("LREM", KEYS[1], -1, id) == 1 then
     local key = ARGV[2] .. id
@@ -110,6 +111,7 @@ for i = 4, #ARGV, 5 do
     else
       redis.call("ZADD", KEYS[3], ARGV[i+3], id)
       redis.call("HSET", key, "msg", ARGV[i+2], "state", "completed")
+      if ARGV[i+5] ~= "" then redis.call("HSET", key, "result", ARGV[i+5]) end
     end
     if ARGV[i+1] ~= "" and redis.call("GET", ARGV[i+1]) == id then redis.call("DEL", ARGV[i+1]) end
     if ARGV[i+4] ~= "" then redis.call("PUBLISH", ARGV[3], ARGV[i+4]) end

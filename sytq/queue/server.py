@@ -75,7 +75,7 @@ class _Outcome:
     task_id: str
     kind: str  # done | retry | archive | requeue | drop | forget (lease lost: nothing to write)
     call: Call | None = None  # retry / archive / requeue / drop
-    ack_item: tuple[str, str, bytes, int, str] | None = None  # done
+    ack_item: redis_ops.AckItem | None = None  # done
 
 
 class Server:
@@ -336,7 +336,9 @@ class Server:
             else:
                 done, expire = b"", 0
                 event = self._event(task_id, queue, msg.type, "succeeded", msg.retried, None)
-            return _Outcome(queue, task_id, "done", ack_item=(task_id, msg.unique_key, done, expire, event))
+            result = task.attached_result or b""
+            ack = (task_id, msg.unique_key, done, expire, event, result)
+            return _Outcome(queue, task_id, "done", ack_item=ack)
         kind, call = self._failure_call(queue, task_id, msg, error, task, now)
         return _Outcome(queue, task_id, kind, call=call)
 
@@ -450,7 +452,7 @@ class Server:
 
     async def _flush(self, batch: list[_Outcome]) -> None:
         now = time.time()
-        acks: dict[str, list[tuple[str, str, bytes, int, str]]] = defaultdict(list)
+        acks: dict[str, list[redis_ops.AckItem]] = defaultdict(list)
         calls: list[Call] = []
         for outcome in batch:
             if outcome.ack_item is not None:

@@ -103,6 +103,7 @@ async def _run(url: str, steps: list[tuple[object, ...]]) -> None:
                         msg.encode() if keep else b"",
                         now + 60 if keep else 0,
                         "",
+                        b"",
                     )
                     await redis.run_one(ops.ack_batch_call(Q, DAY, "", [item]))
                 elif kind == "fail" and (step[2] or msg.retried >= msg.retry):
