@@ -57,13 +57,14 @@ async def ensure_deployment(ctx: ControllerContext, body: kopf.Body, logger: kop
         )
         logger.info("created Deployment %s", deployment_name(name))
         return int(desired["spec"]["replicas"])
-    # Leave replicas alone: the autoscaler owns them.
+    # Leave replicas alone: the autoscaler owns them. The pod template is replaced, not merged, so
+    # env, envFrom or annotations dropped from the pool leave the pods too.
     await ctx.apps.patch_namespaced_deployment(
         deployment_name(name),
         namespace,
         {
             "metadata": {"labels": desired["metadata"]["labels"]},
-            "spec": {"template": desired["spec"]["template"]},
+            "spec": {"template": {**desired["spec"]["template"], "$patch": "replace"}},
         },
     )
     return int(existing.spec.replicas or 0)

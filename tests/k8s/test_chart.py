@@ -283,6 +283,20 @@ def test_controller_gives_the_chart_pool_workers_the_release_config(operator_env
 
         (bare_container,) = bare["spec"]["template"]["spec"]["containers"]
         assert "envFrom" not in bare_container and "annotations" not in bare["spec"]["template"]["metadata"]
+        # fields dropped from the pool (e.g. by a helm upgrade) leave the pods too
+        patch = [{"op": "remove", "path": f"/spec/{field}"} for field in ("envFrom", "podAnnotations", "env")]
+        env.kubectl("patch", "llmworkerpool", "chart-pool", "--type=json", "-p", json.dumps(patch))
+
+        def updated_container() -> dict[str, Any] | None:
+            dep = deployment("chart-pool-worker")
+            got: dict[str, Any] = dep["spec"]["template"]["spec"]["containers"][0] if dep else {}
+            return got if "envFrom" not in got else None
+
+        container = wait_until(updated_container, 30, controller.log)
+        assert "SYTQ_CALLBACK_SECRET" not in {e["name"] for e in container["env"]}
+        rolled = deployment("chart-pool-worker")
+        assert rolled is not None and "annotations" not in rolled["spec"]["template"]["metadata"]
+
         # and as built: the same container fields as before envFrom/podAnnotations existed
         plain_template = build_deployment("p", NAMESPACE, plain["spec"], replicas=0)["spec"]["template"]
         assert set(plain_template["metadata"]) == {"labels"}
