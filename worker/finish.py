@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
+
+import pydantic_core
 
 from sytq.callbacks import callback_body
 from sytq.queue import Task, TaskIdConflictError
@@ -28,15 +29,13 @@ def content_preview(content: str | None) -> str:
 
 def result_summary(record: TaskRecord) -> bytes:
     """What the task hash's result holds (the Kubernetes controller reads it)."""
-    return json.dumps(
-        {
-            "content_preview": content_preview(record.content),
-            "usage": record.usage,
-            "finish_reason": record.finish_reason,
-            "model": record.model,
-        },
-        ensure_ascii=False,
-    ).encode()
+    summary = {
+        "content_preview": content_preview(record.content),
+        "usage": record.usage,
+        "finish_reason": record.finish_reason,
+        "model": record.model,
+    }
+    return pydantic_core.to_json(summary)
 
 
 def _callback_result(record: TaskRecord) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import aiohttp
+import pydantic_core
 from aiohttp.payload import BytesPayload
 from yarl import URL
 
@@ -136,7 +137,7 @@ class LLMClient:
         labelled(LLM_BREAKER_OPEN, breaker.name).set(1 if breaker.state == "open" else 0)
 
     async def _call(self, body: dict[str, Any]) -> ChatResult:
-        data = json.dumps(body, ensure_ascii=False).encode()
+        data = pydantic_core.to_json(body)  # UTF-8 JSON from the Rust encoder, ~10x json.dumps here
         if self.stream:
             return await self._call_streaming(data)
         try:

@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic_core
+
 from sytq.llm.errors import LLMRetryableError
 
 _USAGE_FIELDS = (
@@ -58,7 +60,7 @@ def parse_chat_body(raw: bytes) -> ChatResult:
     if not text:
         raise _malformed("empty body")
     try:
-        doc = json.loads(text)
+        doc = pydantic_core.from_json(text)  # the Rust parser: a third of json.loads' CPU here
     except (ValueError, UnicodeDecodeError) as exc:
         raise _malformed(f"not JSON ({exc}): {text[:200]!r}") from exc
     if not isinstance(doc, dict):

@@ -9,10 +9,11 @@ the driver formats them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
+
+import pydantic_core
 
 QuoteString = Callable[[str], str]  # str -> quoted SQL literal ('...')
 
@@ -25,14 +26,14 @@ def sql_literal(value: Any, quote: QuoteString) -> str:
         return quote(value)
     if kind is int:
         return str(value)
+    if kind is datetime:
+        return f"'{value.isoformat(' ')}'"
+    if kind is dict or kind is list:
+        return quote(pydantic_core.to_json(value).decode())  # the Rust encoder: ~10x json.dumps
     if kind is bool:
         return "1" if value else "0"
     if kind is float:
         return repr(value) + "e0"
-    if kind is datetime:
-        return f"'{value:%Y-%m-%d %H:%M:%S.%f}'"
-    if kind is dict or kind is list:
-        return quote(json.dumps(value, ensure_ascii=False))
     raise TypeError(f"no SQL literal for {kind.__name__}")
 
 

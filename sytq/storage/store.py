@@ -158,6 +158,14 @@ class TaskStore:
 
     async def _existing_ids(self, task_ids: list[str]) -> list[bool]:
         def _find(session: Session) -> set[str]:
+            connection = session.connection()
+            if connection.dialect.name == "mysql":  # literal ids: see _insert_many
+                dbapi = connection.connection.dbapi_connection
+                assert dbapi is not None
+                quote_name = connection.dialect.identifier_preparer.quote
+                ids = ",".join([dbapi.escape(task_id) for task_id in task_ids])
+                statement = f"SELECT task_id FROM {quote_name(_TABLE.name)} WHERE task_id IN ({ids})"
+                return set(connection.exec_driver_sql(statement.replace("%", "%%")).scalars())
             column = _TABLE.c.task_id
             return set(session.scalars(sa.select(column).where(column.in_(task_ids))))
 
