@@ -100,13 +100,26 @@ def test_quick_tasks_get_one_status_patch_and_one_event_each(operator_env: Opera
     env.start_stub()
     env.start_worker()
     controller = env.start_controller()
+    # Warm up first: tasks created while the worker is still starting wait in the queue and are
+    # rightly shown Queued (with a finalizer), which is not what this test is about.
+    env.submit("warm-up", prompt="warm up")
+    wait_until(
+        lambda: env.llmtask("warm-up").get("status", {}).get("phase") == "Succeeded",
+        60,
+        lambda: f"warm-up Succeeded; log:\n{controller.log()}",
+    )
+    env.kubectl("delete", "llmtask", "warm-up")
     count = 20
     names = [f"quick-{i}" for i in range(count)]
     before = apiserver_writes(env.kube)
     env.kube.apply([llmtask_body(name, prompt=f"quick {name}") for name in names], kubeconfig=None)
 
     def phases() -> dict[str, str | None]:
-        return {o["metadata"]["name"]: o.get("status", {}).get("phase") for o in env.llmtasks()}
+        return {
+            o["metadata"]["name"]: o.get("status", {}).get("phase")
+            for o in env.llmtasks()
+            if o["metadata"]["name"] in names
+        }
 
     wait_until(
         lambda: all(phase == "Succeeded" for phase in phases().values()) and len(phases()) == count,
