@@ -9,10 +9,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 
-def create_engine(url: str, pool_size: int = 10) -> sa.Engine:
-    """A sync engine with pre-ping (connections survive a database restart) and sane timeouts."""
+def create_engine(url: str, pool_size: int = 10, *, lean_checkout: bool = False) -> sa.Engine:
+    """A sync engine with pre-ping (connections survive a database restart) and sane timeouts.
+
+    ``lean_checkout`` drops the pre-ping and the rollback on return: two of a short transaction's
+    four round trips (measured 365 -> 195 us of CPU per transaction). For callers that retry a
+    failed transaction (the worker's store waits out outages): a connection that died with the
+    server then fails once, and SQLAlchemy replaces the pool's connections."""
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True, "future": True}
+    kwargs: dict[str, Any] = {"pool_pre_ping": not lean_checkout, "future": True}
+    if lean_checkout:
+        kwargs["pool_reset_on_return"] = None  # every transaction ends in commit or rollback
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":

@@ -132,7 +132,8 @@ class TaskStore:
 
     @classmethod
     def from_url(cls, url: str, *, threads: int = 8, retry_for_seconds: float = 120.0) -> TaskStore:
-        engine = create_engine(url, pool_size=threads)
+        # A store that retries (the worker's) can skip the per-transaction ping; see create_engine.
+        engine = create_engine(url, pool_size=threads, lean_checkout=retry_for_seconds > 0)
         return cls(engine, threads=threads, retry_for_seconds=retry_for_seconds)
 
     async def close(self) -> None:
