@@ -6,7 +6,8 @@ The stub LLM answers every call after a fixed latency (2 s by default), so a wor
 flight can at best finish C / latency tasks per second (the ideal). N llm:chat tasks are enqueued
 first (asynq layout; every peer reads the same tasks), then one worker process drains them. The
 driver samples the queue's processed counter, the stub's in-flight count and the worker's RSS every
-0.25 s; throughput is measured over the window where at least 90% of C calls are in flight.
+0.25 s; throughput is the sustained rate between the completion of the first C tasks and the moment
+only C tasks remain (ramp-up and drain excluded).
 
 Peers (one worker process each, pinned to core 1 when `taskset` exists; the stub, Redis and MariaDB
 on core 0):
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -86,7 +88,7 @@ async def _bare_worker(settings: Any) -> None:
     from sytq.llm import LLMClient
     from sytq.queue import Server, Task
     from sytq.tasks import LLMChatPayload
-    from worker.main import server_config, worker_redis
+    from worker.main import server_config, tune_gc, worker_redis
 
     client = worker_redis(settings.redis_url)
     calls = settings.worker_concurrency  # calls in flight; the server holds prefetched tasks too, as ours
@@ -95,9 +97,10 @@ async def _bare_worker(settings: Any) -> None:
     async def handle(task: Task) -> None:
         payload = LLMChatPayload.model_validate_json(task.payload)
         result = await llm.chat(payload.model, [m.model_dump() for m in payload.messages])
-        await task.write_result(json.dumps({"content_preview": result.content[:1024]}).encode())
+        task.attach_result(json.dumps({"content_preview": result.content[:1024]}).encode())
 
     server = Server(client, server_config(settings), {"llm:chat": handle})
+    tune_gc()
     await server.run(install_signal_handlers=True)
     await llm.aclose()
     await client.aclose()
@@ -133,10 +136,8 @@ def _pin_all_threads(pid: int, core: int) -> None:
     if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
         return
     for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
+        with contextlib.suppress(OSError):  # a thread that just ended
             os.sched_setaffinity(int(task.name), {core})
-        except OSError:
-            pass  # a thread that just ended
 
 
 def _server_pid(server: Any) -> int:
@@ -258,9 +259,11 @@ def run_peer(peer: str, *, redis_url: str, stub_url: str, database_url: str, con
         except subprocess.TimeoutExpired:
             proc.kill()
     done = samples[-1][1]
-    busy = [s for s in samples if s[2] >= 0.9 * concurrency]
-    window = busy if len(busy) >= 2 else [s for s in samples if 0 < s[1] < n - concurrency]
-    notes = [] if len(busy) >= 2 else ["never 90% in flight: rate from first task to the last wave"]
+    # Sustained (steady-state) rate: from the moment the first C tasks are done (the ramp-up, with
+    # nothing finishing during the first latency, is over) to the moment only C remain (the drain,
+    # when fewer than C calls can be in flight, has not begun).
+    window = [s for s in samples if concurrency <= s[1] <= n - concurrency]
+    notes = [] if len(window) >= 2 else ["too few tasks for a steady state: rate over the whole run"]
     if len(window) >= 2:
         throughput = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
     else:
@@ -298,7 +301,9 @@ def write_results(results: list[PeerResult], quick: bool, database: str) -> None
         "",
         f"Stub latency {results[0].latency_s:g} s, one worker process, {results[0].concurrency} concurrent "
         f"calls, {results[0].tasks} tasks; storage for `ours`: {database}. "
-        "Throughput over the window with >= 90% of the calls in flight; ideal = concurrency / latency."
+        "Throughput: the sustained rate from the first C tasks done to the last C remaining (ramp-up and "
+        "drain excluded); ideal = concurrency / latency; mean in flight and the stub's real seconds per "
+        "call over the same window."
         + (" Quick run (small sizes)." if quick else ""),
         "",
         "| peer | peak in flight | mean in flight | stub s/call | tasks/s | ideal | vs ideal | total s "

@@ -110,3 +110,31 @@ async def test_worker_process_with_hundreds_in_flight_calls_each_prompt_once(
     assert all(r.status == "succeeded" and r.attempts == 1 for r in records)
     assert [stub_llm.calls_for(f"wide {tag} <{i}>") for i in range(400)] == [1] * 400
     await store.close()
+
+
+async def test_calls_in_flight_never_exceed_the_concurrency_while_prefetched_tasks_wait(
+    pipeline_env: PipelineEnv, redis_client: aioredis.Redis, stub_llm: StubLLMProcess
+) -> None:
+    """SYTQ_WORKER_CONCURRENCY caps provider calls; SYTQ_WORKER_PREFETCH more tasks are held
+    (active in the queue) and take a call slot the moment one frees."""
+    stub_llm.reset()  # also restarts the stub's max-in-flight count
+    stub_llm.configure(latency="1")
+    tag = uuid.uuid4().hex
+    settings = pipeline_env.settings.model_copy(update={"worker_concurrency": 5, "worker_prefetch": 3})
+    store = TaskStore.from_url(settings.effective_database_url)
+    ids = [await enqueue(redis_client, chat_payload(f"slots {tag} <{i}>")) for i in range(20)]
+    worker = WorkerProcess(settings)
+    try:
+        inspector = Inspector(redis_client)
+        most_active = 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and most_active < 8:
+            most_active = max(most_active, (await inspector.queue_stats("default")).active)
+            await asyncio.sleep(0.05)
+        records = [await wait_final(store, task_id, within=60) for task_id in ids]
+    finally:
+        assert worker.stop() == 0
+    assert most_active == 8  # 5 calling + 3 held
+    assert stub_llm.stats()["max_in_flight"] == 5
+    assert all(r.status == "succeeded" for r in records)
+    await store.close()
