@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from kubernetes_asyncio import client as kclient
 
-from controller.events import EventPoster
+from controller.events import EventPoster, InFlight
 from sytq.k8s_resources import kube_api_client
 from sytq.queue import Inspector, QueueClient
 from sytq.settings import ConfigError, Settings
@@ -17,6 +17,7 @@ from sytq.settings import ConfigError, Settings
 # creation storm they take a small share of the apiserver and catch up afterwards.
 EVENT_POSTERS = 2
 EVENT_BACKLOG = 100_000
+EVENT_MAX_DEFER_SECONDS = 10.0  # an Event waits at most this long for the status patches to pause
 # Final outcomes are what the lag promise is about: under a creation storm the apiserver shares
 # its CPU among the requests in flight, so this lane may hold more of them than the progress lane.
 FINAL_LANE_FACTOR = 4
@@ -65,6 +66,7 @@ class ControllerContext:
     patch_slots: asyncio.Semaphore
     final_patch_slots: asyncio.Semaphore
     events: EventPoster
+    status_writes: InFlight
     wakeups: Wakeups = field(default_factory=Wakeups)
 
     @classmethod
@@ -78,6 +80,7 @@ class ControllerContext:
             FINAL_LANE_FACTOR * settings.controller_max_patches_in_flight,
         )
         api = await kube_api_client(progress + final + EVENT_POSTERS + 8)
+        status_writes = InFlight()
         return cls(
             settings=settings,
             redis=redis,
@@ -88,7 +91,14 @@ class ControllerContext:
             apps=kclient.AppsV1Api(api),
             patch_slots=asyncio.Semaphore(progress),
             final_patch_slots=asyncio.Semaphore(final),
-            events=EventPoster(kclient.CoreV1Api(api), concurrency=EVENT_POSTERS, capacity=EVENT_BACKLOG),
+            events=EventPoster(
+                kclient.CoreV1Api(api),
+                concurrency=EVENT_POSTERS,
+                capacity=EVENT_BACKLOG,
+                yield_to=status_writes,
+                max_defer=EVENT_MAX_DEFER_SECONDS,
+            ),
+            status_writes=status_writes,
         )
 
     async def close(self) -> None:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import socket
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -69,16 +69,49 @@ def involved_object(body: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+class InFlight:
+    """Counts writes in flight; ``quiet`` is set while there are none."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.quiet = asyncio.Event()
+        self.quiet.set()
+
+    @contextlib.contextmanager
+    def track(self) -> Iterator[None]:
+        self.count += 1
+        self.quiet.clear()
+        try:
+            yield
+        finally:
+            self.count -= 1
+            if not self.count:
+                self.quiet.set()
+
+
 class EventPoster:
     """A bounded FIFO of Events and ``concurrency`` coroutines posting them.
 
-    ``capacity`` bounds memory if the apiserver refuses Events for a long time: beyond it the
-    oldest waiting Event is dropped (and counted), never a status patch."""
+    Each post waits for ``yield_to`` (the status patches) to be quiet, at most ``max_defer``
+    seconds: during a creation storm Events fill the gaps between bursts of status patches
+    instead of competing with them. ``capacity`` bounds memory if the apiserver refuses Events
+    for a long time: beyond it the oldest waiting Event is dropped (and counted), never a status
+    patch."""
 
-    def __init__(self, core: kclient.CoreV1Api, *, concurrency: int, capacity: int) -> None:
+    def __init__(
+        self,
+        core: kclient.CoreV1Api,
+        *,
+        concurrency: int,
+        capacity: int,
+        yield_to: InFlight | None = None,
+        max_defer: float = 10.0,
+    ) -> None:
         self.core = core
         self.concurrency = concurrency
         self.capacity = capacity
+        self.yield_to = yield_to
+        self.max_defer = max_defer
         self.instance = socket.gethostname()
         self.dropped = 0
         self.refused = 0
@@ -125,6 +158,11 @@ class EventPoster:
             while not self._queue:
                 self._ready.clear()
                 await self._ready.wait()
+            if self.yield_to is not None and not self.yield_to.quiet.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.yield_to.quiet.wait(), self.max_defer)
+                if not self._queue:  # another poster took the last one meanwhile
+                    continue
             event = self._queue.popleft()
             self._busy += 1
             try:

@@ -67,15 +67,16 @@ def result_ref(task_id: str) -> str:
 async def patch_status(ctx: ControllerContext, namespace: str, name: str, fields: Mapping[str, Any]) -> bool:
     """Merge-patch the status (the caller holds a patch slot); False if the object is gone."""
     try:
-        await ctx.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            LLMTASK_PLURAL,
-            name,
-            {"status": dict(fields)},
-            _content_type="application/merge-patch+json",  # type: ignore[call-arg]
-        )
+        with ctx.status_writes.track():  # Events wait while status patches are in flight
+            await ctx.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                LLMTASK_PLURAL,
+                name,
+                {"status": dict(fields)},
+                _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+            )
     except ApiException as exc:
         if exc.status == 404:
             return False
@@ -263,7 +264,7 @@ class _Mirror:
             ),
         }
 
-    async def sync(self, wake: asyncio.Event) -> bool:
+    async def sync(self, wake: asyncio.Event, held_back: bool = False) -> bool:
         """One round of mirroring; False if the LLMTask is gone.
 
         Final outcomes go out at once, in their own lane of patch slots, so under a burst a
@@ -272,7 +273,7 @@ class _Mirror:
         meanwhile (the common case under a burst of quick calls) gets one Succeeded patch
         instead of two or three. News while holding back or while waiting for a slot means the
         task is read again; once a slot is held it is read once more, so the patch carries the
-        freshest state."""
+        freshest state. ``held_back``: the caller has already waited that long."""
         while True:
             desired = self._desired(await get_task(self.ctx, self.queue, self.task_id))
             if not changed_fields(self.status, desired):
@@ -284,23 +285,30 @@ class _Mirror:
                     if waited:  # read again: the task may have moved on (e.g. retried) meanwhile
                         desired = self._desired(await get_task(self.ctx, self.queue, self.task_id))
                     return await self.apply(desired)
-            if not await _news_within(wake, PROGRESS_DELAY_SECONDS) and await _acquire_unless(
+            if (held_back or not await _news_within(wake, PROGRESS_DELAY_SECONDS)) and await _acquire_unless(
                 self.ctx.patch_slots, wake
             ):
                 try:
                     return await self.apply(self._desired(await get_task(self.ctx, self.queue, self.task_id)))
                 finally:
                     self.ctx.patch_slots.release()
+            held_back = False
             wake.clear()  # the task moved on: read it again
 
-    async def follow(self, wake: asyncio.Event) -> bool:
-        """Mirror until the task is final; False if the LLMTask is gone."""
+    async def follow(self, wake: asyncio.Event, just_enqueued: bool = False) -> bool:
+        """Mirror until the task is final; False if the LLMTask is gone.
+
+        A task enqueued a moment ago is pending: rather than read that, wait for news (or the
+        progress delay) first. Under a burst of quick tasks this saves a Redis read per task
+        while the controller is busiest, starting a thousand mirrors at once."""
         resync = self.ctx.settings.controller_resync_seconds
+        held_back = just_enqueued and not await _news_within(wake, PROGRESS_DELAY_SECONDS)
         while self.phase not in FINAL_PHASES:
             wake.clear()  # before reading: news arriving during the read is not lost
             try:
-                if not await self.sync(wake):
+                if not await self.sync(wake, held_back):
                     return False
+                held_back = False
             except (QueueError, RedisError, OSError) as exc:
                 self.logger.warning("cannot read task %s: %s", self.task_id, exc)
             if self.phase in FINAL_PHASES:
@@ -335,9 +343,10 @@ async def mirror_llmtask(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, 
     if mirror.phase not in FINAL_PHASES:
         wake = ctx.wakeups.register(mirror.task_id)
         try:
-            if mirror.phase in (None, PHASE_PENDING) and not await mirror.enqueue():
+            enqueuing = mirror.phase in (None, PHASE_PENDING)
+            if enqueuing and not await mirror.enqueue():
                 return
-            if not await mirror.follow(wake):
+            if not await mirror.follow(wake, just_enqueued=enqueuing and mirror.phase not in FINAL_PHASES):
                 # Deleted before kopf put the finalizer on (see holds_a_task): nobody waits for
                 # the answer any more.
                 await mirror.take_off_queue()

@@ -11,7 +11,7 @@ from typing import Any
 from kubernetes_asyncio import client as kclient
 from kubernetes_asyncio import config as kconfig
 
-from controller.events import COMPONENT, EventPoster
+from controller.events import COMPONENT, EventPoster, InFlight
 from tests.harness.operator_fixtures import (
     NAMESPACE,
     OperatorEnv,
@@ -73,6 +73,34 @@ def test_only_the_release_handler_asks_kopf_for_a_finalizer() -> None:
     [release] = [h for h in registry._changing._handlers if h.fn is release_llmtask]
     assert mirror.requires_finalizer is False
     assert release.requires_finalizer and release.when is holds_a_task
+
+
+async def _post_while_patching(env: OperatorEnv, body: dict[str, Any]) -> tuple[int, int]:
+    """Posted count while a status patch is in flight, and once it is done."""
+    api = await kconfig.new_client_from_config(str(env.controller_kubeconfig))
+    status_writes = InFlight()
+    poster = EventPoster(
+        kclient.CoreV1Api(api), concurrency=2, capacity=10, yield_to=status_writes, max_defer=30
+    )
+    running = asyncio.create_task(poster.run())
+    try:
+        with status_writes.track():
+            poster.post(body, "Normal", "Succeeded", "held back")
+            await asyncio.sleep(1.0)
+            during = poster.posted
+        assert await poster.flush(20)
+        return during, poster.posted
+    finally:
+        running.cancel()
+        await api.close()
+
+
+def test_events_wait_while_status_patches_are_in_flight(operator_env: OperatorEnv) -> None:
+    env = operator_env
+    env.apply(llmtask_body("patient", prompt="no controller runs: the object just sits"))
+    during, after = asyncio.run(_post_while_patching(env, env.llmtask("patient")))
+    assert (during, after) == (0, 1)
+    assert [e["reason"] for e in events_about(env, "patient")] == ["Succeeded"]
 
 
 async def test_a_full_event_backlog_drops_the_oldest() -> None:
