@@ -7,7 +7,7 @@ flight can at best finish C / latency tasks per second (the ideal). N llm:chat t
 first (asynq layout; every peer reads the same tasks), then one worker process drains them. The
 driver samples the queue's processed counter, the stub's in-flight count and the worker's RSS every
 0.25 s; throughput is the sustained rate between the completion of the first C tasks and the moment
-only C tasks remain (ramp-up and drain excluded).
+only C tasks remain (ramp-up and drain excluded), fitted over all samples in that window.
 
 Peers (one worker process each, pinned to core 1 when `taskset` exists; the stub, Redis and MariaDB
 on core 0):
@@ -128,6 +128,29 @@ def run_role(role: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------- driver
+
+
+def _stored_call_seconds(database_url: str) -> float:
+    """The provider latency the worker measured and stored with each answer, averaged."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            mean_ms = conn.execute(sa.text("SELECT AVG(llm_latency_ms) FROM sytq_llm_tasks")).scalar()
+    finally:
+        engine.dispose()
+    return float(mean_ms or 0) / 1000
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares rate of the completion count over time. Completions come in waves (calls that
+    started together end together), so a rate from the window's two end samples moves by a wave
+    depending on where they fall; the fit over every sample does not."""
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    return sum((t - mean_t) * (y - mean_y) for t, y in points) / spread if spread else 0.0
 
 
 def _pin_all_threads(pid: int, core: int) -> None:
@@ -265,7 +288,7 @@ def run_peer(peer: str, *, redis_url: str, stub_url: str, database_url: str, con
     window = [s for s in samples if concurrency <= s[1] <= n - concurrency]
     notes = [] if len(window) >= 2 else ["too few tasks for a steady state: rate over the whole run"]
     if len(window) >= 2:
-        throughput = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+        throughput = _slope([(t, float(done_now)) for t, done_now, _ in window])
     else:
         throughput = done / total
     if done < n:
@@ -273,6 +296,8 @@ def run_peer(peer: str, *, redis_url: str, stub_url: str, database_url: str, con
     failed = int(r.get(FAILED_KEY) or 0)
     if failed:
         notes.append(f"{failed} failed attempts")
+    if peer == "ours":
+        notes.append(f"mean call as the worker saw it: {_stored_call_seconds(database_url):.3f} s")
     note = "; ".join(notes)
     cpu_us: dict[str, float] = {}
     if len(cpu_marks) >= 2 and cpu_marks[-1][0] > cpu_marks[0][0]:

@@ -24,6 +24,7 @@ from sytq.llm.errors import LLMError, LLMFatalError, LLMRetryableError, error_fo
 from sytq.llm.http1 import HTTP1Pool, HTTPConnectionError
 from sytq.llm.limiter import SharedLimiter
 from sytq.llm.parsing import ChatResult, StreamAccumulator, parse_chat_body
+from sytq.llm.slots import CallSlots
 from sytq.metrics import LLM_BREAKER_OPEN, LLM_IN_FLIGHT, LLM_LATENCY, LLM_TOKENS, labelled
 
 _REQUEST_PARAMETERS = ("temperature", "max_tokens", "top_p", "stop", "response_format")
@@ -60,7 +61,7 @@ class LLMClient:
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout)
         self._session: aiohttp.ClientSession | None = None  # streaming calls
         self._pool = HTTP1Pool(self.url, self._headers, connect_timeout=connect_timeout)  # the rest
-        self._call_slots = asyncio.Semaphore(max_calls) if max_calls else None
+        self._call_slots = CallSlots(max_calls) if max_calls else None
 
     def _http(self) -> aiohttp.ClientSession:
         # Created on first use: a session belongs to the running event loop.
