@@ -15,6 +15,8 @@ on core 0):
 - ours-bare:  our queue server + provider client only (no database), the like-for-like with Go.
 - asynq:      asynq v0.26.0 (Go, GOMAXPROCS=1), handler posts to the stub and parses the answer
               (bench/go/llmload; no storage).
+- asynq-prefetch: the same with 2C handlers and calls capped at C (a channel): the split ours uses
+              (C calls in flight, C more tasks held).
 """
 
 from __future__ import annotations
@@ -215,10 +217,13 @@ def _enqueue(redis_url: str, n: int, tag: str) -> None:
 
 
 def _worker_command(peer: str, redis_url: str, stub_url: str, concurrency: int, n: int) -> list[str]:
-    if peer == "asynq":
+    if peer in ("asynq", "asynq-prefetch"):
         binary = _build_go()
-        return [str(binary), "-redis", redis_url, "-llm", stub_url,
-                "-concurrency", str(concurrency), "-n", str(n)]
+        # asynq-prefetch: as ours holds tasks (2x the calls, SYTQ_WORKER_PREFETCH's default), asynq
+        # gets twice the handlers with the calls capped at C.
+        handlers = concurrency * 2 if peer == "asynq-prefetch" else concurrency
+        return [str(binary), "-redis", redis_url, "-llm", stub_url, "-concurrency", str(handlers),
+                "-max-calls", str(concurrency), "-n", str(n)]
     return [sys.executable, "-m", "bench.bench_llm_load", "--role", peer]
 
 
@@ -363,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int)
     parser.add_argument("--latency", type=float, default=2.0)
     parser.add_argument("--n", type=int)
-    parser.add_argument("--peers", default="ours,ours-bare,asynq")
+    parser.add_argument("--peers", default="ours,ours-bare,asynq,asynq-prefetch")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role:

@@ -42,15 +42,20 @@ func main() {
 	llmURL := flag.String("llm", "http://127.0.0.1:8999", "OpenAI-compatible base URL")
 	concurrency := flag.Int("concurrency", 5000, "asynq worker concurrency")
 	n := flag.Int64("n", 10000, "tasks to handle before exiting")
+	maxCalls := flag.Int("max-calls", 0, "cap on provider calls in flight (0: the concurrency); a higher concurrency then holds prefetched tasks")
 	flag.Parse()
+	if *maxCalls <= 0 {
+		*maxCalls = *concurrency
+	}
+	callSlots := make(chan struct{}, *maxCalls)
 
 	opt, err := asynq.ParseRedisURI(*redisURL)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	transport := &http.Transport{MaxIdleConns: *concurrency, MaxIdleConnsPerHost: *concurrency,
-		MaxConnsPerHost: *concurrency, IdleConnTimeout: 90 * time.Second}
+	transport := &http.Transport{MaxIdleConns: *maxCalls, MaxIdleConnsPerHost: *maxCalls,
+		MaxConnsPerHost: *maxCalls, IdleConnTimeout: 90 * time.Second}
 	client := &http.Client{Transport: transport, Timeout: 660 * time.Second}
 	var done atomic.Int64
 	finished := make(chan struct{})
@@ -62,12 +67,15 @@ func main() {
 		body, _ := json.Marshal(map[string]any{"model": p.Model, "messages": p.Messages})
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, *llmURL+"/chat/completions", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		callSlots <- struct{}{}
 		resp, err := client.Do(req)
 		if err != nil {
+			<-callSlots
 			return err
 		}
-		defer resp.Body.Close()
 		raw, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		<-callSlots
 		if err != nil {
 			return err
 		}
