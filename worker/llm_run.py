@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import NoReturn
 
 from sytq.llm import LLMError, LLMFatalError
@@ -25,6 +26,17 @@ log = logging.getLogger(__name__)
 MAX_TASK_ID_CHARS = 191  # the primary key's width
 
 AttemptErrorHook = Callable[[str, bool], Awaitable[None]]
+
+
+# Kept back from the task's deadline for storing a failed attempt and queueing its callback: a
+# handler the queue cancels at the deadline could do neither.
+DEADLINE_MARGIN_SECONDS = 5.0
+
+
+def _time_left(task: Task) -> float | None:
+    if task.deadline is None:
+        return None
+    return (task.deadline - datetime.now(UTC)).total_seconds() - DEADLINE_MARGIN_SECONDS
 
 
 def is_last_attempt(task: Task) -> bool:
@@ -69,7 +81,7 @@ async def run_llm(
     assert new.model is not None and new.messages is not None
     started_at = utcnow()
     try:
-        result = await pipeline.llm.chat(new.model, new.messages, new.parameters)
+        result = await pipeline.llm.chat(new.model, new.messages, new.parameters, time_limit=_time_left(task))
     except LLMError as exc:
         if record is None:  # the failed attempt is kept on a row too
             await pipeline.store.begin_attempt(new, attempt=task.retried + 1)

@@ -86,31 +86,41 @@ class LLMClient:
         return body
 
     async def chat(
-        self, model: str, messages: list[dict[str, Any]], parameters: dict[str, Any] | None = None
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        parameters: dict[str, Any] | None = None,
+        *,
+        time_limit: float | None = None,
     ) -> ChatResult:
-        """One completion; raises LLMRetryableError or LLMFatalError, never returns an empty result."""
-        body = self._body(model, messages, parameters or {})
-        if self._call_slots is None:
-            return await self._limited_call(model, body)
-        async with self._call_slots:
-            return await self._limited_call(model, body)
+        """One completion; raises LLMRetryableError or LLMFatalError, never returns an empty result.
 
-    async def _limited_call(self, model: str, body: dict[str, Any]) -> ChatResult:
+        ``time_limit`` (seconds from now, waiting for a call slot included) ends the call earlier
+        than the read timeout, as a retryable timeout: the worker passes what is left of the task's
+        own deadline, so that the failure is stored and reported instead of the task being killed."""
+        body = self._body(model, messages, parameters or {})
+        ends_at = None if time_limit is None else time.monotonic() + time_limit
+        if self._call_slots is None:
+            return await self._limited_call(model, body, ends_at)
+        async with self._call_slots:
+            return await self._limited_call(model, body, ends_at)
+
+    async def _limited_call(self, model: str, body: dict[str, Any], ends_at: float | None) -> ChatResult:
         if self.limiter is None:
-            return await self._guarded_call(model, body)
+            return await self._guarded_call(model, body, ends_at)
         async with self.limiter.slot(model):
-            result = await self._guarded_call(model, body)
+            result = await self._guarded_call(model, body, ends_at)
         await self.limiter.record_tokens(model, result.usage.get("total_tokens", 0))
         return result
 
-    async def _guarded_call(self, model: str, body: dict[str, Any]) -> ChatResult:
+    async def _guarded_call(self, model: str, body: dict[str, Any], ends_at: float | None) -> ChatResult:
         if self.breaker is not None:
             self.breaker.before_call()
         started = time.monotonic()
         LLM_IN_FLIGHT.inc()
         outcome = "ok"
         try:
-            result = await self._call(body)
+            result = await self._call(body, self._limit(ends_at))
         except LLMError as exc:
             outcome = exc.reason
             self._note_health(exc)
@@ -137,15 +147,25 @@ class LLMClient:
             breaker.record_neutral()
         labelled(LLM_BREAKER_OPEN, breaker.name).set(1 if breaker.state == "open" else 0)
 
-    async def _call(self, body: dict[str, Any]) -> ChatResult:
+    def _limit(self, ends_at: float | None) -> float:
+        """Seconds this call may take: the read timeout, or less when the caller's time runs out."""
+        if ends_at is None:
+            return self.read_timeout
+        left = ends_at - time.monotonic()
+        if left <= 0:
+            raise LLMRetryableError("no time left for a provider call before the task's deadline",
+                                    reason="timeout")
+        return min(self.read_timeout, left)
+
+    async def _call(self, body: dict[str, Any], limit: float) -> ChatResult:
         data = pydantic_core.to_json(body)  # UTF-8 JSON from the Rust encoder, ~10x json.dumps here
         if self.stream:
-            return await self._call_streaming(data)
+            return await self._call_streaming(data, limit)
         try:
-            async with asyncio.timeout(self.read_timeout):
+            async with asyncio.timeout(limit):
                 response = await self._pool.post(data)
         except TimeoutError as exc:
-            raise self._timed_out() from exc
+            raise self._timed_out(limit) from exc
         except HTTPConnectionError as exc:
             raise LLMRetryableError(f"provider connection failed: {exc}", reason="connection") from exc
         if response.status != 200:
@@ -153,19 +173,20 @@ class LLMClient:
             raise error_for_status(response.status, message, response.headers.get("retry-after"))
         return parse_chat_body(response.body)
 
-    def _timed_out(self) -> LLMRetryableError:
-        return LLMRetryableError(f"provider did not answer within {self.read_timeout}s", reason="timeout")
+    @staticmethod
+    def _timed_out(limit: float) -> LLMRetryableError:
+        return LLMRetryableError(f"provider did not answer within {limit:.4g}s", reason="timeout")
 
-    async def _call_streaming(self, data: bytes) -> ChatResult:
+    async def _call_streaming(self, data: bytes, limit: float) -> ChatResult:
         try:
             request = self._http().post(self._url, data=BytesPayload(data, content_type="application/json"))
-            async with asyncio.timeout(self.read_timeout), request as response:
+            async with asyncio.timeout(limit), request as response:
                 if response.status != 200:
                     message = _error_message(await response.read())
                     raise error_for_status(response.status, message, response.headers.get("Retry-After"))
                 return await _read_stream(response)
         except TimeoutError as exc:
-            raise self._timed_out() from exc
+            raise self._timed_out(limit) from exc
         except aiohttp.ClientError as exc:
             raise LLMRetryableError(
                 f"provider connection failed: {type(exc).__name__}: {exc}", reason="connection"

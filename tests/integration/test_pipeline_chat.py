@@ -201,3 +201,26 @@ async def test_redelivered_succeeded_task_does_not_call_provider_again(
     assert info is not None and info.state == "completed"
     assert again == first
     assert stub_llm.calls_for(prompt) == 1
+
+
+async def test_a_call_outliving_the_task_deadline_is_stored_as_failed_and_called_back(
+    pipeline_env: PipelineEnv,
+    redis_client: aioredis.Redis,
+    stub_llm: StubLLMProcess,
+    callback_receiver: CallbackReceiver,
+) -> None:
+    """The provider call ends before the queue's own task timeout would cancel the handler, so the
+    failed attempt is stored and the caller is told (a cancelled handler could do neither)."""
+    prompt = f"outlives deadline {uuid.uuid4().hex}"
+    stub_llm.configure(faults=[{"kind": "hang", "match": prompt}])
+    settings = pipeline_env.settings.model_copy(update={"llm_read_timeout": 600.0})
+    async with running_worker(settings, redis_client) as pipeline:
+        task_id = str(uuid.uuid4())
+        payload = chat_payload(prompt, callback_receiver.url)
+        await QueueClient(redis_client).enqueue(
+            "llm:chat", payload, task_id=task_id, max_retry=0, timeout=8, retention=300
+        )
+        record = await wait_callback_state(pipeline.store, task_id, "delivered")
+    assert record.status == "failed" and "did not answer within" in (record.error or "")
+    body = json.loads(callback_receiver.wait_for(task_id).body)
+    assert body["status"] == "failed"
