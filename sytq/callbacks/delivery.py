@@ -1,4 +1,5 @@
-"""One signed callback POST, with the SSRF guard applied to the target and to every redirect hop."""
+"""One signed callback POST, with the SSRF guard applied to the target and to every redirect hop,
+each sent to the address the guard vetted."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from urllib.parse import urljoin
 import httpx
 
 from sytq.callbacks.signing import signed_headers
-from sytq.callbacks.ssrf import IPNetwork, UnresolvableCallbackHost, check_callback_url
+from sytq.callbacks.ssrf import (
+    IPAddress,
+    IPNetwork,
+    UnresolvableCallbackHost,
+    check_callback_url,
+    pinned_request,
+)
 
 # 307/308 keep method and body, so the signed POST can be replayed as is; other 3xx are failures.
 _FOLLOWED_REDIRECTS = (307, 308)
@@ -68,18 +75,11 @@ async def deliver_callback(
     target = url
     for _hop in range(MAX_REDIRECTS + 1):
         try:
-            await asyncio.to_thread(check_callback_url, target, allow_nets)
+            addresses = await asyncio.to_thread(check_callback_url, target, allow_nets)
         except UnresolvableCallbackHost as exc:
             raise CallbackDeliveryError(str(exc)) from exc
         headers = signed_headers(secret, task_id, data)
-        try:
-            response = await client.post(
-                target, content=data, headers=headers, timeout=timeout_seconds, follow_redirects=False
-            )
-        except httpx.TimeoutException as exc:
-            raise CallbackDeliveryError(f"callback to {target} timed out after {timeout_seconds}s") from exc
-        except httpx.HTTPError as exc:
-            raise CallbackDeliveryError(f"callback to {target} failed: {type(exc).__name__}: {exc}") from exc
+        response = await _post_to_vetted(client, target, addresses, data, headers, timeout_seconds)
         if response.status_code in _FOLLOWED_REDIRECTS and "location" in response.headers:
             target = urljoin(target, response.headers["location"])
             continue
@@ -87,3 +87,31 @@ async def deliver_callback(
             return DeliveryResult(status_code=response.status_code, url=target)
         raise CallbackDeliveryError(f"callback to {target} answered HTTP {response.status_code}")
     raise CallbackDeliveryError(f"callback to {url} redirected more than {MAX_REDIRECTS} times")
+
+
+async def _post_to_vetted(
+    client: httpx.AsyncClient,
+    url: str,
+    addresses: list[IPAddress],
+    data: bytes,
+    headers: dict[str, str],
+    timeout_seconds: float,
+) -> httpx.Response:
+    """POST to the addresses the guard just vetted, in order until one connects: never to whatever
+    the host name resolves to a moment later (DNS rebinding)."""
+    for index, address in enumerate(addresses):
+        pinned_url, host_header, extensions = pinned_request(url, address)
+        try:
+            return await client.post(
+                pinned_url, content=data, headers=headers | host_header, timeout=timeout_seconds,
+                follow_redirects=False, extensions=extensions,
+            )
+        except httpx.ConnectError as exc:
+            if index + 1 < len(addresses):
+                continue
+            raise CallbackDeliveryError(f"callback to {url} failed: {type(exc).__name__}: {exc}") from exc
+        except httpx.TimeoutException as exc:
+            raise CallbackDeliveryError(f"callback to {url} timed out after {timeout_seconds}s") from exc
+        except httpx.HTTPError as exc:
+            raise CallbackDeliveryError(f"callback to {url} failed: {type(exc).__name__}: {exc}") from exc
+    raise CallbackDeliveryError(f"callback to {url}: no address to call")

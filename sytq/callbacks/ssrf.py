@@ -2,7 +2,7 @@
 
 The check resolves the host name, so a name that points at loopback (``localhost``) or at a
 metadata service is refused the same way as the literal address. Delivery calls it again for
-every redirect hop.
+every redirect hop, and connects to the addresses it vetted (no second lookup to rebind).
 """
 
 from __future__ import annotations
@@ -89,8 +89,11 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
     return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
 
 
-def check_callback_url(url: str, allow_nets: str | Iterable[str | IPNetwork] | None = None) -> None:
-    """Raise UnsafeCallbackURL unless every address ``url`` resolves to is public or allowlisted.
+def check_callback_url(
+    url: str, allow_nets: str | Iterable[str | IPNetwork] | None = None
+) -> list[IPAddress]:
+    """Raise UnsafeCallbackURL unless every address ``url`` resolves to is public or allowlisted;
+    return those vetted addresses (delivery connects to one of them: see ``pinned_request``).
 
     Blocking (does DNS); async callers run it with ``asyncio.to_thread``.
     """
@@ -118,3 +121,23 @@ def check_callback_url(url: str, allow_nets: str | Iterable[str | IPNetwork] | N
                 f"callback_url host {shown} is {reason}; refused "
                 "(operators can allow networks with SYTQ_CALLBACK_ALLOW_NETS)"
             )
+    return addresses
+
+
+def pinned_request(url: str, address: IPAddress) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The request that reaches ``url`` at the vetted ``address`` without resolving its host again
+    (a second lookup could answer differently: DNS rebinding). Returns the URL with the address as
+    its host, the Host header to send, and the httpx extensions (TLS server name for https, so the
+    certificate is still checked against the host name)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        return url, {}, {}  # already an address: nothing to pin
+    except ValueError:
+        pass
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    host_header = host if parts.port is None else f"{host}:{parts.port}"
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return parts._replace(netloc=netloc).geturl(), {"Host": host_header}, extensions

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import httpx
 import pytest
 
 from sytq.callbacks import CallbackDeliveryError, UnsafeCallbackURL, deliver_callback, verify_signature
+from sytq.callbacks.ssrf import pinned_request
 from tests.harness.llm_fixtures import CallbackReceiver
 
 BODY = {"task_id": "t1", "status": "succeeded", "result": None, "usage": None, "error": None, "metadata": {}}
@@ -61,3 +64,28 @@ async def test_unresolvable_host_is_a_retryable_failure_not_a_refusal() -> None:
     with pytest.raises(CallbackDeliveryError, match="does not resolve") as caught:
         await deliver("http://no-such-host.invalid/hook")
     assert not isinstance(caught.value, UnsafeCallbackURL)
+
+
+async def test_a_host_name_is_called_at_the_address_vetted_with_its_own_host_header(
+    callback_receiver: CallbackReceiver,
+) -> None:
+    """No second DNS lookup between the SSRF check and the connection (DNS rebinding): delivery
+    connects to the vetted address (trying each until one connects; `localhost` may list ::1 first,
+    where the receiver does not listen) and names the host in the Host header."""
+    port = callback_receiver.url.rsplit(":", 1)[1]
+    assert await deliver(f"http://localhost:{port}/hook", allow_nets="127.0.0.0/8,::1/128") == (
+        f"http://localhost:{port}/hook"
+    )
+    [got] = callback_receiver.received
+    assert got.headers["Host"] == f"localhost:{port}" and got.path == "/hook"
+
+
+def test_pinned_request_puts_the_address_in_the_url_and_keeps_the_name_for_host_and_tls() -> None:
+    address = ipaddress.ip_address("93.184.216.34")
+    assert pinned_request("https://example.com:8443/cb?x=1", address) == (
+        "https://93.184.216.34:8443/cb?x=1", {"Host": "example.com:8443"}, {"sni_hostname": "example.com"}
+    )
+    assert pinned_request("http://example.com/cb", ipaddress.ip_address("2001:db8::1")) == (
+        "http://[2001:db8::1]/cb", {"Host": "example.com"}, {}
+    )
+    assert pinned_request("http://93.184.216.34/cb", address) == ("http://93.184.216.34/cb", {}, {})
