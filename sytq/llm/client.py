@@ -108,9 +108,9 @@ class LLMClient:
     async def _limited_call(self, model: str, body: dict[str, Any], ends_at: float | None) -> ChatResult:
         if self.limiter is None:
             return await self._guarded_call(model, body, ends_at)
-        async with self.limiter.slot(model):
+        async with self.limiter.slot(model, tokens=token_estimate(body)) as reservation:
             result = await self._guarded_call(model, body, ends_at)
-        await self.limiter.record_tokens(model, result.usage.get("total_tokens", 0))
+            reservation.used_tokens = result.usage.get("total_tokens", 0)
         return result
 
     async def _guarded_call(self, model: str, body: dict[str, Any], ends_at: float | None) -> ChatResult:
@@ -200,6 +200,18 @@ async def _read_stream(response: aiohttp.ClientResponse) -> ChatResult:
         if accumulator.done:
             break
     return accumulator.result()
+
+
+DEFAULT_ANSWER_TOKENS = 1024  # reserved for the answer when the request sets no max_tokens
+
+
+def token_estimate(body: dict[str, Any]) -> int:
+    """Tokens a request may use, reserved against a tokens-per-minute budget before the call and
+    settled with the reported usage after: the prompt at ~3 characters a token (Chinese text runs
+    denser, English sparser) plus the answer's allowance."""
+    prompt_chars = sum(len(str(message.get("content") or "")) for message in body.get("messages", ()))
+    answer = body.get("max_tokens") or DEFAULT_ANSWER_TOKENS
+    return prompt_chars // 3 + 1 + int(answer)
 
 
 def _error_message(raw: bytes) -> str:

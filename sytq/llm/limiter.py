@@ -2,7 +2,10 @@
 per minute, per provider and model. All Redis commands of the limiter live in this module.
 
 In-flight slots are leases in a sorted set scored by expiry, so a pod killed mid-call frees its
-slots when the lease runs out instead of leaking them. Minute windows are plain counters.
+slots when the lease runs out instead of leaking them. Minute windows are plain counters. Tokens
+are reserved before a call (an estimate: the prompt plus the answer allowed) and settled with the
+usage the provider reports, so concurrent calls cannot together overshoot the budget by their
+unknown answers.
 """
 
 from __future__ import annotations
@@ -19,15 +22,21 @@ import redis.asyncio as aioredis
 
 from sytq.metrics import LLM_LIMITER_WAIT
 
-# KEYS: inflight zset, rpm counter, tpm counter. ARGV: now_ms, lease_ms, token, max_in_flight, rpm, tpm
-# Returns 0 when granted, else a suggested wait in ms.
+# KEYS: inflight zset, rpm counter, tpm counter.
+# ARGV: now_ms, lease_ms, token, max_in_flight, rpm, tpm, tokens to reserve.
+# Returns 0 when granted, else a suggested wait in ms. Every check comes before any write.
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
 local max_in_flight = tonumber(ARGV[4])
 local rpm = tonumber(ARGV[5])
 local tpm = tonumber(ARGV[6])
+local reserve = tonumber(ARGV[7])
 local window_left = 60000 - (now % 60000)
-if tpm > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= tpm then return window_left end
+if tpm > 0 then
+  local used = tonumber(redis.call('GET', KEYS[3]) or '0')
+  -- a call larger than the whole budget still goes alone into an empty minute
+  if used >= tpm or (used > 0 and used + reserve > tpm) then return window_left end
+end
 if rpm > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= rpm then return window_left end
 if max_in_flight > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -39,8 +48,23 @@ if rpm > 0 then
   redis.call('INCR', KEYS[2])
   redis.call('PEXPIRE', KEYS[2], 120000)
 end
+if tpm > 0 and reserve > 0 then
+  redis.call('INCRBY', KEYS[3], reserve)
+  redis.call('PEXPIRE', KEYS[3], 120000)
+end
 return 0
 """
+
+
+class Reservation:
+    """A granted slot; the caller sets ``used_tokens`` from the provider's usage (left unset, as
+    for a failed call, the reserved tokens are given back)."""
+
+    __slots__ = ("reserved_tokens", "used_tokens")
+
+    def __init__(self, reserved_tokens: int) -> None:
+        self.reserved_tokens = reserved_tokens
+        self.used_tokens: int | None = None
 
 
 class SharedLimiter:
@@ -80,9 +104,12 @@ class SharedLimiter:
         return int(await self._redis.zcard(key))
 
     @contextlib.asynccontextmanager
-    async def slot(self, model: str) -> AsyncIterator[None]:
+    async def slot(self, model: str, tokens: int = 0) -> AsyncIterator[Reservation]:
+        """Wait for an in-flight slot, a request and ``tokens`` (an estimate) of this minute's budget."""
+        reserve = tokens if self.tokens_per_minute else 0
+        reservation = Reservation(reserve)
         if not self.enabled:
-            yield
+            yield reservation
             return
         token = uuid.uuid4().hex
         started = time.monotonic()
@@ -90,7 +117,7 @@ class SharedLimiter:
             now_ms = int(time.time() * 1000)
             keys = self._keys(model, now_ms)
             args = [now_ms, self._lease_ms, token, self.max_in_flight,
-                    self.requests_per_minute, self.tokens_per_minute]
+                    self.requests_per_minute, self.tokens_per_minute, reserve]
             wait_ms = int(await self._acquire(keys=keys, args=args))
             if wait_ms == 0:
                 break
@@ -98,17 +125,24 @@ class SharedLimiter:
             await asyncio.sleep(min(wait_ms, 1000) / 1000 * random.uniform(0.5, 1.0))
         LLM_LIMITER_WAIT.labels(model=model).observe(time.monotonic() - started)
         try:
-            yield
+            yield reservation
         finally:
-            if self.max_in_flight:
-                await self._redis.zrem(keys[0], token)
+            await self._release(keys, token, reservation)
 
-    async def record_tokens(self, model: str, tokens: int) -> None:
-        """Count tokens the provider reported against this minute's tokens-per-minute budget."""
-        if not self.tokens_per_minute or tokens <= 0:
+    async def _release(self, keys: list[str], token: str, reservation: Reservation) -> None:
+        """Free the in-flight slot and settle the tokens (in the minute they were reserved in)."""
+        settle = (reservation.used_tokens or 0) - reservation.reserved_tokens
+        if not self.max_in_flight and not settle:
             return
-        key = self._keys(model, int(time.time() * 1000))[2]
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.incrby(key, tokens)
-            pipe.expire(key, 120)
+            if self.max_in_flight:
+                pipe.zrem(keys[0], token)
+            if settle:
+                pipe.incrby(keys[2], settle)
+                pipe.expire(keys[2], 120)
             await pipe.execute()
+
+    async def tokens_used(self, model: str) -> int:
+        """This minute's tokens: reserved by calls in flight plus used by finished ones."""
+        key = self._keys(model, int(time.time() * 1000))[2]
+        return int(await self._redis.get(key) or 0)

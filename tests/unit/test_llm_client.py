@@ -16,6 +16,7 @@ from sytq.llm import (
     LLMRetryableError,
     SharedLimiter,
 )
+from sytq.llm.client import token_estimate
 from sytq.stub_llm import deterministic_content
 from tests.harness.llm_fixtures import StubLLMProcess
 
@@ -113,3 +114,39 @@ async def test_shared_limiter_requests_per_minute(redis_client: aioredis.Redis) 
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.5), limiter.slot("m"):
             pass
+
+
+async def _at_start_of_a_minute_window() -> None:
+    if time.time() % 60 > 55:  # keep the whole check inside one minute window
+        await asyncio.sleep(60 - time.time() % 60 + 0.05)
+
+
+async def test_tokens_per_minute_reserve_before_and_settle_after(redis_client: aioredis.Redis) -> None:
+    """Two pods share 100 tokens a minute: a call reserves its estimate, so a second one that would
+    overshoot waits; settling with the real (smaller) usage frees room for it."""
+    pod_a, pod_b = (SharedLimiter(redis_client, "tpm", tokens_per_minute=100) for _ in range(2))
+    await _at_start_of_a_minute_window()
+    async with pod_a.slot("m", tokens=60) as first:
+        assert await pod_a.tokens_used("m") == 60
+        with pytest.raises(TimeoutError):  # 60 + 60 > 100: waits
+            async with asyncio.timeout(0.5), pod_b.slot("m", tokens=60):
+                pass
+        first.used_tokens = 25
+    assert await pod_a.tokens_used("m") == 25  # settled with the reported usage
+    async with asyncio.timeout(2), pod_b.slot("m", tokens=60):  # 25 + 60 fits now
+        assert await pod_b.tokens_used("m") == 85
+    assert await pod_b.tokens_used("m") == 25  # a call that reported nothing gives its tokens back
+
+
+async def test_client_reserves_its_token_estimate_and_settles_with_usage(
+    stub_llm: StubLLMProcess, redis_client: aioredis.Redis
+) -> None:
+    limiter = SharedLimiter(redis_client, "stub-tpm", tokens_per_minute=1_000_000)
+    client = LLMClient(stub_llm.url, "key", limiter=limiter)
+    await _at_start_of_a_minute_window()
+    try:
+        result = await client.chat("deepseek-chat", USER, {"max_tokens": 500})
+    finally:
+        await client.aclose()
+    assert token_estimate({"messages": USER, "max_tokens": 500}) >= 500
+    assert await limiter.tokens_used("deepseek-chat") == result.usage["total_tokens"] > 0
