@@ -109,8 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(JsonByDefaultMiddleware, paths=routes_submit.JSON_PATHS)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
-    if settings.api_resource_mode:  # its GET also answers for LLMTasks not enqueued yet
-        app.include_router(resource_lookup.router)
+    # Resource mode's GET also answers for LLMTasks not enqueued yet; it replaces the plain one.
+    app.include_router(resource_lookup.router if settings.api_resource_mode else routes_tasks.get_router)
     for module in (routes_submit, routes_tasks, routes_queues, routes_health):
         app.include_router(module.router)
     install_openapi(app, routes_submit.SELF_PARSED_BODIES)

@@ -16,12 +16,14 @@ from sytq.queue import Inspector, TaskInfo, TaskNotFoundError, TaskState
 from sytq.tasks import DEFAULT_QUEUE
 
 router = APIRouter(tags=["tasks"])
+# GET of one task on its own router: resource mode mounts its own GET (api.resource_lookup) instead.
+get_router = APIRouter(tags=["tasks"])
 
 TASK_ID = Path(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f/]+$")
 ListableState = Literal["pending", "active", "scheduled", "retry", "archived", "completed"]
 
 
-@router.get(
+@get_router.get(
     "/api/v1/tasks/{task_id}", response_model=TaskView, responses={401: {}, 403: {}, 404: {}, 503: {}}
 )
 async def get_task(

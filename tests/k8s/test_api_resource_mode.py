@@ -149,3 +149,11 @@ def test_idempotency_key_repeat_and_invalid_input_create_nothing_more(
     assert [m["content"] for m in conversation["spec"]["messages"]] == ["hi", "yes?", "b3"]
     assert "prompt" not in conversation["spec"]
     assert _get(api, results[0]["task_id"]).json()["state"] == "pending"
+
+
+def test_openapi_documents_the_resource_aware_get_once(resource_api: RunningApi) -> None:
+    document = httpx.get(f"{resource_api.url}/openapi.json", timeout=10).json()
+    operation = document["paths"]["/api/v1/tasks/{task_id}"]["get"]
+    assert operation["operationId"].startswith("get_task_or_llmtask")
+    operation_ids = [op["operationId"] for ops in document["paths"].values() for op in ops.values()]
+    assert not any(op_id.startswith("get_task_api") for op_id in operation_ids)
