@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -160,13 +161,11 @@ class TaskStore:
     async def _existing_ids(self, task_ids: list[str]) -> list[bool]:
         def _find(session: Session) -> set[str]:
             connection = session.connection()
-            if connection.dialect.name == "mysql":  # literal ids: see _insert_many
-                dbapi = connection.connection.dbapi_connection
-                assert dbapi is not None
-                quote_name = connection.dialect.identifier_preparer.quote
-                ids = ",".join([dbapi.escape(task_id) for task_id in task_ids])
+            if connection.dialect.name == "mysql":
+                quote_name, quote_value = _literal_quoting(connection)
+                ids = ",".join([quote_value(task_id) for task_id in task_ids])
                 statement = f"SELECT task_id FROM {quote_name(_TABLE.name)} WHERE task_id IN ({ids})"
-                return set(connection.exec_driver_sql(statement.replace("%", "%%")).scalars())
+                return set(_execute_literal(connection, statement).scalars())
             column = _TABLE.c.task_id
             return set(session.scalars(sa.select(column).where(column.in_(task_ids))))
 
@@ -279,23 +278,11 @@ class TaskStore:
         ids = [row["task_id"] for row in rows]
 
         def _write(session: Session) -> list[TaskRecord | None]:
-            columns = _TABLE.c
-            found = session.execute(
-                sa.select(columns.task_id, columns.status).where(columns.task_id.in_(ids)).with_for_update()
-            )
-            existing: dict[str, str] = {task_id: status for task_id, status in found}
+            answers = {row["task_id"]: {name: row[name] for name in _ANSWER_COLUMNS} for row in rows}
+            existing, done_before = _answer_onto_rows(session, answers)
             fresh = [row for row in rows if row["task_id"] not in existing]
             if fresh:
                 session.execute(sa.insert(_TABLE), fresh)
-            answered = [task_id for task_id, status in existing.items() if status == STATUS_SUCCEEDED]
-            done_before = _load_records(session, answered)
-            updates = {
-                row["task_id"]: {name: row[name] for name in _ANSWER_COLUMNS}
-                for row in rows
-                if row["task_id"] in existing and row["task_id"] not in done_before
-            }
-            if updates:
-                _write_answers(session.connection(), updates)
             return [done_before.get(task_id) for task_id in ids]
 
         return await self._run(_write)
@@ -305,18 +292,8 @@ class TaskStore:
         ids = [started.task_id for started, _ in items]
 
         def _write(session: Session) -> list[TaskRecord | None]:
-            # Lock the batch's rows reading two columns only; the full row (JSON messages and all)
-            # is loaded just for the rare task another delivery already answered.
-            columns = _TABLE.c
-            locked = session.execute(
-                sa.select(columns.task_id, columns.status).where(columns.task_id.in_(ids)).with_for_update()
-            )
-            answered = [task_id for task_id, status in locked if status == STATUS_SUCCEEDED]
-            done_before = _load_records(session, answered)
-            updates = {started.task_id: new for started, new in items if started.task_id not in done_before}
-            if updates:
-                _write_answers(session.connection(), updates)
-            return [done_before.get(started.task_id) for started, _ in items]
+            _, done_before = _answer_onto_rows(session, {started.task_id: new for started, new in items})
+            return [done_before.get(task_id) for task_id in ids]
 
         return await self._run(_write)
 
@@ -393,6 +370,26 @@ def _answer_values(
         "finished_at": utcnow(),
         "callback_status": CALLBACK_PENDING if callback_url else callback_status,
     }
+
+
+def _answer_onto_rows(
+    session: Session, answers: dict[str, dict[str, Any]]
+) -> tuple[set[str], dict[str, TaskRecord]]:
+    """Write each answer onto its task's row unless the row already holds one (another delivery
+    stored it first). Returns the ids that have rows and the rows answered before, which win.
+
+    The rows are locked reading two columns only; the full row (JSON messages and all) is loaded
+    just for the rare task another delivery already answered."""
+    columns = _TABLE.c
+    locked = session.execute(
+        sa.select(columns.task_id, columns.status).where(columns.task_id.in_(list(answers))).with_for_update()
+    )
+    statuses: dict[str, str] = {task_id: status for task_id, status in locked}
+    done_before = _load_records(session, [t for t, status in statuses.items() if status == STATUS_SUCCEEDED])
+    updates = {t: answer for t, answer in answers.items() if t in statuses and t not in done_before}
+    if updates:
+        _write_answers(session.connection(), updates)
+    return set(statuses), done_before
 
 
 def _load_records(session: Session, task_ids: list[str]) -> dict[str, TaskRecord]:
@@ -481,18 +478,30 @@ def _insert_many(connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
     if connection.dialect.name != "mysql":
         connection.execute(sa.insert(_TABLE), rows)
         return
-    # MySQL/MariaDB: literal SQL text (see mysql_literals: the driver's escaping was the cost). The
-    # driver still applies %-formatting to it, hence the doubled '%'.
-    quote_name = connection.dialect.identifier_preparer.quote
-    dbapi = connection.connection.dbapi_connection
-    assert dbapi is not None
+    quote_name, quote_value = _literal_quoting(connection)
     names = list(rows[0])
     statements = insert_statements(
         quote_name(_TABLE.name), [quote_name(name) for name in names],
-        ([row[name] for name in names] for row in rows), dbapi.escape,
+        ([row[name] for name in names] for row in rows), quote_value,
     )
     for statement in statements:
-        connection.exec_driver_sql(statement.replace("%", "%%"))
+        _execute_literal(connection, statement)
+
+
+# MySQL/MariaDB hot-path statements are literal SQL text (see mysql_literals: the driver's per-value
+# escaping was most of the database threads' CPU). These two helpers are all such statements use.
+def _literal_quoting(connection: sa.Connection) -> tuple[Callable[[str], str], Callable[[str], str]]:
+    """Identifier quoting, and string literals quoted by the driver connection's own escaping
+    (which honours the server's NO_BACKSLASH_ESCAPES mode)."""
+    dbapi = connection.connection.dbapi_connection
+    assert dbapi is not None
+    quote_value: Callable[[str], str] = dbapi.escape
+    return connection.dialect.identifier_preparer.quote, quote_value
+
+
+def _execute_literal(connection: sa.Connection, statement: str) -> sa.CursorResult[Any]:
+    # The driver still applies %-formatting to statement text, hence the doubled '%'.
+    return connection.exec_driver_sql(statement.replace("%", "%%"))
 
 
 def _execute(statement: sa.Executable, session: Session) -> None:
