@@ -87,10 +87,11 @@ def _rss_mb(pid: int, field: str = "VmRSS") -> float:
 
 async def _bare_worker(settings: Any) -> None:
     """Our queue server and provider client, no storage: what the Go peer does."""
+    from sytq.gc_tuning import freeze_startup_objects
     from sytq.llm import LLMClient
     from sytq.queue import Server, Task
     from sytq.tasks import LLMChatPayload
-    from worker.main import server_config, tune_gc, worker_redis
+    from worker.main import GC_THRESHOLDS, server_config, worker_redis
 
     client = worker_redis(settings.redis_url)
     calls = settings.worker_concurrency  # calls in flight; the server holds prefetched tasks too, as ours
@@ -102,7 +103,7 @@ async def _bare_worker(settings: Any) -> None:
         task.attach_result(json.dumps({"content_preview": result.content[:1024]}).encode())
 
     server = Server(client, server_config(settings), {"llm:chat": handle})
-    tune_gc()
+    freeze_startup_objects(GC_THRESHOLDS)
     await server.run(install_signal_handlers=True)
     await llm.aclose()
     await client.aclose()

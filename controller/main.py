@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import secrets
 from typing import Any
@@ -13,6 +12,7 @@ import kopf
 
 from controller import llmtasks, pools, task_events
 from controller.context import ControllerContext
+from sytq.gc_tuning import freeze_startup_objects
 from sytq.k8s_resources import LLMTASK_KIND
 from sytq.settings import Settings, get_settings
 
@@ -68,7 +68,7 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
     memo["ctx"] = ctx
     memo["listener"] = asyncio.create_task(task_events.listen(ctx), name="task-events")
     memo["event_poster"] = asyncio.create_task(ctx.events.run(), name="event-poster")
-    gc.freeze()
+    freeze_startup_objects(GC_THRESHOLDS)
     logger.info(
         "controller started: namespaces=%s resync=%ss scale-interval=%ss",
         ours.controller_namespaces or "<all>",
@@ -122,7 +122,6 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per handler run is noise
-    gc.set_threshold(*GC_THRESHOLDS)
     asyncio.run(kopf.operator(settings=kopf_settings(), memo=kopf.Memo(), **operator_options(settings)))
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -13,6 +12,7 @@ import redis.asyncio as aioredis
 import uvloop
 from redis.exceptions import RedisError
 
+from sytq.gc_tuning import freeze_startup_objects
 from sytq.logging import configure_logging
 from sytq.queue import Inspector, Server, ServerConfig
 from sytq.settings import ConfigError, Settings, get_settings
@@ -37,14 +37,6 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
 # every 10,000 net allocations and a full one after 1,000 of those keep cycles bounded (a full
 # collection every minute or two under load) at ~5% of that cost (bench_llm_load: 300 -> 190 us/task).
 GC_THRESHOLDS = (10_000, 10, 1_000)
-
-
-def tune_gc() -> None:
-    """Apply GC_THRESHOLDS and move everything built so far (imports, settings, pools) out of the
-    collector's view: it lives as long as the process."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def worker_redis(url: str, max_connections: int = 128) -> aioredis.Redis:
@@ -94,7 +86,7 @@ async def run_worker(settings: Settings, config: ServerConfig | None = None) -> 
     redis = worker_redis(settings.redis_url)
     pipeline = await asyncio.to_thread(build_pipeline, settings, redis)
     server = Server(redis, config or server_config(settings), handlers_for(pipeline))
-    tune_gc()
+    freeze_startup_objects(GC_THRESHOLDS)
     health: HealthServer | None = None
     depth = asyncio.create_task(export_queue_depth(Inspector(redis)))
     try:
