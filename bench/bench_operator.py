@@ -23,13 +23,17 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
+import multiprocessing.sharedctypes
 import os
+import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,7 @@ import redis.asyncio as aioredis
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
 
+from sytq.k8s_resources import kube_api_client
 from sytq.queue import EVENTS_CHANNEL, EnqueueRequest, QueueClient
 from tests.harness.kube import KubeControlPlane
 from tests.harness.operator_fixtures import (
@@ -70,6 +75,99 @@ def _proc_usage(pid: int) -> tuple[float, int]:
         if line.startswith("VmHWM:"):
             peak = int(line.split()[1]) * 1024
     return cpu, peak
+
+
+# The apiserver logs each LLMTask status patch with its own receive and completion times, so the
+# lag splits into controller (done -> patch received), apiserver (received -> patched) and watch
+# delivery (patched -> the watcher sees it).
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {
+            "level": "Metadata",
+            "verbs": ["patch"],
+            "resources": [{"group": "llm.syt.io", "resources": ["llmtasks/status"]}],
+        },
+        {"level": "None"},
+    ],
+}
+
+
+def status_patches(audit_log: Path, names: dict[str, str], since: float) -> dict[str, tuple[float, float]]:
+    """Task id -> (received, completed) of the last successful status patch of its LLMTask."""
+    patches: dict[str, tuple[float, float]] = {}
+    if not audit_log.exists():
+        return patches
+    for line in audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        task_id = names.get(entry["objectRef"].get("name", ""))
+        received = datetime.fromisoformat(entry["requestReceivedTimestamp"]).timestamp()
+        if task_id is None or received < since or entry.get("responseStatus", {}).get("code") != 200:
+            continue
+        patches[task_id] = (received, datetime.fromisoformat(entry["stageTimestamp"]).timestamp())
+    return patches
+
+
+def lag_stages(
+    done: dict[str, float], seen: dict[str, float], patches: dict[str, tuple[float, float]]
+) -> dict[str, Any]:
+    """p50/p95 of each stage of the lag, for the tasks whose every moment is known."""
+    tasks = [t for t in seen if t in done and t in patches]
+    if not tasks:
+        return {}
+    stages = {
+        "patched": [patches[t][1] - done[t] for t in tasks],  # done -> status patch applied
+        "controller": [patches[t][0] - done[t] for t in tasks],
+        "apiserver": [patches[t][1] - patches[t][0] for t in tasks],
+        "delivery": [seen[t] - patches[t][1] for t in tasks],
+    }
+    result: dict[str, Any] = {"stage_samples": len(tasks)}
+    for stage, values in stages.items():
+        for pct in (50, 95):
+            result[f"{stage}_p{pct}_ms"] = round(_percentile(values, pct) * 1000, 1)
+    result["patched_max_ms"] = round(max(stages["patched"]) * 1000, 1)
+    return result
+
+
+def _cpu_by_process() -> dict[int, tuple[str, float]]:
+    """pid -> (what it is, CPU seconds so far) for every process of this machine."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        found[int(entry.name)] = (_label(argv), (int(fields[11]) + int(fields[12])) / ticks)
+    return found
+
+
+def _label(argv: list[bytes]) -> str:
+    words = [Path(a.decode(errors="replace")).name for a in argv if a]
+    for known in ("kube-apiserver", "etcd", "redis-server", "mariadbd"):
+        if words and words[0] == known:
+            return known
+    for at, word in enumerate(words[:-1]):
+        if word in ("sytq", "sytq.cli"):
+            return f"sytq {words[at + 1]}"
+        if word == "-m" and words[at + 1] == "controller":
+            return "sytq controller"
+    if words and words[0].startswith("python") and "bench.bench_operator" in words:
+        return "benchmark: main"
+    return "other"
+
+
+def _cpu_delta(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    totals: Counter[str] = Counter()
+    for pid, (label, cpu) in after.items():
+        if pid in before:
+            totals[label] += cpu - before[pid][1]
+    return dict(totals)
 
 
 def _percentile(values: list[float], pct: float) -> float:
@@ -128,7 +226,9 @@ class SucceededWatch:
         self.prefix = f"{prefix}-"
         self.expected = expected
         self.seen: dict[str, float] = {}  # task id -> wall clock
+        self.names: dict[str, str] = {}  # LLMTask name -> task id
         self.reconnects = 0
+        self.cpu_seconds = 0.0  # the watching process's own
         api = kclient.CustomObjectsApi(kconfig.new_client_from_config(str(kubeconfig)))
         listing = api.list_namespaced_custom_object("llm.syt.io", "v1alpha1", NAMESPACE, "llmtasks")
         self.resource_version: str = listing["metadata"]["resourceVersion"]
@@ -145,7 +245,7 @@ class SucceededWatch:
         if not self._receiver.poll(timeout):
             self._process.kill()
             return False
-        self.seen, reconnects = self._receiver.recv()
+        self.seen, self.names, reconnects, self.cpu_seconds = self._receiver.recv()
         self._process.join(10)
         if isinstance(reconnects, str):
             raise RuntimeError(reconnects)
@@ -158,9 +258,9 @@ class SucceededWatch:
         try:
             self._watch()
         except Exception as exc:  # reported to the benchmark, which fails with it
-            self._sender.send(({}, f"the watch failed: {exc!r}"))
+            self._sender.send(({}, {}, f"the watch failed: {exc!r}", 0.0))
         else:
-            self._sender.send((self.seen, self.reconnects))
+            self._sender.send((self.seen, self.names, self.reconnects, _own_cpu_seconds()))
 
     def _watch(self) -> None:
         api = kclient.CustomObjectsApi(kconfig.new_client_from_config(str(self.kubeconfig)))
@@ -200,8 +300,10 @@ class SucceededWatch:
         self.resource_version = line[at : line.index(b'"', at)].decode()
         if b'"phase":"Succeeded"' in line:
             obj = json.loads(line)["object"]
-            if obj["metadata"]["name"].startswith(self.prefix):
-                self.seen.setdefault(f"llmtask-{obj['metadata']['uid']}", now)
+            name = obj["metadata"]["name"]
+            if name.startswith(self.prefix):
+                task_id = self.names[name] = f"llmtask-{obj['metadata']['uid']}"
+                self.seen.setdefault(task_id, now)
 
 
 def _llmtask(name: str) -> dict[str, Any]:
@@ -216,9 +318,9 @@ def _llmtask(name: str) -> dict[str, Any]:
 async def _create_all(kubeconfig: Path, n: int, prefix: str = "bench", rate: float | None = None) -> None:
     """Create n LLMTasks: all at once (32 in flight), or paced at ``rate`` per second."""
     from kubernetes_asyncio import client as aclient
-    from kubernetes_asyncio import config as aconfig
 
-    api_client = await aconfig.new_client_from_config(str(kubeconfig))
+    os.environ["KUBECONFIG"] = str(kubeconfig)  # this is a process of its own
+    api_client = await kube_api_client(CREATE_CONCURRENCY)  # the client our API uses, same settings
     api = aclient.CustomObjectsApi(api_client)
     todo = iter(range(n))
 
@@ -241,12 +343,37 @@ async def _create_all(kubeconfig: Path, n: int, prefix: str = "bench", rate: flo
     await api_client.close()
 
 
-def _create_in_process(kubeconfig: Path, n: int, prefix: str, rate: float | None) -> None:
+def _create_in_process(
+    kubeconfig: Path,
+    n: int,
+    prefix: str,
+    rate: float | None,
+    cpu: multiprocessing.sharedctypes.Synchronized[float],
+) -> None:
     asyncio.run(_create_all(kubeconfig, n, prefix, rate))
+    cpu.value = _own_cpu_seconds()
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _start_profile(kube: KubeControlPlane, seconds: int, into: Path) -> subprocess.Popen[bytes]:
+    """Start a CPU profile of the apiserver (needs ``profiling=True``): ``go tool pprof`` reads it."""
+    into.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [str(kube.bin_dir / "kubectl"), f"--kubeconfig={kube.kubeconfig}", "get", "--raw"]
+    with into.open("wb") as out:
+        return subprocess.Popen([*cmd, f"/debug/pprof/profile?seconds={seconds}"], stdout=out)
 
 
 async def run_operator(
-    env: OperatorEnv, n: int, controller_pid: int, prefix: str = "bench", rate: float | None = None
+    env: OperatorEnv,
+    n: int,
+    controller_pid: int,
+    prefix: str = "bench",
+    rate: float | None = None,
+    profile: tuple[int, Path] | None = None,
 ) -> dict[str, Any]:
     clock = EventClock(env.redis_url)
     listener = asyncio.create_task(clock.run())
@@ -255,10 +382,13 @@ async def run_operator(
     watch.start()
     writes0 = apiserver_writes(env.kube)
     cpu0, _ = _proc_usage(controller_pid)
+    machine0 = _cpu_by_process()
+    profiler = _start_profile(env.kube, *profile) if profile else None
     start = time.time()
     # The creates run in a process of their own, so this one's watch is not slowed by them (GIL).
+    creator_cpu = multiprocessing.get_context("fork").Value("d", 0.0)
     creator = multiprocessing.get_context("fork").Process(
-        target=_create_in_process, args=(env.kube.kubeconfig, n, prefix, rate)
+        target=_create_in_process, args=(env.kube.kubeconfig, n, prefix, rate, creator_cpu)
     )
     creator.start()
     await asyncio.to_thread(creator.join)
@@ -267,14 +397,20 @@ async def run_operator(
     created = time.time()
     all_seen = await asyncio.to_thread(watch.wait, 600)
     cpu1, peak_rss = _proc_usage(controller_pid)
+    cpu_by_process = _cpu_delta(machine0, _cpu_by_process())
+    cpu_by_process["benchmark: creates"] = creator_cpu.value
+    cpu_by_process["benchmark: watch"] = watch.cpu_seconds
     await asyncio.sleep(0.5)  # late pub/sub messages
     listener.cancel()
     if not all_seen:
         raise RuntimeError(f"only {len(watch.seen)}/{n} LLMTasks Succeeded within 600 s")
     end = max(watch.seen.values())
     writes, settled = await _writes_until_quiet(env.kube, writes0)
+    if profiler is not None:
+        await asyncio.to_thread(profiler.wait)
     lags = [watch.seen[t] - clock.done[t] for t in watch.seen if t in clock.done]
     timeline = {t: (clock.done[t], watch.seen[t]) for t in watch.seen if t in clock.done}
+    stages = lag_stages(clock.done, watch.seen, status_patches(env.kube.audit_log, watch.names, start))
     return {
         "tasks": n,
         "create_seconds": round(created - start, 2),
@@ -285,6 +421,8 @@ async def run_operator(
         "lag_p95_ms": round(_percentile(lags, 95) * 1000, 1),
         "lag_max_ms": round(max(lags) * 1000, 1),
         "lag_mean_ms": round(statistics.fmean(lags) * 1000, 1),
+        **stages,
+        "cpu_seconds_by_process": {k: round(v, 2) for k, v in sorted(cpu_by_process.items()) if v >= 0.01},
         "controller_cpu_seconds": round(cpu1 - cpu0, 2),
         "controller_cpu_percent": round(100 * (cpu1 - cpu0) / (end - start), 1),
         "controller_peak_rss_mib": round(peak_rss / 2**20, 1),
@@ -345,8 +483,14 @@ async def run_direct(redis_url: str, n: int) -> dict[str, Any]:
     }
 
 
+LAG_STAGES = ("patched", "controller", "apiserver", "delivery")
 ROUND_FIELDS = (
     "create_seconds",
+    *(
+        f"{stage}_p{pct}_ms"
+        for stage in ("patched", "controller", "apiserver", "delivery")
+        for pct in (50, 95)
+    ),
     "all_succeeded_seconds",
     "lag_p50_ms",
     "lag_p95_ms",
@@ -365,7 +509,7 @@ def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summary(run: dict[str, Any]) -> dict[str, Any]:
-    return {key: run[key] for key in ROUND_FIELDS}
+    return {key: run[key] for key in ROUND_FIELDS if key in run}
 
 
 def write_results(result: dict[str, Any], out_dir: Path = RESULTS_DIR) -> None:
@@ -402,6 +546,7 @@ def write_results(result: dict[str, Any], out_dir: Path = RESULTS_DIR) -> None:
         f"| {steady['lag_p95_ms']} ms | {steady['lag_max_ms']} ms | |"
         f" {steady['controller_writes_per_task']} |",
         "",
+        *_stage_lines(result["burst_rounds"], steady),
         "Writes per task are the apiserver's own count (`apiserver_request_total`) of everything but the"
         f" creates, until writing stopped (median burst: {op['writes_settled_seconds']} s after the first"
         " create; the Events go out behind the status patches): "
@@ -414,6 +559,13 @@ def write_results(result: dict[str, Any], out_dir: Path = RESULTS_DIR) -> None:
         f" {op['create_seconds']} s ({CREATE_CONCURRENCY} concurrent creates). Target: all Succeeded"
         f" <= {TARGET_SECONDS:.0f} s for 1,000 tasks{QUICK_NOTE if result['quick'] else ''}.",
         "",
+        "CPU seconds by process over the median burst (first create until every LLMTask was seen"
+        f" Succeeded, {op['all_succeeded_seconds']} s on {os.cpu_count()} cores): "
+        + ", ".join(
+            f"{k} {v}" for k, v in sorted(op["cpu_seconds_by_process"].items(), key=lambda kv: -kv[1])
+        )
+        + ".",
+        "",
         f"Load average (1 min) before/after: {load['start']} / {load['end']}. Every write goes through one"
         " kube-apiserver on these 2 cores, so the burst figures move with whatever else runs; the burst lag"
         " is about how long the creation storm keeps the apiserver busy, the steady lag is the mirroring"
@@ -422,6 +574,31 @@ def write_results(result: dict[str, Any], out_dir: Path = RESULTS_DIR) -> None:
     ]
     (out_dir / "operator.md").write_text("\n".join(lines))
     print("\n".join(lines))
+
+
+def _by_value(item: tuple[str, float]) -> float:
+    return -item[1]
+
+
+def _stage_lines(rounds: list[dict[str, Any]], steady: dict[str, Any]) -> list[str]:
+    """The lag split at the apiserver's own timestamps (its audit log) of each status patch."""
+    head = [
+        "| lag stage (p50 / p95) | worker done -> status patched | controller (done -> patch received)"
+        " | apiserver (received -> patched) | watch delivery (patched -> seen) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    rows = [(f"burst {i + 1}", r) for i, r in enumerate(rounds)] + [("steady", steady)]
+
+    def cell(run: dict[str, Any], stage: str) -> str:
+        return f"{run[stage + '_p50_ms']} / {run[stage + '_p95_ms']} ms"
+
+    stages = ("patched", "controller", "apiserver", "delivery")
+    body = [
+        f"| {label} | " + " | ".join(cell(r, s) for s in stages) + " |"
+        for label, r in rows
+        if "patched_p95_ms" in r
+    ]
+    return [*head, *body, ""] if body else []
 
 
 def extra_controller_env() -> dict[str, str]:
@@ -442,6 +619,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=None, help="burst rounds (default 3, quick 1); the median is reported"
     )
+    parser.add_argument(
+        "--pprof",
+        type=int,
+        metavar="SECONDS",
+        help="profile the apiserver's CPU for SECONDS from the first burst's first create into "
+        "--out/apiserver-burst.pprof (read it with: go tool pprof -top kube-apiserver FILE)",
+    )
     args = parser.parse_args(argv)
     n = args.n or (200 if args.quick else 1000)
     args.rounds = args.rounds or (1 if args.quick else 3)
@@ -452,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     redis_server.start()
     factory = ProcessFactory(workdir)
     try:
-        with KubeControlPlane() as kube:
+        with KubeControlPlane(profiling=bool(args.pprof), audit_policy=AUDIT_POLICY) as kube:
             apply_manifests(kube)
             env = OperatorEnv(
                 kube=kube,
@@ -468,8 +652,12 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(3)  # controller logged in and watching
             rounds = []
             for round_no in range(args.rounds):
+                first_profiled = args.pprof and not round_no
+                profile = (args.pprof, args.out / "apiserver-burst.pprof") if first_profiled else None
                 rounds.append(
-                    asyncio.run(run_operator(env, n, controller.popen.pid, prefix=f"burst{round_no}"))
+                    asyncio.run(
+                        run_operator(env, n, controller.popen.pid, prefix=f"burst{round_no}", profile=profile)
+                    )
                 )
                 env.delete_all()  # the next round starts from an empty namespace again
                 time.sleep(2)

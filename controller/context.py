@@ -9,8 +9,9 @@ import redis.asyncio as aioredis
 from kubernetes_asyncio import client as kclient
 
 from controller.events import EventPoster, InFlight
+from sytq.coalesce import Coalescer
 from sytq.k8s_resources import kube_api_client
-from sytq.queue import Inspector, QueueClient
+from sytq.queue import Inspector, QueueClient, TaskInfo
 from sytq.settings import ConfigError, Settings
 
 # Events go out behind the status patches (controller/events.py): this few at a time, so during a
@@ -21,6 +22,8 @@ EVENT_MAX_DEFER_SECONDS = 10.0  # an Event waits at most this long for the statu
 # Final outcomes are what the lag promise is about: under a creation storm the apiserver shares
 # its CPU among the requests in flight, so this lane may hold more of them than the progress lane.
 FINAL_LANE_FACTOR = 4
+# The mirrors' task reads share round trips (a burst wakes hundreds of them at once).
+TASK_READ_BATCH = 256
 
 
 @dataclass
@@ -67,6 +70,7 @@ class ControllerContext:
     final_patch_slots: asyncio.Semaphore
     events: EventPoster
     status_writes: InFlight
+    task_reads: Coalescer[tuple[str, str], TaskInfo]  # (queue, task id) -> the task
     wakeups: Wakeups = field(default_factory=Wakeups)
 
     @classmethod
@@ -81,11 +85,12 @@ class ControllerContext:
         )
         api = await kube_api_client(progress + final + EVENT_POSTERS + 8)
         status_writes = InFlight()
+        inspector = Inspector(redis)
         return cls(
             settings=settings,
             redis=redis,
             queue=QueueClient(redis),
-            inspector=Inspector(redis),
+            inspector=inspector,
             api=api,
             custom=kclient.CustomObjectsApi(api),
             apps=kclient.AppsV1Api(api),
@@ -99,6 +104,7 @@ class ControllerContext:
                 max_defer=EVENT_MAX_DEFER_SECONDS,
             ),
             status_writes=status_writes,
+            task_reads=Coalescer(inspector.get_tasks, max_batch=TASK_READ_BATCH),
         )
 
     async def close(self) -> None:

@@ -127,7 +127,7 @@ async def _news_within(wake: asyncio.Event, seconds: float) -> bool:
 
 async def get_task(ctx: ControllerContext, queue: str, task_id: str) -> TaskInfo | None:
     try:
-        return await ctx.inspector.get_task(queue, task_id)
+        return await ctx.task_reads.submit((queue, task_id))
     except TaskNotFoundError:
         return None
 

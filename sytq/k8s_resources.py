@@ -156,7 +156,18 @@ async def kube_api_client(pool_size: int = 16) -> kclient.ApiClient:
             config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
         )
     configuration.connection_pool_maxsize = pool_size
-    return kclient.ApiClient(configuration)
+    api = kclient.ApiClient(configuration)
+    if not _proxy_in_environment():
+        # kubernetes_asyncio opens its aiohttp session with trust_env=True, which makes every
+        # request look up proxy variables and ~/.netrc in a worker thread: two thread hops per
+        # request, ~15% of the controller's CPU under a burst. Without proxy variables that
+        # lookup finds nothing to use (a proxy in the kubeconfig is passed per request anyway).
+        api.rest_client.pool_manager._trust_env = False
+    return api
+
+
+def _proxy_in_environment() -> bool:
+    return any(key.lower().endswith("_proxy") and value for key, value in os.environ.items())
 
 
 async def create_llmtask(api: kclient.ApiClient, body: Mapping[str, Any]) -> str:

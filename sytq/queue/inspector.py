@@ -84,15 +84,38 @@ class Inspector:
         )
 
     async def get_task(self, queue: str, task_id: str) -> TaskInfo:
-        queue = validate_queue_name(queue)
-        fields, sched, retry = await self._ops.run(
-            [
-                redis_ops.task_fields_call(queue, task_id),
-                redis_ops.zscore_call(keys.scheduled_key(queue), task_id),
-                redis_ops.zscore_call(keys.retry_key(queue), task_id),
+        found = (await self.get_tasks([(queue, task_id)]))[0]
+        if isinstance(found, QueueError):
+            raise found
+        return found
+
+    async def get_tasks(self, tasks: Sequence[tuple[str, str]]) -> list[TaskInfo | QueueError]:
+        """Several ``(queue, task_id)`` in one round trip. Each answer is in its task's place: the
+        ``TaskInfo``, or the ``QueueError`` that ``get_task`` would raise (e.g. not found)."""
+        found: list[TaskInfo | QueueError] = []
+        calls: list[redis_ops.Call] = []
+        asked: list[tuple[int, str, str]] = []  # (place, queue, task id) of what is read
+        for queue, task_id in tasks:
+            try:
+                name = validate_queue_name(queue)
+            except QueueError as exc:
+                found.append(exc)
+                continue
+            asked.append((len(found), name, task_id))
+            found.append(TaskNotFoundError(task_id))  # replaced below
+            calls += [
+                redis_ops.task_fields_call(name, task_id),
+                redis_ops.zscore_call(keys.scheduled_key(name), task_id),
+                redis_ops.zscore_call(keys.retry_key(name), task_id),
             ]
-        )
-        return self._info(queue, task_id, fields, sched or retry)
+        replies = await self._ops.run(calls)
+        for at, (place, queue, task_id) in enumerate(asked):
+            fields, sched, retry = replies[3 * at : 3 * at + 3]
+            try:
+                found[place] = self._info(queue, task_id, fields, sched or retry)
+            except QueueError as exc:
+                found[place] = exc
+        return found
 
     async def find_task(self, task_id: str, queues: Sequence[str] | None = None) -> TaskInfo:
         names = list(queues) if queues is not None else await self.queues()

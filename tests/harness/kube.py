@@ -251,7 +251,17 @@ class KubeControlPlane:
     ``bin_dir`` defaults to the output of hack/k8s/build.sh (or ``$SYTQ_K8S_BIN``).
     """
 
-    def __init__(self, bin_dir: str | Path | None = None, workdir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        bin_dir: str | Path | None = None,
+        workdir: str | Path | None = None,
+        profiling: bool = False,
+        audit_policy: dict[str, Any] | None = None,
+    ) -> None:
+        self.profiling = profiling  # serve /debug/pprof (for benchmarks that profile the apiserver)
+        # An audit.k8s.io/v1 Policy: the apiserver then logs matching requests (JSON lines, with
+        # its own receive and completion timestamps) to ``audit_log``. For benchmarks.
+        self.audit_policy = audit_policy
         env_bin = os.environ.get("SYTQ_K8S_BIN")
         self._bin_dir: Path | None = Path(bin_dir) if bin_dir else (Path(env_bin) if env_bin else None)
         self._own_workdir = workdir is None
@@ -266,6 +276,7 @@ class KubeControlPlane:
         self.etcd_port = 0
         self._started = False
         self.kubeconfig = self.workdir / "admin.kubeconfig"
+        self.audit_log = self.workdir / "logs" / "audit.jsonl"
         self.startup_seconds = 0.0
 
     # -- public API ---------------------------------------------------------------------------
@@ -420,6 +431,15 @@ class KubeControlPlane:
             raise KubeCommandError(proc.returncode, cmd, proc.stdout, proc.stderr)
         return proc
 
+    def _audit_flags(self) -> list[str]:
+        if self.audit_policy is None:
+            return []
+        policy = self.workdir / "audit-policy.json"
+        policy.write_text(json.dumps(self.audit_policy))
+        # batch mode: requests never wait for the log file
+        log = f"--audit-log-path={self.audit_log}"
+        return [f"--audit-policy-file={policy}", log, "--audit-log-mode=batch"]
+
     def _start_processes(self, bin_dir: Path, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         logs = self.workdir / "logs"
@@ -471,8 +491,9 @@ class KubeControlPlane:
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--allow-privileged=true",
                 "--enable-priority-and-fairness=false",
-                "--profiling=false",
+                f"--profiling={'true' if self.profiling else 'false'}",
                 "--v=1",
+                *self._audit_flags(),
             ],
             logs / "kube-apiserver.log",
         )

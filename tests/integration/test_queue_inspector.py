@@ -12,6 +12,7 @@ from sytq.queue import (
     QueueClient,
     QueueNotFoundError,
     Task,
+    TaskInfo,
     TaskNotFoundError,
     TaskState,
     TaskStateError,
@@ -129,3 +130,23 @@ async def test_pause_stops_dequeue(
         assert ran == []
         await inspector.unpause_queue("default")
         await wait_until(lambda: len(ran) == 1)
+
+
+async def test_get_tasks_answers_each_task_in_its_place(
+    redis_client: aioredis.Redis, queue_client: QueueClient, inspector: Inspector
+) -> None:
+    pending = await queue_client.enqueue("t", b"a", queue="q")
+    later = await queue_client.enqueue("t", b"b", queue="q", process_in=600)
+    before = (await redis_client.info("stats"))["total_commands_processed"]
+    asked = [("q", later.id), ("q", "missing"), ("bad name", "x"), ("q", pending.id)]
+    found = await inspector.get_tasks(asked)
+    after = (await redis_client.info("stats"))["total_commands_processed"]
+    kinds = [type(f).__name__ for f in found]
+    assert kinds == ["TaskInfo", "TaskNotFoundError", "InvalidTaskError", "TaskInfo"]
+    scheduled, _, _, waiting = found
+    assert isinstance(scheduled, TaskInfo) and isinstance(waiting, TaskInfo)
+    assert scheduled.state is TaskState.SCHEDULED and scheduled.next_process_at is not None
+    assert waiting.id == pending.id and waiting.state is TaskState.PENDING
+    assert after - before == 3 * 3 + 1  # three reads per valid task, plus the INFO itself
+    with pytest.raises(TaskNotFoundError):
+        await inspector.get_task("q", "missing")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -190,3 +191,46 @@ async def test_waiting_for_a_patch_slot_gives_way_to_news_without_leaking_slots(
     assert await _acquire_unless(slots, wake)  # the slot was not leaked
     slots.release()
     assert not slots.locked()
+
+
+def test_llmtasks_get_no_kopf_essence_but_pools_do() -> None:
+    import kopf
+
+    from controller.main import kopf_settings
+
+    storage = kopf_settings().persistence.diffbase_storage
+    version = "llm.syt.io/v1alpha1"
+    task = kopf.Body({"apiVersion": version, "kind": "LLMTask", "spec": {"prompt": "p"}})
+    pool = kopf.Body({"apiVersion": version, "kind": "LLMWorkerPool", "spec": {"maxReplicas": 3}})
+    assert storage.build(body=task) == {}  # never stored, so never compared: not built either
+    assert storage.build(body=pool)["spec"] == {"maxReplicas": 3}
+
+
+async def test_kube_client_skips_per_request_proxy_lookups_unless_a_proxy_is_set(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sytq.k8s_resources import kube_api_client
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    for key in [k for k in os.environ if k.lower().endswith("_proxy")]:
+        monkeypatch.delenv(key)
+    api = await kube_api_client()
+    assert api.rest_client.pool_manager.trust_env is False
+    await api.close()
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    api = await kube_api_client()
+    assert api.rest_client.pool_manager.trust_env is True  # the proxy variables are honoured
+    await api.close()
