@@ -409,8 +409,14 @@ async def run_operator(
     if profiler is not None:
         await asyncio.to_thread(profiler.wait)
     lags = [watch.seen[t] - clock.done[t] for t in watch.seen if t in clock.done]
-    timeline = {t: (clock.done[t], watch.seen[t]) for t in watch.seen if t in clock.done}
-    stages = lag_stages(clock.done, watch.seen, status_patches(env.kube.audit_log, watch.names, start))
+    patches = status_patches(env.kube.audit_log, watch.names, start)
+    # per task: worker done, status patch received and applied (when known), seen by the watch
+    timeline = {
+        t: (clock.done[t], *patches.get(t, (None, None)), watch.seen[t])
+        for t in watch.seen
+        if t in clock.done
+    }
+    stages = lag_stages(clock.done, watch.seen, patches)
     return {
         "tasks": n,
         "create_seconds": round(created - start, 2),
@@ -614,7 +620,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-logs",
         action="store_true",
-        help="also write the apiserver log and per-task (done, seen) times to --out, for digging",
+        help="also write the apiserver log and per-task times (done, patch received, patched, seen)"
+        " to --out, for digging",
     )
     parser.add_argument(
         "--rounds", type=int, default=None, help="burst rounds (default 3, quick 1); the median is reported"
@@ -669,9 +676,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.keep_logs:
                 args.out.mkdir(parents=True, exist_ok=True)
                 shutil.copy(kube.workdir / "logs" / "kube-apiserver.log", args.out / "kube-apiserver.log")
-                timelines = {
-                    phase: run["timeline"] for phase, run in (("burst", operator), ("steady", steady))
-                }
+                timelines = {f"burst {i + 1}": run["timeline"] for i, run in enumerate(rounds)}
+                timelines["steady"] = steady["timeline"]
                 (args.out / "operator_timeline.json").write_text(json.dumps(timelines) + "\n")
             redis.Redis.from_url(redis_server.url).flushall()
             direct = asyncio.run(run_direct(redis_server.url, n))

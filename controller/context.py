@@ -19,6 +19,7 @@ from sytq.settings import ConfigError, Settings
 EVENT_POSTERS = 2
 EVENT_BACKLOG = 100_000
 EVENT_MAX_DEFER_SECONDS = 10.0  # an Event waits at most this long for the status patches to pause
+EVENT_SETTLE_SECONDS = 0.25  # ... and a pause is this long without status patches
 # Final outcomes are what the lag promise is about: under a creation storm the apiserver shares
 # its CPU among the requests in flight, so this lane may hold more of them than the progress lane.
 FINAL_LANE_FACTOR = 4
@@ -84,7 +85,7 @@ class ControllerContext:
             FINAL_LANE_FACTOR * settings.controller_max_patches_in_flight,
         )
         api = await kube_api_client(progress + final + EVENT_POSTERS + 8)
-        status_writes = InFlight()
+        status_writes = InFlight(settle=EVENT_SETTLE_SECONDS)
         inspector = Inspector(redis)
         return cls(
             settings=settings,

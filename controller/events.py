@@ -4,8 +4,8 @@ Under a burst every Event is one more apiserver write per task, and the apiserve
 the status-mirroring lag. So an Event is not posted when the transition happens: it waits in a
 queue and a few posters send it with the transition's own timestamp, a few in flight at a time.
 During a creation storm the backlog grows and drains once the storm is over; in quiet times an
-Event goes out within one round trip. Events are auxiliary (as in kopf): a refused one is logged,
-not retried forever.
+Event goes out a quarter second after its status patch. Events are auxiliary (as in kopf): a
+refused one is logged, not retried forever.
 """
 
 from __future__ import annotations
@@ -70,23 +70,32 @@ def involved_object(body: Mapping[str, Any]) -> dict[str, str]:
 
 
 class InFlight:
-    """Counts writes in flight; ``quiet`` is set while there are none."""
+    """Counts writes in flight; ``quiet`` is set once there have been none for ``settle`` seconds
+    (a creation storm finishes tasks in waves: a short gap between two waves is not quiet)."""
 
-    def __init__(self) -> None:
+    def __init__(self, settle: float = 0.0) -> None:
         self.count = 0
+        self.settle = settle
         self.quiet = asyncio.Event()
         self.quiet.set()
+        self._settling: asyncio.TimerHandle | None = None
 
     @contextlib.contextmanager
     def track(self) -> Iterator[None]:
         self.count += 1
         self.quiet.clear()
+        if self._settling is not None:
+            self._settling.cancel()
+            self._settling = None
         try:
             yield
         finally:
             self.count -= 1
             if not self.count:
-                self.quiet.set()
+                if self.settle > 0:
+                    self._settling = asyncio.get_running_loop().call_later(self.settle, self.quiet.set)
+                else:
+                    self.quiet.set()
 
 
 class EventPoster:

@@ -193,3 +193,16 @@ def test_a_finalizer_is_wanted_only_while_the_task_is_unfinished_or_being_releas
     assert all(holds_a_task(body(p)) for p in ("Pending", "Queued", "Running"))
     assert not any(holds_a_task(body(p)) for p in ("Succeeded", "Failed", "Cancelled"))
     assert holds_a_task(body("Succeeded", deleting=True))
+
+
+async def test_status_writes_are_quiet_only_after_a_settled_pause() -> None:
+    writes = InFlight(settle=0.2)
+    with writes.track():
+        assert not writes.quiet.is_set()
+    assert not writes.quiet.is_set()  # a gap between two waves of patches is not a pause yet
+    await asyncio.sleep(0.1)
+    with writes.track():  # the next wave starts: the pause so far does not count
+        pass
+    await asyncio.sleep(0.15)
+    assert not writes.quiet.is_set()
+    await asyncio.wait_for(writes.quiet.wait(), 1)
