@@ -35,6 +35,7 @@ DENIED = [
     (CONTROLLER, "list", "customresourcedefinitions.apiextensions.k8s.io", ""),
     (CONTROLLER, "create", "roles.rbac.authorization.k8s.io", NAMESPACE),
     (API, "delete", "llmtasks.llm.syt.io", NAMESPACE),
+    (API, "list", "llmtasks.llm.syt.io", NAMESPACE),  # it reads back only what it created
     (API, "patch", "llmtasks.llm.syt.io/status", NAMESPACE),
     (API, "get", "secrets", NAMESPACE),
     (WORKER, "get", "llmtasks.llm.syt.io", NAMESPACE),
