@@ -54,6 +54,10 @@ def test_runtime_stage_carries_no_build_tools_or_sources(container: ImageContain
         assert container.run("test", "-e", path).returncode == 1, f"{path} left in the runtime image"
     # the service user cannot modify the installed code
     assert container.run("sh", "-c", "touch /usr/local/bin/sytq").returncode != 0
+    # test-only packages stay out: kopf logs in through kubernetes_asyncio (tests/k8s/test_image.py)
+    for module in ("kubernetes", "pytest"):
+        found = container.run("python", "-c", f"import {module}")
+        assert found.returncode != 0, f"{module} in the runtime image"
 
 
 def _uids_of(port: int) -> set[int]:
