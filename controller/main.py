@@ -45,6 +45,12 @@ class PoolsOnlyDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
             return kopf.BodyEssence()
         return super().build(body=body, extra_fields=extra_fields)
 
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        # Nothing stored, nothing to look up (a few annotation-key lookups per event, ~3%).
+        if body.get("kind") == LLMTASK_KIND:
+            return None
+        return super().fetch(body=body)
+
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         if body.get("kind") == LLMTASK_KIND:
             return

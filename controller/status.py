@@ -33,7 +33,8 @@ _PHASE_OF_STATE = {
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat is a few times cheaper than strftime, and a mirror formats several per read
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 def attempts_of(info: TaskInfo) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -204,6 +204,18 @@ def test_llmtasks_get_no_kopf_essence_but_pools_do() -> None:
     pool = kopf.Body({"apiVersion": version, "kind": "LLMWorkerPool", "spec": {"maxReplicas": 3}})
     assert storage.build(body=task) == {}  # never stored, so never compared: not built either
     assert storage.build(body=pool)["spec"] == {"maxReplicas": 3}
+    key = "llm.syt.io/last-handled-configuration"
+    stored = {"metadata": {"annotations": {key: '{"spec": {"maxReplicas": 2}}'}}}
+    assert storage.fetch(body=kopf.Body({**task, **stored})) is None
+    assert storage.fetch(body=kopf.Body({**pool, **stored})) == {"spec": {"maxReplicas": 2}}
+
+
+def test_rfc3339_is_utc_to_the_second() -> None:
+    from controller.status import rfc3339
+
+    assert rfc3339(datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=UTC)) == "2026-01-02T03:04:05Z"
+    two_hours_east = timezone(timedelta(hours=2))
+    assert rfc3339(datetime(2026, 1, 2, 1, 4, 5, tzinfo=two_hours_east)) == "2026-01-01T23:04:05Z"
 
 
 async def test_kube_client_skips_per_request_proxy_lookups_unless_a_proxy_is_set(
