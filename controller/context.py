@@ -32,23 +32,32 @@ class Wakeups:
     """task id -> event set when the workers report news about that task.
 
     Only tasks whose LLMTask is being watched by a live mirror are registered; news about others
-    is dropped (the periodic resync covers anything a paused or restarted controller missed).
+    is dropped (the periodic resync covers anything a paused or restarted controller missed). The
+    latest news time per task is kept until a status patch takes it (for the lag metric).
     """
 
     _events: dict[str, asyncio.Event] = field(default_factory=dict)
+    _news_at: dict[str, float] = field(default_factory=dict)
 
     def register(self, task_id: str) -> asyncio.Event:
         return self._events.setdefault(task_id, asyncio.Event())
 
     def unregister(self, task_id: str) -> None:
         self._events.pop(task_id, None)
+        self._news_at.pop(task_id, None)
 
-    def notify(self, task_id: str) -> bool:
+    def notify(self, task_id: str, at: float | None = None) -> bool:
         event = self._events.get(task_id)
         if event is None:
             return False
         event.set()
+        if at is not None and at > self._news_at.get(task_id, 0.0):
+            self._news_at[task_id] = at
         return True
+
+    def take_news_time(self, task_id: str) -> float | None:
+        """When the latest news about the task happened (the worker's clock), once."""
+        return self._news_at.pop(task_id, None)
 
     def notify_all(self) -> None:
         for event in self._events.values():

@@ -24,6 +24,8 @@ import aiohttp
 from kubernetes_asyncio import client as kclient
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from sytq.metrics import CONTROLLER_EVENTS, labelled
+
 logger = logging.getLogger(__name__)
 
 COMPONENT = "syt-queue-controller"
@@ -140,6 +142,7 @@ class EventPoster:
         if len(self._queue) >= self.capacity:
             self._queue.popleft()
             self.dropped += 1
+            labelled(CONTROLLER_EVENTS, "dropped").inc()
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 logger.warning("event backlog full (%d): %d Event(s) dropped", self.capacity, self.dropped)
         self._queue.append(event)
@@ -187,7 +190,7 @@ class EventPoster:
                 await self._create(event)
             except ApiException as exc:
                 if exc.status is not None and exc.status < 500 and exc.status != 429:
-                    self.refused += 1
+                    self._refused()
                     logger.warning(
                         "Event %s for %s refused: %s", event.reason, event.involved["name"], exc.reason
                     )
@@ -197,11 +200,16 @@ class EventPoster:
                 error = exc
             else:
                 self.posted += 1
+                labelled(CONTROLLER_EVENTS, "posted").inc()
                 return
             if attempt == 1:
                 await asyncio.sleep(RETRY_DELAY_SECONDS)
-        self.refused += 1
+        self._refused()
         logger.warning("Event %s for %s not posted: %s", event.reason, event.involved["name"], error)
+
+    def _refused(self) -> None:
+        self.refused += 1
+        labelled(CONTROLLER_EVENTS, "refused").inc()
 
     async def _create(self, event: PendingEvent) -> None:
         # A plain dict serializes like a CoreV1Event, and the answer is not turned into one: its

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,7 @@ from sytq.k8s_resources import (
     payload_from_spec,
     task_id_for_uid,
 )
+from sytq.metrics import CONTROLLER_STATUS_LAG, CONTROLLER_STATUS_PATCHES, labelled
 from sytq.queue import QueueError, TaskIdConflictError, TaskInfo, TaskNotFoundError, TaskState
 from sytq.tasks import DEFAULT_QUEUE, TYPE_LLM_CHAT
 
@@ -78,9 +80,15 @@ async def patch_status(ctx: ControllerContext, namespace: str, name: str, fields
                 _content_type="application/merge-patch+json",  # type: ignore[call-arg]
             )
     except ApiException as exc:
-        if exc.status == 404:
+        gone = exc.status == 404
+        labelled(CONTROLLER_STATUS_PATCHES, "gone" if gone else "error").inc()
+        if gone:
             return False
         raise
+    except Exception:
+        labelled(CONTROLLER_STATUS_PATCHES, "error").inc()
+        raise
+    labelled(CONTROLLER_STATUS_PATCHES, "ok").inc()
     return True
 
 
@@ -171,6 +179,9 @@ class _Mirror:
             return False
         self.status.update(changes)
         new_phase = self.phase
+        news_at = self.ctx.wakeups.take_news_time(self.task_id)
+        if news_at is not None and new_phase is not None:
+            labelled(CONTROLLER_STATUS_LAG, new_phase).observe(max(0.0, time.time() - news_at))
         if new_phase is not None and new_phase != old_phase:
             announce(self.ctx, self.body, old_phase, new_phase, message or self._describe())
         return True

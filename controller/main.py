@@ -10,11 +10,14 @@ from collections.abc import Iterable
 from typing import Any
 
 import kopf
+from redis.exceptions import RedisError
 
 from controller import llmtasks, pools, task_events
 from controller.context import ControllerContext
 from sytq.gc_tuning import freeze_startup_objects
+from sytq.health_server import HealthServer
 from sytq.k8s_resources import LLMTASK_KIND
+from sytq.metrics import CONTROLLER_EVENT_BACKLOG, CONTROLLER_MIRRORS
 from sytq.settings import Settings, get_settings
 
 __all__ = ["main"]
@@ -84,6 +87,12 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
     memo["ctx"] = ctx
     memo["listener"] = asyncio.create_task(task_events.listen(ctx), name="task-events")
     memo["event_poster"] = asyncio.create_task(ctx.events.run(), name="event-poster")
+    CONTROLLER_MIRRORS.set_function(lambda: len(ctx.wakeups))
+    CONTROLLER_EVENT_BACKLOG.set_function(lambda: ctx.events.backlog)
+    if ours.metrics_port:
+        health = HealthServer(ours.metrics_port, lambda: _queue_problem(ctx))
+        await health.start()
+        memo["health"] = health
     freeze_startup_objects(GC_THRESHOLDS)
     logger.info(
         "controller started: namespaces=%s resync=%ss scale-interval=%ss",
@@ -104,14 +113,20 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
             job.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await job
+    health: HealthServer | None = memo.get("health")
+    if health is not None:
+        await health.stop()
     if ctx is not None:
         await ctx.close()
 
 
-@kopf.on.probe(id="queue")
-async def queue_probe(memo: kopf.Memo, **_: Any) -> bool:
-    ctx: ControllerContext = memo["ctx"]
-    return bool(await ctx.redis.ping())
+async def _queue_problem(ctx: ControllerContext) -> str | None:
+    """/readyz: None while the queue's Redis answers."""
+    try:
+        await ctx.redis.ping()
+    except (RedisError, OSError) as exc:
+        return f"redis: {exc}"
+    return None
 
 
 def operator_options(settings: Settings) -> dict[str, Any]:
@@ -125,9 +140,7 @@ def operator_options(settings: Settings) -> dict[str, Any]:
         "peering_name": peering or None,
         # Equal priorities make kopf pause every replica; a random one elects a single leader.
         "priority": settings.controller_priority or secrets.randbelow(1_000_000) + 1,
-        "liveness_endpoint": f"http://0.0.0.0:{settings.metrics_port}/healthz"
-        if settings.metrics_port
-        else None,
+        # /healthz, /readyz and /metrics are served by sytq.health_server (see ``start``)
     }
 
 

@@ -15,15 +15,19 @@ logger = logging.getLogger(__name__)
 RECONNECT_DELAY_SECONDS = 1.0
 
 
-def task_id_of(message: bytes | str) -> str | None:
-    """The task id in one event message, or None for anything malformed (logged, never fatal)."""
+def parse_event(message: bytes | str) -> tuple[str, float | None] | None:
+    """(task id, the worker's timestamp if any) of one event message; None for anything malformed
+    (logged, never fatal)."""
     try:
         event = json.loads(message)
     except ValueError:
         logger.warning("ignoring a task event that is not JSON: %.200r", message)
         return None
     task_id = event.get("task_id") if isinstance(event, dict) else None
-    return task_id if isinstance(task_id, str) and task_id else None
+    if not isinstance(task_id, str) or not task_id:
+        return None
+    at = event.get("ts")
+    return task_id, float(at) if isinstance(at, int | float) and not isinstance(at, bool) else None
 
 
 async def listen(ctx: ControllerContext) -> None:
@@ -36,9 +40,9 @@ async def listen(ctx: ControllerContext) -> None:
             async for message in pubsub.listen():
                 if message.get("type") != "message":
                     continue
-                task_id = task_id_of(message["data"])
-                if task_id is not None:
-                    ctx.wakeups.notify(task_id)
+                parsed = parse_event(message["data"])
+                if parsed is not None:
+                    ctx.wakeups.notify(*parsed)
         except (RedisError, OSError) as exc:
             logger.warning(
                 "task event subscription lost (%s); retrying in %.0fs", exc, RECONNECT_DELAY_SECONDS

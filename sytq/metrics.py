@@ -50,3 +50,19 @@ def labelled(metric: Metric, *values: str) -> Metric:
     lookup (a lock, a tuple, a dict probe) runs several times per task."""
     child: Metric = _child(metric, values)
     return child
+
+# The controller (llm.syt.io operator)
+CONTROLLER_STATUS_LAG = Histogram(
+    "sytq_controller_status_lag_seconds",
+    "From a worker's task event to the LLMTask status patch that shows it, by the phase patched",
+    ["phase"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+CONTROLLER_STATUS_PATCHES = Counter(
+    "sytq_controller_status_patches_total", "LLMTask status patches by outcome (ok, gone, error)", ["outcome"]
+)
+CONTROLLER_EVENTS = Counter(
+    "sytq_controller_events_total", "Kubernetes Events by outcome (posted, refused, dropped)", ["outcome"]
+)
+CONTROLLER_MIRRORS = Gauge("sytq_controller_mirrors", "Unfinished LLMTasks this controller is mirroring")
+CONTROLLER_EVENT_BACKLOG = Gauge("sytq_controller_event_backlog", "Kubernetes Events waiting to be posted")

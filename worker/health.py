@@ -1,73 +1,14 @@
-"""/healthz, /readyz and /metrics for the worker on SYTQ_METRICS_PORT (plain ASGI on uvicorn)."""
+"""The worker's queue-depth gauge (its health endpoints are ``sytq.health_server``)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
-
-import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sytq.metrics import QUEUE_DEPTH
 from sytq.queue import Inspector
 
 log = logging.getLogger(__name__)
-ReadyCheck = Callable[[], Awaitable[str | None]]  # None = ready, else why not
-_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
-class HealthApp:
-    def __init__(self, ready_check: ReadyCheck) -> None:
-        self._ready_check = ready_check
-
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: _Send) -> None:
-        if scope["type"] != "http":
-            return
-        path = scope["path"]
-        if path == "/healthz":
-            await _reply(send, 200, b"ok\n")
-        elif path == "/readyz":
-            problem = await self._ready_check()
-            await _reply(send, 200 if problem is None else 503, (problem or "ready").encode() + b"\n")
-        elif path == "/metrics":
-            await _reply(send, 200, generate_latest(), CONTENT_TYPE_LATEST)
-        else:
-            await _reply(send, 404, b"not found\n")
-
-
-async def _reply(send: _Send, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8",
-                 ) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type.encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
-class HealthServer:
-    """Runs the health app in the current event loop; ``port`` 0 disables it."""
-
-    def __init__(self, port: int, ready_check: ReadyCheck, host: str = "0.0.0.0") -> None:
-        config = uvicorn.Config(HealthApp(ready_check), host=host, port=port, log_level="warning",
-                                access_log=False, lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve())
-        # uvicorn.Server exposes only a ``started`` flag, no event to wait on.
-        while not self._server.started and not self._task.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-        if self._task.done():
-            self._task.result()  # surfaces "address in use" and the like
-
-    async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._server.should_exit = True
-        with contextlib.suppress(Exception):
-            await self._task
 
 
 async def export_queue_depth(inspector: Inspector, interval: float = 15.0) -> None:

@@ -13,11 +13,12 @@ import uvloop
 from redis.exceptions import RedisError
 
 from sytq.gc_tuning import freeze_startup_objects
+from sytq.health_server import HealthServer, ReadyCheck
 from sytq.logging import configure_logging
 from sytq.queue import Inspector, Server, ServerConfig
 from sytq.settings import ConfigError, Settings, get_settings
 from worker.handlers import handlers_for
-from worker.health import HealthServer, ReadyCheck, export_queue_depth
+from worker.health import export_queue_depth
 from worker.llm_run import retry_delay_for
 from worker.pipeline import Pipeline, build_pipeline
 

@@ -68,7 +68,7 @@ def test_default_values_render_a_complete_labelled_release(kube: KubeControlPlan
             "RoleBinding": 1,
             "ConfigMap": 1,
             "Secret": 1,
-            "Service": 2,
+            "Service": 3,  # api, controller (metrics), stub LLM
             "KopfPeering": 1,
             "LLMWorkerPool": 1,
         }
@@ -161,7 +161,7 @@ def test_stub_can_be_forced_on_with_its_latency_and_extra_worker_env(kube: KubeC
 def test_non_default_values_render_the_optional_objects(kube: KubeControlPlane) -> None:
     objects = render(kube, *NON_DEFAULT)
     kinds = Counter(o["kind"] for o in objects)
-    assert kinds["ScaledObject"] == 1 and kinds["Ingress"] == 1 and kinds["ServiceMonitor"] == 1
+    assert kinds["ScaledObject"] == 1 and kinds["Ingress"] == 1 and kinds["ServiceMonitor"] == 2
     assert kinds["Secret"] == 0 and kinds["LLMWorkerPool"] == 0
     assert kinds["KopfPeering"] == 2 and kinds["Role"] == 3  # one per watched namespace + the API's
     scaled = next(o for o in objects if o["kind"] == "ScaledObject")
