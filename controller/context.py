@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import aiohttp
 import redis.asyncio as aioredis
 from kubernetes_asyncio import client as kclient
 
 from controller.events import EventPoster, InFlight
+from controller.warmup import ConnectionWarmer
 from sytq.coalesce import Coalescer
 from sytq.k8s_resources import kube_api_client
 from sytq.queue import Inspector, QueueClient, TaskInfo
@@ -81,6 +83,7 @@ class ControllerContext:
     events: EventPoster
     status_writes: InFlight
     task_reads: Coalescer[tuple[str, str], TaskInfo]  # (queue, task id) -> the task
+    warmer: ConnectionWarmer
     wakeups: Wakeups = field(default_factory=Wakeups)
 
     @classmethod
@@ -115,8 +118,19 @@ class ControllerContext:
             ),
             status_writes=status_writes,
             task_reads=Coalescer(inspector.get_tasks, max_batch=TASK_READ_BATCH),
+            warmer=ConnectionWarmer(lambda: _touch(api), most=final),
         )
 
     async def close(self) -> None:
+        await self.warmer.close()
         await self.api.close()
         await self.redis.aclose()
+
+
+async def _touch(api: kclient.ApiClient) -> None:
+    """GET /version (open to every authenticated client): one pooled connection's worth of work."""
+    response: aiohttp.ClientResponse = await kclient.VersionApi(api).get_code(  # type: ignore[assignment]
+        _preload_content=False
+    )
+    await response.read()  # drained, so the connection goes back to the pool
+    response.release()

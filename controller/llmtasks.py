@@ -353,6 +353,7 @@ async def mirror_llmtask(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, 
     mirror = _Mirror(ctx, body, logger)
     if mirror.phase not in FINAL_PHASES:
         wake = ctx.wakeups.register(mirror.task_id)
+        ctx.warmer.ahead_of(len(ctx.wakeups))  # a burst starting: connections for its patches
         try:
             enqueuing = mirror.phase in (None, PHASE_PENDING)
             if enqueuing and not await mirror.enqueue():

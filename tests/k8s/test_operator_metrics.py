@@ -1,10 +1,12 @@
-"""The controller's /healthz, /readyz and /metrics: the status-mirroring lag, patches, Events and
-mirrors, scraped from a controller running as its ServiceAccount (real apiserver and Redis)."""
+"""The controller's /healthz, /readyz and /metrics (status-mirroring lag, patches, Events,
+mirrors), scraped from a controller running as its ServiceAccount (real apiserver and Redis), and
+its connection warm-up."""
 
 from __future__ import annotations
 
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness.operator_fixtures import OperatorEnv, llmtask_body, wait_until
@@ -61,3 +63,27 @@ def _answers(port: int) -> bool:
         return scrape(port, "/healthz") == (200, "ok\n")
     except OSError:
         return False
+
+
+async def test_warming_leaves_open_connections_for_the_controller(
+    operator_env: OperatorEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GET /version is allowed to the controller's ServiceAccount and each concurrent one leaves a
+    connection in the pool the status patches use."""
+    from controller.context import _touch
+    from controller.warmup import ConnectionWarmer
+    from sytq.k8s_resources import kube_api_client
+
+    monkeypatch.setenv("KUBECONFIG", str(operator_env.controller_kubeconfig))
+    api = await kube_api_client(64)
+    try:
+        await _touch(api)  # raises on a refusal
+        warmer = ConnectionWarmer(lambda: _touch(api), most=32)
+        warmer.ahead_of(40)
+        assert warmer._running is not None
+        await warmer._running
+        connector = api.rest_client.pool_manager.connector
+        idle = sum(len(conns) for conns in connector._conns.values())  # aiohttp's own bookkeeping
+        assert idle >= 32
+    finally:
+        await api.close()

@@ -246,3 +246,45 @@ async def test_kube_client_skips_per_request_proxy_lookups_unless_a_proxy_is_set
     api = await kube_api_client()
     assert api.rest_client.pool_manager.trust_env is True  # the proxy variables are honoured
     await api.close()
+
+
+async def test_connection_warmer_opens_a_stage_at_a_time() -> None:
+    import asyncio
+
+    from controller import warmup
+
+    touched: list[int] = []
+    gate = asyncio.Event()
+
+    async def touch() -> None:
+        touched.append(1)
+        await gate.wait()
+
+    warmer = warmup.ConnectionWarmer(touch, most=64)
+
+    async def settle() -> int:
+        gate.set()
+        await asyncio.sleep(0.01)
+        gate.clear()
+        count = len(touched)
+        touched.clear()
+        return count
+
+    warmer.ahead_of(15)
+    assert await settle() == 0  # not a burst
+    warmer.ahead_of(16)
+    await asyncio.sleep(0)
+    warmer.ahead_of(40)  # the first stage is still opening: wait for it
+    assert await settle() == 16
+    warmer.ahead_of(31)
+    assert await settle() == 0  # stage 16 is done
+    warmer.ahead_of(40)
+    assert await settle() == 32
+    warmer.ahead_of(1000)
+    assert await settle() == 64  # never more than the final patch lane
+    warmer.ahead_of(1000)
+    assert await settle() == 0
+    warmer._stage_at -= warmup.STAGE_MEMORY_SECONDS + 1  # a later burst starts over
+    warmer.ahead_of(20)
+    assert await settle() == 16
+    await warmer.close()
