@@ -17,13 +17,14 @@ from collections.abc import Awaitable, Callable
 
 logger = logging.getLogger(__name__)
 
-FIRST_STAGE = 16  # fewer unfinished LLMTasks than this is not a burst
-STAGE_MEMORY_SECONDS = 10.0  # a stage reached this recently is not warmed again
+FIRST_STAGE = 16  # fewer unfinished LLMTasks than this is not a burst (and ends the last one)
+STAGE_MEMORY_SECONDS = 60.0  # within a burst, a stage reached this recently is not warmed again
 
 
 class ConnectionWarmer:
     """``ahead_of(n)`` with the number of unfinished LLMTasks: each time that number reaches the
-    next power of two (16, 32, ... up to ``most``), ``touch`` is called that many times at once."""
+    next power of two (16, 32, ... up to ``most``), ``touch`` is called that many times at once.
+    A count under 16 ends the burst; under sustained load a stage is warmed again after 60 s."""
 
     def __init__(self, touch: Callable[[], Awaitable[object]], most: int) -> None:
         self._touch = touch
@@ -34,7 +35,7 @@ class ConnectionWarmer:
 
     def ahead_of(self, mirrors: int) -> None:
         now = time.monotonic()
-        if now - self._stage_at > STAGE_MEMORY_SECONDS:
+        if mirrors < FIRST_STAGE or now - self._stage_at > STAGE_MEMORY_SECONDS:
             self._stage = 0
         if mirrors < FIRST_STAGE or (self._running is not None and not self._running.done()):
             return

@@ -284,7 +284,10 @@ async def test_connection_warmer_opens_a_stage_at_a_time() -> None:
     assert await settle() == 64  # never more than the final patch lane
     warmer.ahead_of(1000)
     assert await settle() == 0
-    warmer._stage_at -= warmup.STAGE_MEMORY_SECONDS + 1  # a later burst starts over
-    warmer.ahead_of(20)
+    warmer._stage_at -= warmup.STAGE_MEMORY_SECONDS + 1  # sustained load: warm again now and then
+    warmer.ahead_of(1000)
+    assert await settle() == 64
+    warmer.ahead_of(3)  # the burst is over
+    warmer.ahead_of(20)  # the next one starts from the first stage
     assert await settle() == 16
     await warmer.close()
