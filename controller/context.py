@@ -118,7 +118,7 @@ class ControllerContext:
             ),
             status_writes=status_writes,
             task_reads=Coalescer(inspector.get_tasks, max_batch=TASK_READ_BATCH),
-            warmer=ConnectionWarmer(lambda: _touch(api), most=final),
+            warmer=ConnectionWarmer(lambda: touch_apiserver(api), most=final),
         )
 
     async def close(self) -> None:
@@ -127,7 +127,7 @@ class ControllerContext:
         await self.redis.aclose()
 
 
-async def _touch(api: kclient.ApiClient) -> None:
+async def touch_apiserver(api: kclient.ApiClient) -> None:
     """GET /version (open to every authenticated client): one pooled connection's worth of work."""
     response: aiohttp.ClientResponse = await kclient.VersionApi(api).get_code(  # type: ignore[assignment]
         _preload_content=False

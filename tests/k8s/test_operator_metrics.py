@@ -70,15 +70,15 @@ async def test_warming_leaves_open_connections_for_the_controller(
 ) -> None:
     """GET /version is allowed to the controller's ServiceAccount and each concurrent one leaves a
     connection in the pool the status patches use."""
-    from controller.context import _touch
+    from controller.context import touch_apiserver
     from controller.warmup import ConnectionWarmer
     from sytq.k8s_resources import kube_api_client
 
     monkeypatch.setenv("KUBECONFIG", str(operator_env.controller_kubeconfig))
     api = await kube_api_client(64)
     try:
-        await _touch(api)  # raises on a refusal
-        warmer = ConnectionWarmer(lambda: _touch(api), most=32)
+        await touch_apiserver(api)  # raises on a refusal
+        warmer = ConnectionWarmer(lambda: touch_apiserver(api), most=32)
         warmer.ahead_of(40)
         assert warmer._running is not None
         await warmer._running
