@@ -9,7 +9,7 @@ import aiohttp
 import redis.asyncio as aioredis
 from kubernetes_asyncio import client as kclient
 
-from controller.events import EventPoster, InFlight
+from controller.events import EventPoster, InFlight, drain
 from controller.warmup import ConnectionWarmer
 from sytq.coalesce import Coalescer
 from sytq.k8s_resources import kube_api_client
@@ -132,5 +132,4 @@ async def touch_apiserver(api: kclient.ApiClient) -> None:
     response: aiohttp.ClientResponse = await kclient.VersionApi(api).get_code(  # type: ignore[assignment]
         _preload_content=False
     )
-    await response.read()  # drained, so the connection goes back to the pool
-    response.release()
+    await drain(response)

@@ -219,9 +219,15 @@ class EventPoster:
             event.body(self.instance),  # type: ignore[arg-type]
             _preload_content=False,
         )
-        try:
-            await response.read()  # drained, so the connection is reused
-            if not 200 <= response.status <= 299:
-                raise ApiException(status=response.status, reason=response.reason)
-        finally:
-            response.release()
+        await drain(response)
+
+
+async def drain(response: aiohttp.ClientResponse) -> None:
+    """Read a raw answer (``_preload_content=False``) to its end, so its connection goes back to
+    the pool, and raise ``ApiException`` unless it is a 2xx."""
+    try:
+        await response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException(status=response.status, reason=response.reason)
+    finally:
+        response.release()
