@@ -14,11 +14,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 from redis.exceptions import RedisError
 
 from controller.context import ControllerContext
+from controller.events import drain
 from controller.status import changed_fields, condition, rfc3339, status_from_task
 from sytq.k8s_resources import (
     DEFAULT_MAX_RETRIES,
@@ -70,7 +72,8 @@ async def patch_status(ctx: ControllerContext, namespace: str, name: str, fields
     """Merge-patch the status (the caller holds a patch slot); False if the object is gone."""
     try:
         with ctx.status_writes.track():  # Events wait while status patches are in flight
-            await ctx.custom.patch_namespaced_custom_object_status(
+            # The answer (the whole object) is not decoded: nothing here reads it.
+            response: aiohttp.ClientResponse = await ctx.custom.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
                 namespace,
@@ -78,7 +81,9 @@ async def patch_status(ctx: ControllerContext, namespace: str, name: str, fields
                 name,
                 {"status": dict(fields)},
                 _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+                _preload_content=False,
             )
+            await drain(response)
     except ApiException as exc:
         gone = exc.status == 404
         labelled(CONTROLLER_STATUS_PATCHES, "gone" if gone else "error").inc()
