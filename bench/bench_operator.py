@@ -71,9 +71,7 @@ QUIET_SECONDS = 2.0  # no apiserver write for this long: the controller is done 
 
 def _proc_usage(pid: int) -> tuple[float, int]:
     """(CPU seconds so far, peak RSS bytes) of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    cpu = _cpu_seconds(Path(f"/proc/{pid}"))
     peak = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -137,18 +135,23 @@ def lag_stages(
 
 def _cpu_by_process() -> dict[int, tuple[str, float]]:
     """pid -> (what it is, CPU seconds so far) for every process of this machine."""
-    ticks = os.sysconf("SC_CLK_TCK")
     found: dict[int, tuple[str, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cpu = _cpu_seconds(entry)
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        found[int(entry.name)] = (_label(argv), (int(fields[11]) + int(fields[12])) / ticks)
+        found[int(entry.name)] = (_label(argv), cpu)
     return found
+
+
+def _cpu_seconds(proc_dir: Path) -> float:
+    """User + system CPU seconds of the process behind a /proc/<pid> directory."""
+    fields = (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _label(argv: list[bytes]) -> str:

@@ -226,8 +226,10 @@ async def drain(response: aiohttp.ClientResponse) -> None:
     """Read a raw answer (``_preload_content=False``) to its end, so its connection goes back to
     the pool, and raise ``ApiException`` unless it is a 2xx."""
     try:
-        await response.read()
+        body = await response.read()
         if not 200 <= response.status <= 299:
-            raise ApiException(status=response.status, reason=response.reason)
+            error = ApiException(status=response.status, reason=response.reason)
+            error.body = body  # the apiserver's Status, shown when the error is logged
+            raise error
     finally:
         response.release()

@@ -10,12 +10,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import kopf
-from redis.exceptions import RedisError
 
 from controller import llmtasks, pools, task_events
 from controller.context import ControllerContext
 from sytq.gc_tuning import freeze_startup_objects
-from sytq.health_server import HealthServer
+from sytq.health_server import HealthServer, redis_problem
 from sytq.k8s_resources import LLMTASK_KIND
 from sytq.metrics import CONTROLLER_EVENT_BACKLOG, CONTROLLER_MIRRORS
 from sytq.settings import Settings, get_settings
@@ -90,7 +89,7 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
     CONTROLLER_MIRRORS.set_function(lambda: len(ctx.wakeups))
     CONTROLLER_EVENT_BACKLOG.set_function(lambda: ctx.events.backlog)
     if ours.metrics_port:
-        health = HealthServer(ours.metrics_port, lambda: _queue_problem(ctx))
+        health = HealthServer(ours.metrics_port, lambda: redis_problem(ctx.redis))
         await health.start()
         memo["health"] = health
     freeze_startup_objects(GC_THRESHOLDS)
@@ -118,15 +117,6 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await health.stop()
     if ctx is not None:
         await ctx.close()
-
-
-async def _queue_problem(ctx: ControllerContext) -> str | None:
-    """/readyz: None while the queue's Redis answers."""
-    try:
-        await ctx.redis.ping()
-    except (RedisError, OSError) as exc:
-        return f"redis: {exc}"
-    return None
 
 
 def operator_options(settings: Settings) -> dict[str, Any]:

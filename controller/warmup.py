@@ -34,10 +34,13 @@ class ConnectionWarmer:
         self._running: asyncio.Task[None] | None = None
 
     def ahead_of(self, mirrors: int) -> None:
-        now = time.monotonic()
-        if mirrors < FIRST_STAGE or now - self._stage_at > STAGE_MEMORY_SECONDS:
+        if mirrors < FIRST_STAGE:  # not a burst, or the last one is over
             self._stage = 0
-        if mirrors < FIRST_STAGE or (self._running is not None and not self._running.done()):
+            return
+        now = time.monotonic()
+        if now - self._stage_at > STAGE_MEMORY_SECONDS:
+            self._stage = 0
+        if self._running is not None and not self._running.done():
             return
         stage = min(self._most, 1 << (mirrors.bit_length() - 1))
         if stage <= self._stage:

@@ -8,10 +8,23 @@ import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import redis.asyncio as aioredis
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 
 ReadyCheck = Callable[[], Awaitable[str | None]]  # None = ready, else why not
+REDIS_PING_TIMEOUT_SECONDS = 5.0
+
+
+async def redis_problem(redis: aioredis.Redis) -> str | None:
+    """For a ReadyCheck: None while Redis answers a PING in time, else why not."""
+    try:
+        async with asyncio.timeout(REDIS_PING_TIMEOUT_SECONDS):
+            await redis.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        return f"redis unreachable: {exc!r}"
+    return None
 _Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 

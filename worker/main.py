@@ -10,10 +10,9 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import uvloop
-from redis.exceptions import RedisError
 
 from sytq.gc_tuning import freeze_startup_objects
-from sytq.health_server import HealthServer, ReadyCheck
+from sytq.health_server import HealthServer, ReadyCheck, redis_problem
 from sytq.logging import configure_logging
 from sytq.queue import Inspector, Server, ServerConfig
 from sytq.settings import ConfigError, Settings, get_settings
@@ -62,11 +61,9 @@ def server_config(settings: Settings) -> ServerConfig:
 
 def _ready_check(redis: aioredis.Redis, pipeline: Pipeline) -> ReadyCheck:
     async def check() -> str | None:
-        try:
-            async with asyncio.timeout(5):
-                await redis.ping()
-        except (RedisError, TimeoutError) as exc:
-            return f"redis unreachable: {exc!r}"
+        problem = await redis_problem(redis)
+        if problem is not None:
+            return problem
         try:
             async with asyncio.timeout(10):
                 if not await pipeline.store.ping():
