@@ -160,7 +160,7 @@ def _label(argv: list[bytes]) -> str:
         if words and words[0] == known:
             return known
     for at, word in enumerate(words[:-1]):
-        if word in ("sytq", "sytq.cli"):
+        if word in ("sytq", "sytq_cli"):
             return f"sytq {words[at + 1]}"
         if word == "-m" and words[at + 1] == "controller":
             return "sytq controller"

@@ -13,7 +13,7 @@ from sytq.queue import Inspector
 from tests.harness.api_fixtures import RunningApi
 from tests.harness.services import free_port
 
-CLI = [sys.executable, "-m", "sytq.cli"]
+CLI = [sys.executable, "-m", "sytq_cli"]
 
 
 def _run(*args: str, api_url: str) -> subprocess.CompletedProcess[str]:

@@ -53,7 +53,7 @@ def local_system(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     )
     log = tmp_path / "run.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "sytq.cli", "run"], env=env, stdout=out, stderr=out)
+        proc = subprocess.Popen([sys.executable, "-m", "sytq_cli", "run"], env=env, stdout=out, stderr=out)
     deadline = time.monotonic() + 90
     while "SYT Queue is up" not in log.read_text(errors="replace"):
         assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
@@ -114,7 +114,7 @@ def test_run_then_php_submit_poll_and_signed_callback(
 
     # The CLI against the same running system.
     cli_env = {**os.environ, "SYTQ_API_URL": api_url}
-    cli = [sys.executable, "-m", "sytq.cli"]
+    cli = [sys.executable, "-m", "sytq_cli"]
     answer = subprocess.run(
         [*cli, "submit", "hello from the CLI", "--wait", "--timeout", "60"],
         env=cli_env,

@@ -41,7 +41,8 @@ class StubLLMProcess(_ServerProcess):
         self.latency = latency
 
     def _command(self) -> list[str]:
-        return [sys.executable, "-m", "sytq.stub_llm", "--port", str(self.port), "--latency", self.latency]
+        port = str(self.port)
+        return [sys.executable, "-m", "sytq_cli.stub_llm", "--port", port, "--latency", self.latency]
 
     @property
     def url(self) -> str:

@@ -148,7 +148,7 @@ class OperatorEnv:
             [
                 sys.executable,
                 "-m",
-                "sytq.cli",
+                "sytq_cli",
                 "stub-llm",
                 "--port",
                 str(port),
@@ -178,7 +178,7 @@ class OperatorEnv:
             "SYTQ_METRICS_PORT": "0",
             "SYTQ_SHUTDOWN_TIMEOUT": "1",
         }
-        return self.factory.start("worker", [sys.executable, "-m", "sytq.cli", "worker"], {**base, **env})
+        return self.factory.start("worker", [sys.executable, "-m", "sytq_cli", "worker"], {**base, **env})
 
     def delete_all(self, plural: str = "llmtasks") -> None:
         """Remove every object of a kind, finalizers included (the controller may be stopped)."""

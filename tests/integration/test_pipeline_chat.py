@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 
 from sytq.callbacks import verify_signature
 from sytq.queue import Inspector, QueueClient
-from sytq.stub_llm import deterministic_content
 from sytq.tasks import LLMChatPayload
+from sytq_cli.stub_llm import deterministic_content
 from tests.harness.llm_fixtures import (
     CallbackReceiver,
     PipelineEnv,

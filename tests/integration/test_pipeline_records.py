@@ -9,7 +9,7 @@ import pymysql
 import redis.asyncio as aioredis
 
 from sytq.queue import Inspector, QueueClient
-from sytq.stub_llm import deterministic_content
+from sytq_cli.stub_llm import deterministic_content
 from tests.harness.llm_fixtures import (
     CallbackReceiver,
     PipelineEnv,

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from api.resource_submitter import SUBMITTED_BY_LABEL
-from sytq.stub_llm import deterministic_content
+from sytq_cli.stub_llm import deterministic_content
 from tests.harness.api_fixtures import RunningApi
 from tests.harness.operator_fixtures import NAMESPACE, OperatorEnv, wait_until
 

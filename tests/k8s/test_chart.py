@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from controller.deployment import build_deployment
-from sytq.cli import build_parser
+from sytq_cli.main import build_parser
 from tests.harness.kube import KubeControlPlane
 from tests.harness.operator_fixtures import MANIFESTS, NAMESPACE, OperatorEnv, wait_until
 

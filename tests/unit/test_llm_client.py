@@ -17,7 +17,7 @@ from sytq.llm import (
     SharedLimiter,
 )
 from sytq.llm.client import token_estimate
-from sytq.stub_llm import deterministic_content
+from sytq_cli.stub_llm import deterministic_content
 from tests.harness.llm_fixtures import StubLLMProcess
 
 USER = [{"role": "user", "content": "hi"}]

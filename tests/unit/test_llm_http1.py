@@ -10,7 +10,7 @@ import pytest
 
 from sytq.llm import LLMClient, LLMRetryableError
 from sytq.llm.http1 import HTTP1Pool
-from sytq.stub_llm import deterministic_content
+from sytq_cli.stub_llm import deterministic_content
 from tests.harness.llm_fixtures import StubLLMProcess
 
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}

@@ -1,20 +1,19 @@
 """``sytq``: one command for every SYT Queue process and for talking to a running API.
 
-Services (api, worker, controller) are loaded by module name: the core package never imports
-them (import-linter enforces that layering).
+This launcher layer sits above the services and imports them directly (import-linter keeps the
+core and the services from importing it back).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pydantic
 
-from sytq.cli_client import CommandError, add_client_commands
 from sytq.settings import ConfigError, get_settings
+from sytq_cli.client import CommandError, add_client_commands
 
 
 def _cmd_api(args: argparse.Namespace) -> int:
@@ -33,23 +32,29 @@ def _cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_service_main(module: str) -> Callable[[argparse.Namespace], int]:
-    def run(_: argparse.Namespace) -> int:
-        importlib.import_module(module).main()
-        return 0
+def _cmd_worker(_: argparse.Namespace) -> int:
+    from worker.main import main as worker_main
 
-    return run
+    worker_main()
+    return 0
+
+
+def _cmd_controller(_: argparse.Namespace) -> int:
+    from controller.main import main as controller_main
+
+    controller_main()
+    return 0
 
 
 def _cmd_stub_llm(args: argparse.Namespace) -> int:
-    from sytq import stub_llm
+    from sytq_cli import stub_llm
 
     stub_llm.serve(args.host, args.port, latency=args.latency, faults=args.faults)
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from sytq.cli_run import run_all
+    from sytq_cli.run import run_all
 
     return run_all(port=args.port)
 
@@ -67,10 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(handler=_cmd_api)
 
     sub.add_parser("worker", help="run a worker process").set_defaults(
-        handler=_run_service_main("worker.main")
+        handler=_cmd_worker
     )
     sub.add_parser("controller", help="run the Kubernetes operator").set_defaults(
-        handler=_run_service_main("controller.main")
+        handler=_cmd_controller
     )
 
     stub = sub.add_parser("stub-llm", help="serve the OpenAI-compatible stub LLM")

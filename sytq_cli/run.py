@@ -21,8 +21,8 @@ from types import FrameType
 
 import httpx
 
-from sytq.embedded import EmbeddedValkey
 from sytq.settings import Settings
+from sytq_cli.embedded import EmbeddedValkey
 
 _BANNER = "=" * 78
 _PR_SET_PDEATHSIG = 1
@@ -57,7 +57,7 @@ def _die_with_parent() -> None:
 
 
 def _sytq(*args: str) -> list[str]:
-    return [sys.executable, "-m", "sytq.cli", *args]
+    return [sys.executable, "-m", "sytq_cli", *args]
 
 
 class _Children:
