@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.errors import FieldError
 from api.submitter import AlreadySubmitted, ChatSubmission, QueueSubmitter
+from sytq import redis_keys
 from sytq.k8s_resources import GROUP, LLMTASK_PLURAL, TASK_ID_PREFIX, VERSION, build_llmtask, task_id_for_uid
 from sytq.queue import QueueClient
 from sytq.settings import ConfigError, Settings
@@ -41,7 +42,6 @@ KUBE_REQUEST_SECONDS = 10.0
 CREATES_AT_ONCE = 32  # a batch creates its objects in parallel, this many in flight
 # How long GET can find a task that the controller has not enqueued yet (e.g. while it is down).
 INDEX_TTL_SECONDS = 7 * 24 * 3600
-_INDEX_PREFIX = "sytq:llmtask-name:"
 _RETRY_AFTER = {"Retry-After": "2"}
 
 
@@ -54,10 +54,10 @@ class TaskNameIndex:
         self._ttl = ttl_seconds
 
     async def remember(self, task_id: str, name: str) -> None:
-        await self._redis.set(f"{_INDEX_PREFIX}{task_id}", name, ex=self._ttl)
+        await self._redis.set(redis_keys.llmtask_name_key(task_id), name, ex=self._ttl)
 
     async def name_of(self, task_id: str) -> str | None:
-        raw = await self._redis.get(f"{_INDEX_PREFIX}{task_id}")
+        raw = await self._redis.get(redis_keys.llmtask_name_key(task_id))
         return raw.decode() if raw is not None else None
 
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from sytq import redis_keys
+
 _NAMESPACE = uuid.UUID("5b7e2f0a-4c1d-4f8e-9a63-2f1d7c9e0b11")
-_PREFIX = "sytq:idempotency:"
 MAX_KEY_LENGTH = 255
 
 
@@ -45,7 +46,7 @@ class IdempotencyStore:
     async def claim(self, client: str, key: str, body_fingerprint: str) -> Claim:
         """The task id for this key; raises IdempotencyKeyReused when the body differs."""
         task_id = task_id_for(client, key)
-        redis_key = f"{_PREFIX}{task_id}"
+        redis_key = redis_keys.idempotency_key(task_id)
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(redis_key, body_fingerprint, nx=True, ex=self._ttl)
         pipe.get(redis_key)
@@ -56,4 +57,4 @@ class IdempotencyStore:
 
     async def release(self, client: str, key: str) -> None:
         """Forget a claim whose submit failed, so a retry with the same key can succeed."""
-        await self._redis.delete(f"{_PREFIX}{task_id_for(client, key)}")
+        await self._redis.delete(redis_keys.idempotency_key(task_id_for(client, key)))

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from sytq import redis_keys
+
 _WINDOW_SECONDS = 60
-_PREFIX = "sytq:ratelimit:"
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class RateLimiter:
             return RateDecision(True, 0, 0)
         now = time.time()
         window = int(now // _WINDOW_SECONDS)
-        key = f"{_PREFIX}{client}:{window}"
+        key = redis_keys.rate_limit_key(client, window)
         pipe = self._redis.pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, _WINDOW_SECONDS * 2, nx=True)

@@ -20,6 +20,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from sytq import redis_keys
 from sytq.metrics import LLM_LIMITER_WAIT
 
 # KEYS: inflight zset, rpm counter, tpm counter.
@@ -93,9 +94,12 @@ class SharedLimiter:
         return bool(self.max_in_flight or self.requests_per_minute or self.tokens_per_minute)
 
     def _keys(self, model: str, now_ms: int) -> list[str]:
-        base = f"sytq:llm:{{{self._provider}}}:{model}"
         minute = now_ms // 60000
-        return [f"{base}:inflight", f"{base}:rpm:{minute}", f"{base}:tpm:{minute}"]
+        return [
+            redis_keys.llm_in_flight_key(self._provider, model),
+            redis_keys.llm_requests_key(self._provider, model, minute),
+            redis_keys.llm_tokens_key(self._provider, model, minute),
+        ]
 
     async def in_flight(self, model: str) -> int:
         now_ms = int(time.time() * 1000)

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
+from sytq import redis_keys as keys
 from sytq.coalesce import Coalescer
-from sytq.queue import keys, redis_ops
+from sytq.queue import redis_ops
 from sytq.queue.codec import TaskMessage, to_unix
 from sytq.queue.info import task_info
 from sytq.queue.models import (

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import time
 
-EVENTS_CHANNEL = "sytq:events"
+from sytq import redis_keys
+
+EVENTS_CHANNEL = redis_keys.TASK_EVENTS_CHANNEL
 
 
 def task_event(

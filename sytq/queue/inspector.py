@@ -10,7 +10,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from sytq.queue import keys, redis_ops
+from sytq import redis_keys as keys
+from sytq.queue import redis_ops
 from sytq.queue.client import validate_queue_name
 from sytq.queue.codec import CorruptTaskError, TaskMessage, from_unix
 from sytq.queue.info import task_info
@@ -222,7 +223,7 @@ class Inspector:
         ]
         if not server_keys:
             return []
-        worker_keys = [k.replace("asynq:servers:", "asynq:workers:", 1) for k in server_keys]
+        worker_keys = [keys.workers_key_of(k) for k in server_keys]
         rows = await self._ops.run(
             [*(redis_ops.get_call(k) for k in server_keys), *(redis_ops.hgetall_call(k) for k in worker_keys)]
         )

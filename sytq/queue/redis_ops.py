@@ -17,8 +17,9 @@ import hiredis
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
+from sytq import redis_keys as keys
 from sytq.coalesce import Coalescer
-from sytq.queue import keys, scripts
+from sytq.queue import scripts
 from sytq.queue.models import QueueUnavailableError
 
 STATS_TTL_SECONDS = 90 * 24 * 3600  # asynq keeps daily counters for 90 days

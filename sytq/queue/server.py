@@ -31,7 +31,8 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from sytq.queue import keys, redis_ops
+from sytq import redis_keys as keys
+from sytq.queue import redis_ops
 from sytq.queue.codec import CorruptTaskError, TaskMessage
 from sytq.queue.config import ServerConfig
 from sytq.queue.events import EVENTS_CHANNEL, task_event

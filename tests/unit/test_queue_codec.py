@@ -6,7 +6,8 @@ import hashlib
 
 import pytest
 
-from sytq.queue import ServerConfig, default_retry_delay, keys
+from sytq import redis_keys as keys
+from sytq.queue import ServerConfig, default_retry_delay
 from sytq.queue.codec import CorruptTaskError, TaskMessage
 from sytq.queue.proto import ServerInfoProto, WorkerInfoProto
 from sytq.queue.server import Server
