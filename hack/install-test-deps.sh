@@ -39,3 +39,22 @@ if [ ${#need_image[@]} -gt 0 ]; then
     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_image[@]}" >/dev/null; }
 fi
 bash hack/image/build-base.sh >/dev/null
+
+# --- single-node cluster (tests/cluster, tests/harness/cluster.py) ---
+# containerd (CRI) + runc + CNI plugins + iptables from Debian; kubelet, kube-controller-manager,
+# kube-scheduler, kube-proxy, coredns and the pause image built by hack/k8s/build.sh --node.
+need_cluster=()
+command -v containerd >/dev/null || need_cluster+=(containerd)
+command -v runc >/dev/null || need_cluster+=(runc)
+[ -x /usr/lib/cni/bridge ] || need_cluster+=(containernetworking-plugins)
+command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need_cluster+=(iptables)
+command -v conntrack >/dev/null || [ -x /usr/sbin/conntrack ] || need_cluster+=(conntrack)
+[ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || need_cluster+=(busybox-static)
+if [ ${#need_cluster[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${need_cluster[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_cluster[@]}" >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_cluster[@]}" >/dev/null; }
+fi
+# Debian starts containerd as a service on install (where there is an init); the cluster runs its own.
+service containerd stop >/dev/null 2>&1 || true
+bash hack/k8s/build.sh --node >/dev/null

@@ -3,14 +3,18 @@
 #   kube-apiserver (k8s.io/kubernetes), etcd (go.etcd.io/etcd), helm (helm.sh/helm/v3)
 # and pick up kubectl (the machine's, if its minor version is within one of ours;
 # otherwise built from k8s.io/kubernetes too).
+# With --node, also what a single-node cluster needs (tests/harness/cluster.py):
+#   kubelet, kube-controller-manager, kube-scheduler, kube-proxy (the same k8s.io/kubernetes
+#   module as kube-apiserver), coredns (github.com/coredns/coredns, plugins chosen in
+#   hack/k8s/coredns/main.go) and the CRI sandbox image (hack/k8s/pause.sh, images/pause.tar).
 #
 # Output: ${SYTQ_K8S_CACHE:-$HOME/.cache/sytq/k8s}/<k8s>-<etcd>-<helm>/bin/
 # The bin dir is printed as the LAST line of stdout (progress goes to stderr).
 # When every binary is already there, the script exits at once.
 #
-# Usage: hack/k8s/build.sh            build (or reuse) the binaries
-#        hack/k8s/build.sh --regen    rewrite hack/k8s/*/go.mod + go.sum from the
-#                                     versions pinned below, then build
+# Usage: hack/k8s/build.sh [--node]            build (or reuse) the binaries
+#        hack/k8s/build.sh --regen [--node]    rewrite hack/k8s/*/go.mod + go.sum from the
+#                                              versions pinned below, then build
 #
 # SYTQ_K8S_BUILD_KUBECTL=1 builds kubectl even when the machine has a fitting one.
 # Nothing is downloaded but Go modules (GOTOOLCHAIN=local: no toolchain downloads).
@@ -22,19 +26,35 @@ set -euo pipefail
 K8S_VERSION=v1.33.13   # kube-apiserver (and kubectl if the machine's does not fit)
 ETCD_VERSION=v3.5.35   # >= 3.5.11: Kubernetes >= 1.31 needs etcd's newer health endpoints
 HELM_VERSION=v3.22.0
+COREDNS_VERSION=v1.12.4   # --node only
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE_ROOT="${SYTQ_K8S_CACHE:-$HOME/.cache/sytq/k8s}"
 OUT="$CACHE_ROOT/${K8S_VERSION}-${ETCD_VERSION}-${HELM_VERSION}"
 BIN="$OUT/bin"
 REGEN=0
-[[ "${1:-}" == "--regen" ]] && REGEN=1
+NODE=0
+for arg in "$@"; do
+  case "$arg" in
+    --regen) REGEN=1 ;;
+    --node) NODE=1 ;;
+    *) echo "usage: $0 [--regen] [--node]" >&2; exit 2 ;;
+  esac
+done
 
+CONTROL_PLANE_BINARIES=(kube-apiserver etcd helm kubectl)
+NODE_BINARIES=(kubelet kube-controller-manager kube-scheduler kube-proxy coredns)
 have_all() {
   local b
-  for b in kube-apiserver etcd helm kubectl; do
+  for b in "${CONTROL_PLANE_BINARIES[@]}"; do
     [[ -x "$BIN/$b" ]] || return 1
   done
+  if [[ $NODE == 1 ]]; then
+    for b in "${NODE_BINARIES[@]}"; do
+      [[ -x "$BIN/$b" ]] || return 1
+    done
+    [[ -f "$OUT/images/pause.tar" ]] || return 1
+  fi
 }
 
 if [[ $REGEN == 0 ]] && have_all; then
@@ -79,9 +99,11 @@ regen_apiserver() {
   for m in $staging; do
     args+=(-replace="$m=$m@v0.$minor.$patch")
   done
-  (cd "$dir" && go mod edit "${args[@]}" &&
-    go mod edit -tool=k8s.io/kubernetes/cmd/kube-apiserver -tool=k8s.io/kubernetes/cmd/kubectl &&
-    go mod tidy >&2)
+  local tools=() cmd
+  for cmd in kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler kube-proxy; do
+    tools+=(-tool="k8s.io/kubernetes/cmd/$cmd")
+  done
+  (cd "$dir" && go mod edit "${args[@]}" && go mod edit "${tools[@]}" && go mod tidy >&2)
 }
 
 regen_simple() { # dir module-path version tool-package...
@@ -94,6 +116,14 @@ regen_simple() { # dir module-path version tool-package...
 
 regen_etcd() { regen_simple etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3; }
 regen_helm() { regen_simple helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm; }
+# coredns: our own main.go (the plugin subset) in a module that requires CoreDNS
+regen_coredns() {
+  local dir="$HERE/coredns"
+  log "regenerating $dir/go.mod for github.com/coredns/coredns $COREDNS_VERSION"
+  rm -f "$dir/go.mod" "$dir/go.sum"
+  (cd "$dir" && go mod init sytq.local/hack/k8s/coredns >/dev/null 2>&1 &&
+    go mod edit -go=1.24.0 -require="github.com/coredns/coredns@$COREDNS_VERSION" && go mod tidy >&2)
+}
 
 # regenerate a module when asked, when its go.mod is missing, or when it does not
 # pin the version above (so changing a version at the top is all it takes)
@@ -101,6 +131,9 @@ pinned() { grep -Eq "^[[:space:]]*(require )?$2 $3( |$)" "$HERE/$1/go.mod" 2>/de
 if [[ $REGEN == 1 ]] || ! pinned apiserver k8s.io/kubernetes "$K8S_VERSION"; then regen_apiserver; fi
 if [[ $REGEN == 1 ]] || ! pinned etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"; then regen_etcd; fi
 if [[ $REGEN == 1 ]] || ! pinned helm helm.sh/helm/v3 "$HELM_VERSION"; then regen_helm; fi
+if [[ $NODE == 1 ]] && { [[ $REGEN == 1 ]] || ! pinned coredns github.com/coredns/coredns "$COREDNS_VERSION"; }; then
+  regen_coredns
+fi
 
 # --- builds ---------------------------------------------------------------------
 # build into a temp name, then rename: an interrupted build never leaves a
@@ -145,6 +178,18 @@ if [[ ! -x "$BIN/kubectl" || $REGEN == 1 ]]; then
   else
     rm -f "$BIN/kubectl"
     gobuild apiserver kubectl k8s.io/kubernetes/cmd/kubectl "$K8S_LDFLAGS"
+  fi
+fi
+
+if [[ $NODE == 1 ]]; then
+  for cmd in kubelet kube-controller-manager kube-scheduler kube-proxy; do
+    gobuild apiserver "$cmd" "k8s.io/kubernetes/cmd/$cmd" "$K8S_LDFLAGS"
+  done
+  gobuild coredns coredns sytq.local/hack/k8s/coredns \
+    "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
+  if [[ ! -f "$OUT/images/pause.tar" || $REGEN == 1 ]]; then
+    mkdir -p "$OUT/images"
+    bash "$HERE/pause.sh" "$OUT/images/pause.tar" >&2
   fi
 fi
 
