@@ -46,7 +46,7 @@ from kubernetes import client as kclient
 from kubernetes import config as kconfig
 
 from sytq.k8s_resources import kube_api_client
-from sytq.queue import EVENTS_CHANNEL, EnqueueRequest, QueueClient
+from sytq.queue import TASK_EVENTS_CHANNEL, EnqueueRequest, QueueClient
 from tests.harness.kube import KubeControlPlane
 from tests.harness.operator_fixtures import (
     NAMESPACE,
@@ -200,7 +200,7 @@ class EventClock:
     async def run(self) -> None:
         conn = aioredis.Redis.from_url(self.redis_url)
         pubsub = conn.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(EVENTS_CHANNEL)
+        await pubsub.subscribe(TASK_EVENTS_CHANNEL)
         self.ready.set()
         try:
             async for message in pubsub.listen():

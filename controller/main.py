@@ -11,7 +11,7 @@ from typing import Any
 
 import kopf
 
-from controller import llmtasks, pools, task_events
+from controller import llmtasks, pools, task_event_listener
 from controller.context import ControllerContext
 from sytq.gc_tuning import freeze_startup_objects
 from sytq.health_server import HealthServer, redis_problem
@@ -84,7 +84,7 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
     ours = get_settings()
     ctx = await ControllerContext.create(ours)
     memo["ctx"] = ctx
-    memo["listener"] = asyncio.create_task(task_events.listen(ctx), name="task-events")
+    memo["listener"] = asyncio.create_task(task_event_listener.listen(ctx), name="task-event-listener")
     memo["event_poster"] = asyncio.create_task(ctx.events.run(), name="event-poster")
     CONTROLLER_MIRRORS.set_function(lambda: len(ctx.wakeups))
     CONTROLLER_EVENT_BACKLOG.set_function(lambda: ctx.events.backlog)

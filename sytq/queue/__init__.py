@@ -2,7 +2,6 @@
 
 from sytq.queue.client import QueueClient, new_task_id
 from sytq.queue.config import RetryDelay, ServerConfig
-from sytq.queue.events import EVENTS_CHANNEL
 from sytq.queue.inspector import Inspector
 from sytq.queue.models import (
     DuplicateTaskError,
@@ -22,14 +21,16 @@ from sytq.queue.models import (
     TaskStateError,
     WorkerInfo,
 )
+from sytq.queue.pubsub import subscribe
 from sytq.queue.redis_ops import is_closed_transport_error
 from sytq.queue.retry import DEFAULT_MAX_RETRY, default_retry_delay
 from sytq.queue.server import Server
 from sytq.queue.task import Handler, Task
+from sytq.queue.task_events import TASK_EVENTS_CHANNEL, TaskEventHeader, parse_task_event, task_event
 
 __all__ = [
     "DEFAULT_MAX_RETRY",
-    "EVENTS_CHANNEL",
+    "TASK_EVENTS_CHANNEL",
     "DuplicateTaskError",
     "EnqueueRequest",
     "Handler",
@@ -47,6 +48,7 @@ __all__ = [
     "ServerInfo",
     "SkipRetry",
     "Task",
+    "TaskEventHeader",
     "TaskIdConflictError",
     "TaskInfo",
     "TaskNotFoundError",
@@ -56,4 +58,7 @@ __all__ = [
     "default_retry_delay",
     "is_closed_transport_error",
     "new_task_id",
+    "parse_task_event",
+    "subscribe",
+    "task_event",
 ]

@@ -35,12 +35,13 @@ from sytq import redis_keys as keys
 from sytq.queue import redis_ops
 from sytq.queue.codec import CorruptTaskError, TaskMessage
 from sytq.queue.config import ServerConfig
-from sytq.queue.events import EVENTS_CHANNEL, task_event
 from sytq.queue.models import QueueError, RetryIn, SkipRetry
 from sytq.queue.proto import ServerInfoProto, WorkerInfoProto
+from sytq.queue.pubsub import subscribe
 from sytq.queue.redis_ops import Call, RedisOps
 from sytq.queue.retry import default_retry_delay
 from sytq.queue.task import Handler, Task
+from sytq.queue.task_events import TASK_EVENTS_CHANNEL, task_event
 
 log = logging.getLogger("sytq.queue.server")
 
@@ -101,7 +102,7 @@ class Server:
         self._flushing = False  # an acknowledgement round trip is in flight
         self._start_time = time.time()
         self._status = "new"
-        self._channel = EVENTS_CHANNEL if config.publish_events else ""
+        self._channel = TASK_EVENTS_CHANNEL if config.publish_events else ""
         tick = min(config.heartbeat_interval, config.lease_seconds / 3)
         self._heartbeat_tick = max(0.05, tick)
 
@@ -604,20 +605,9 @@ class Server:
         await self._ops.run([redis_ops.delete_expired_completed_call(q, now) for q in self._queues])
 
     async def _cancel_listener(self) -> None:
-        while True:
-            pubsub = self._redis.pubsub()
-            try:
-                await pubsub.subscribe(keys.CANCEL_CHANNEL)
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message and message.get("type") == "message":
-                        self._cancel_running(_text(message["data"]), "cancel")
-            except (redis_errors.RedisError, OSError) as exc:
-                log.warning("cancel listener lost Redis, resubscribing: %s", exc)
-                await asyncio.sleep(1.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await subscribe(
+            self._redis, keys.CANCEL_CHANNEL, lambda data: self._cancel_running(_text(data), "cancel")
+        )
 
     def _cancel_running(self, task_id: str, reason: str) -> None:
         """Cancel a running handler once; ``reason`` (cancel | deadline | lease | shutdown) decides

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
 from sytq.queue import (
-    EVENTS_CHANNEL,
+    TASK_EVENTS_CHANNEL,
     DuplicateTaskError,
     EnqueueRequest,
     Inspector,
@@ -273,7 +273,7 @@ async def test_events_are_published(
     redis_client: aioredis.Redis, queue_client: QueueClient, queue_server: ServerRunner
 ) -> None:
     pubsub = redis_client.pubsub()
-    await pubsub.subscribe(EVENTS_CHANNEL)
+    await pubsub.subscribe(TASK_EVENTS_CHANNEL)
 
     async def ok(task: Task) -> None:
         return None
@@ -326,7 +326,7 @@ async def test_failure_events_carry_the_error(
     redis_client: aioredis.Redis, queue_client: QueueClient, queue_server: ServerRunner
 ) -> None:
     pubsub = redis_client.pubsub()
-    await pubsub.subscribe(EVENTS_CHANNEL)
+    await pubsub.subscribe(TASK_EVENTS_CHANNEL)
 
     async def bad(task: Task) -> None:
         raise ValueError(f"bad {task.retried}")
