@@ -9,14 +9,14 @@ import aiohttp
 import redis.asyncio as aioredis
 from kubernetes_asyncio import client as kclient
 
-from controller.events import EventPoster, InFlight, drain
+from controller.kube_events import EventPoster, InFlight, drain
 from controller.warmup import ConnectionWarmer
 from sytq.coalesce import Coalescer
 from sytq.k8s_resources import kube_api_client
 from sytq.queue import Inspector, QueueClient, TaskInfo
 from sytq.settings import ConfigError, Settings
 
-# Events go out behind the status patches (controller/events.py): this few at a time, so during a
+# Events go out behind the status patches (controller/kube_events.py): this few at a time, so during a
 # creation storm they take a small share of the apiserver and catch up afterwards.
 EVENT_POSTERS = 2
 EVENT_BACKLOG = 100_000

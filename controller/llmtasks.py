@@ -20,7 +20,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from redis.exceptions import RedisError
 
 from controller.context import ControllerContext
-from controller.events import drain
+from controller.kube_events import drain
 from controller.status import changed_fields, condition, rfc3339, status_from_task
 from sytq.k8s_resources import (
     DEFAULT_MAX_RETRIES,
@@ -102,7 +102,7 @@ def announce(
 ) -> None:
     """Queue a Kubernetes Event for a phase transition the status shows.
 
-    It is posted behind the status patches (controller/events.py). Transitions that were
+    It is posted behind the status patches (controller/kube_events.py). Transitions that were
     coalesced away (a task that finished before its Queued patch) get no Event of their own."""
     if old_phase == new_phase:
         return

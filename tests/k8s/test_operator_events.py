@@ -11,7 +11,7 @@ from typing import Any
 from kubernetes_asyncio import client as kclient
 from kubernetes_asyncio import config as kconfig
 
-from controller.events import COMPONENT, EventPoster, InFlight
+from controller.kube_events import COMPONENT, EventPoster, InFlight
 from tests.harness.operator_fixtures import (
     NAMESPACE,
     OperatorEnv,
