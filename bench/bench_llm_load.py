@@ -110,7 +110,7 @@ async def _bare_worker(settings: Any) -> None:
 
 
 def run_role(role: str) -> None:
-    from sytq.logging import configure_logging
+    from sytq.log_setup import configure_logging
     from sytq.settings import Settings
     from worker.main import run_event_loop, run_worker
 

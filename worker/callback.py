@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from sytq.callbacks import CallbackDeliveryError, UnsafeCallbackURL, deliver_callback
-from sytq.logging import task_context
+from sytq.log_setup import task_context
 from sytq.metrics import CALLBACKS
 from sytq.queue import SkipRetry, Task
 from sytq.storage import CALLBACK_DELIVERED, CALLBACK_FAILED, CALLBACK_PENDING

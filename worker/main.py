@@ -13,7 +13,7 @@ import uvloop
 
 from sytq.gc_tuning import freeze_startup_objects
 from sytq.health_server import HealthServer, ReadyCheck, redis_problem
-from sytq.logging import configure_logging
+from sytq.log_setup import configure_logging
 from sytq.queue import Inspector, Server, ServerConfig
 from sytq.settings import ConfigError, Settings, get_settings
 from worker.handlers import handlers_for

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from sytq.logging import task_context
+from sytq.log_setup import task_context
 from sytq.metrics import RECORDS_PROCESSED, TASKS_PROCESSED, labelled
 from sytq.queue import Task
 from sytq.storage import NewTask, RecordTableNotAllowed

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from sytq.logging import configure_logging
+from sytq.log_setup import configure_logging
 from sytq.settings import Settings
 from tests.harness.llm_fixtures import fast_server_config
 from worker.main import run_event_loop, run_worker

@@ -67,7 +67,7 @@ async def test_readyz_reports_an_unreachable_database(
 def test_json_log_lines_carry_the_task_id(capsys: object) -> None:
     import logging
 
-    from sytq.logging import configure_logging, task_context
+    from sytq.log_setup import configure_logging, task_context
 
     configure_logging("INFO", json_lines=True)
     log = logging.getLogger("sytq.test")
