@@ -55,10 +55,31 @@ def parse_allow_nets(allow_nets: str | Iterable[str | IPNetwork] | None) -> tupl
     return tuple(nets)
 
 
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
+    """The IPv4 address an IPv6 address carries (mapped, 6to4, NAT64), which decides where a
+    connection really ends up; None when it carries none."""
+    if address.ipv4_mapped is not None:
+        return "IPv4-mapped", address.ipv4_mapped
+    if address.sixtofour is not None:
+        return "6to4", address.sixtofour
+    if address in _NAT64_WELL_KNOWN:
+        return "NAT64", ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def _why_unsafe(address: IPAddress) -> str | None:
     """The reason an address must not be called, or None when it is a public unicast address."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.teredo is not None:
+            return "a Teredo tunnel address"
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            kind, ipv4 = embedded
+            reason = _why_unsafe(ipv4)
+            return None if reason is None else f"{reason} ({kind} address embedding {ipv4})"
     if address in _METADATA_ADDRESSES:
         return "a cloud metadata address"
     checks = (

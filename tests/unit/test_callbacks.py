@@ -32,6 +32,16 @@ from sytq.callbacks import (
         ("http://224.0.0.1/", "multicast"),
         ("http://0.0.0.0/", "unspecified"),
         ("http://100.64.0.1/", "not globally routable"),
+        # IPv6 addresses that carry an IPv4 address end up there: judged by the embedded one.
+        ("http://[::ffff:10.0.0.1]/", r"private \(IPv4-mapped address embedding 10.0.0.1\)"),
+        ("http://[2002:a00:1::1]/", r"private \(6to4 address embedding 10.0.0.1\)"),
+        ("http://[2002:7f00:1::]/", r"loopback \(6to4 address embedding 127.0.0.1\)"),
+        ("http://[2002:a9fe:a9fe::1]/", r"metadata address \(6to4 address embedding 169.254.169.254\)"),
+        ("http://[64:ff9b::192.168.0.1]/", r"private \(NAT64 address embedding 192.168.0.1\)"),
+        ("http://[64:ff9b::127.0.0.1]/", r"loopback \(NAT64 address embedding 127.0.0.1\)"),
+        ("http://[64:ff9b:1::a00:1]/", "reserved"),  # local-use NAT64 prefix: site-specific
+        ("http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", "Teredo"),
+        ("http://[2001:0:a00:1::1]/", "Teredo"),
     ],
 )
 def test_unsafe_targets_are_refused_with_the_reason(url: str, reason: str) -> None:
@@ -59,6 +69,10 @@ def test_malformed_targets_are_refused(url: str, message: str) -> None:
 def test_public_address_passes() -> None:
     check_callback_url("https://8.8.8.8/hook")
     check_callback_url("http://[2001:4860:4860::8888]:8080/")
+    # Embedding a public IPv4 address is as public as that address.
+    check_callback_url("http://[2002:808:808::1]/")
+    check_callback_url("http://[64:ff9b::8.8.8.8]/")
+    check_callback_url("http://[::ffff:8.8.8.8]/")
 
 
 def test_allow_nets_exempts_exactly_those_networks() -> None:
