@@ -12,20 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+from sytq.storage.db_errors import describe, is_transient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def is_transient(exc: BaseException) -> bool:
-    """A connection-level failure worth retrying (never a constraint violation)."""
-    if isinstance(exc, IntegrityError):
-        return False
-    if isinstance(exc, OperationalError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class DBRunner:
@@ -46,7 +39,7 @@ class DBRunner:
             except DBAPIError as exc:
                 if not is_transient(exc) or time.monotonic() + delay > give_up_at:
                     raise
-                log.warning("database unavailable, retrying in %.1fs: %s", delay, exc.orig)
+                log.warning("database unavailable, retrying in %.1fs: %s", delay, describe(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
