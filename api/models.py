@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sytq.queue import QueueStats
+from sytq.strict_json import MAX_BYTES, MAX_DEPTH, JSONObject
 from sytq.tasks import ChatMessage
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -16,7 +17,8 @@ MAX_DELAY_SECONDS = 366 * 24 * 3600
 
 class _Body(BaseModel):
     # Unknown fields are an error: a typo such as "callbak_url" must not be silently dropped.
-    model_config = ConfigDict(extra="forbid")
+    # NaN/Infinity (and 1e400, read as Infinity) are refused: no database stores them as JSON.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ChatTaskRequest(_Body):
@@ -35,8 +37,12 @@ class ChatTaskRequest(_Body):
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: list[str] | None = Field(default=None, max_length=16)
-    response_format: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = Field(default=None, description="Echoed back in the callback")
+    response_format: JSONObject | None = None
+    metadata: JSONObject | None = Field(
+        default=None,
+        description=f"Echoed back in the callback. Finite numbers only, at most {MAX_DEPTH} levels deep "
+        f"and {MAX_BYTES} bytes of JSON",
+    )
     queue: str | None = Field(default=None, pattern=QUEUE_NAME_PATTERN)
     delay_seconds: int | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS)
     process_at: datetime | None = Field(default=None, description="RFC 3339 time with an offset")

@@ -6,21 +6,25 @@ so tasks enqueued by the original system run here unchanged.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sytq.strict_json import JSONObject
 
 TYPE_LLM_CHAT = "llm:chat"
 TYPE_LLM_PROCESS = "llm:process"
 TYPE_CALLBACK_DELIVER = "callback:deliver"
 TASK_TYPES = (TYPE_LLM_CHAT, TYPE_LLM_PROCESS, TYPE_CALLBACK_DELIVER)
 DEFAULT_QUEUE = "default"
+MAX_CALLBACK_URL_CHARS = 2048
 
 Role = Literal["system", "user", "assistant", "tool"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ChatMessage(_Strict):
@@ -33,11 +37,11 @@ class LLMParameters(_Strict):
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: list[str] | None = Field(default=None, max_length=16)
-    response_format: dict[str, Any] | None = None
+    response_format: JSONObject | None = None
 
     @field_validator("response_format")
     @classmethod
-    def _check_response_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _check_response_format(cls, value: JSONObject | None) -> JSONObject | None:
         if value is not None and value.get("type") not in ("text", "json_object"):
             raise ValueError("response_format.type must be 'text' or 'json_object'")
         return value
@@ -49,8 +53,8 @@ class LLMChatPayload(_Strict):
     model: str = Field(min_length=1, max_length=128)
     messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
     parameters: LLMParameters = LLMParameters()
-    callback_url: str | None = Field(default=None, max_length=2048)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    callback_url: str | None = Field(default=None, max_length=MAX_CALLBACK_URL_CHARS)
+    metadata: JSONObject = Field(default_factory=dict)
     client_id: str | None = Field(default=None, max_length=128)
     # Set when the task was asked for as an LLMTask resource: "namespace/name".
     resource: str | None = Field(default=None, max_length=512)
@@ -69,6 +73,19 @@ class LLMProcessPayload(BaseModel):
 
     table_name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")
     id: int = Field(ge=1)
+
+
+def salvage_callback_url(payload: bytes) -> str | None:
+    """The ``callback_url`` of an llm:chat payload that failed validation, if it can still be read,
+    so the caller hears of the failure (the URL is checked again when the callback is sent)."""
+    try:
+        document = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    url = document.get("callback_url") if isinstance(document, dict) else None
+    if isinstance(url, str) and 0 < len(url) <= MAX_CALLBACK_URL_CHARS:
+        return url
+    return None
 
 
 class CallbackPayload(_Strict):

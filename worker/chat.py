@@ -8,7 +8,7 @@ from sytq.log_setup import task_context
 from sytq.metrics import TASKS_PROCESSED, labelled
 from sytq.queue import Task
 from sytq.storage import NewTask
-from sytq.tasks import LLMChatPayload
+from sytq.tasks import LLMChatPayload, salvage_callback_url
 from worker.finish import finish_succeeded
 from worker.llm_run import fail_before_start, run_llm
 from worker.pipeline import Pipeline
@@ -19,7 +19,9 @@ async def handle_chat(pipeline: Pipeline, task: Task) -> None:
         try:
             payload = LLMChatPayload.model_validate_json(task.payload)
         except ValidationError as exc:
-            await fail_before_start(pipeline, task, f"invalid llm:chat payload: {exc}", "invalid_payload")
+            message = f"invalid llm:chat payload: {exc}"
+            url = salvage_callback_url(task.payload)
+            await fail_before_start(pipeline, task, message, "invalid_payload", callback_url=url)
         new = NewTask(
             task_id=task.id,
             type=task.type,

@@ -17,7 +17,15 @@ from sytq.llm import LLMError, LLMFatalError
 from sytq.metrics import TASKS_FAILED
 from sytq.queue import RetryDelay, RetryIn, SkipRetry, Task
 from sytq.settings import Settings
-from sytq.storage import STATUS_FAILED, STATUS_SUCCEEDED, LLMOutcome, NewTask, TaskRecord, utcnow
+from sytq.storage import (
+    STATUS_FAILED,
+    STATUS_SUCCEEDED,
+    LLMOutcome,
+    NewTask,
+    RowRefusedError,
+    TaskRecord,
+    utcnow,
+)
 from sytq.tasks import TYPE_CALLBACK_DELIVER
 from worker.finish import enqueue_callback
 from worker.pipeline import Pipeline
@@ -51,9 +59,13 @@ async def fail_task(pipeline: Pipeline, task: Task, message: str, reason: str) -
     raise SkipRetry(message)
 
 
-async def fail_before_start(pipeline: Pipeline, task: Task, message: str, reason: str) -> NoReturn:
-    """Fail a task that cannot even start (bad payload, missing record): a bare row keeps the error."""
-    await pipeline.store.begin_attempt(NewTask(task.id, task.type, task.queue), task.retried + 1)
+async def fail_before_start(
+    pipeline: Pipeline, task: Task, message: str, reason: str, *, callback_url: str | None = None
+) -> NoReturn:
+    """Fail a task that cannot even start (bad payload, missing record): a bare row keeps the error
+    (and the callback URL, when one could be read, so the caller hears of it)."""
+    bare = NewTask(task.id, task.type, task.queue, callback_url=callback_url)
+    await pipeline.store.begin_attempt(bare, task.retried + 1)
     await fail_task(pipeline, task, message, reason)
 
 
@@ -65,7 +77,17 @@ async def run_llm(
     A task without a row (the common case: its first delivery) calls the provider and then writes
     its row once, answer included. A task with a row (a retry, a task recovered from a dead worker,
     the same id enqueued again) continues on that row, and never calls the provider again once the
-    row holds an answer."""
+    row holds an answer. A row the database refuses fails the task for good: a bare row keeps the
+    error (what the request held cannot be stored)."""
+    try:
+        return await _run_llm(pipeline, task, new, on_attempt_error)
+    except RowRefusedError as exc:
+        await fail_before_start(pipeline, task, str(exc), "row_refused", callback_url=new.callback_url)
+
+
+async def _run_llm(
+    pipeline: Pipeline, task: Task, new: NewTask, on_attempt_error: AttemptErrorHook | None
+) -> tuple[TaskRecord, bool]:
     if len(task.id) > MAX_TASK_ID_CHARS:
         raise SkipRetry(f"task id longer than {MAX_TASK_ID_CHARS} characters cannot be stored")
     record: TaskRecord | None = None

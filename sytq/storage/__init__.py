@@ -11,7 +11,7 @@ from sytq.storage.models import (
     STATUS_SUCCEEDED,
 )
 from sytq.storage.records import Record, RecordStore, RecordTableNotAllowed
-from sytq.storage.store import LLMOutcome, NewTask, TaskRecord, TaskStore, utcnow
+from sytq.storage.store import LLMOutcome, NewTask, RowRefusedError, TaskRecord, TaskStore, utcnow
 
 __all__ = [
     "CALLBACK_DELIVERED",
@@ -26,6 +26,7 @@ __all__ = [
     "Record",
     "RecordStore",
     "RecordTableNotAllowed",
+    "RowRefusedError",
     "TaskRecord",
     "TaskStore",
     "upgrade",

@@ -7,13 +7,16 @@ database sees one round trip per batch instead of several per task.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from sytq.coalesce import Coalescer, Item, Result
 
 
 class MicroBatcher(Coalescer[Item, Result]):
     def __init__(
-        self, write: Callable[[list[Item]], Awaitable[list[Result]]], max_batch: int = 256, writers: int = 1
+        self,
+        write: Callable[[list[Item]], Awaitable[Sequence[Result | BaseException]]],
+        max_batch: int = 256,
+        writers: int = 1,
     ) -> None:
         super().__init__(write, max_batch, writers)

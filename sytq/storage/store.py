@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from sytq.storage.batching import MicroBatcher
+from sytq.storage.db_errors import describe, is_permanent
 from sytq.storage.engine import create_engine
 from sytq.storage.models import (
     CALLBACK_PENDING,
@@ -39,6 +40,51 @@ def utcnow() -> datetime:
 
 def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+class RowRefusedError(Exception):
+    """The database refused this task's row for what it holds (not for a lost connection):
+    writing it again cannot succeed, so the task fails alone and its batch neighbours are written."""
+
+    def __init__(self, task_id: str, cause: DBAPIError) -> None:
+        super().__init__(f"the database refused the row of task {task_id}: {describe(cause)}")
+        self.task_id = task_id
+        self.cause = cause
+
+
+Item = TypeVar("Item")
+Written = TypeVar("Written")
+
+
+async def write_isolating_refusals(
+    write: Callable[[list[Item]], Awaitable[Sequence[Written]]],
+    items: list[Item],
+    task_id_of: Callable[[Item], str],
+) -> list[Written | BaseException]:
+    """``write(items)``; when the database refuses the batch, it is split in halves until the
+    refused rows stand alone: each of those gets a ``RowRefusedError``, every other row is written
+    (a failed statement rolls its whole transaction back, so nothing is written twice)."""
+    try:
+        return list(await write(items))
+    except DBAPIError as exc:
+        if not is_permanent(exc):
+            raise
+        if len(items) == 1:
+            return [RowRefusedError(task_id_of(items[0]), exc)]
+    half = len(items) // 2
+    first = await write_isolating_refusals(write, items[:half], task_id_of)
+    return first + await write_isolating_refusals(write, items[half:], task_id_of)
+
+
+def isolating_refusals(
+    write: Callable[[list[Item]], Awaitable[Sequence[Written]]], task_id_of: Callable[[Item], str]
+) -> Callable[[list[Item]], Awaitable[list[Written | BaseException]]]:
+    """``write`` for a MicroBatcher, with refused rows isolated (``write_isolating_refusals``)."""
+
+    async def isolating(items: list[Item]) -> list[Written | BaseException]:
+        return await write_isolating_refusals(write, items, task_id_of)
+
+    return isolating
 
 
 @dataclass(frozen=True)
@@ -213,12 +259,12 @@ class TaskStore:
 
     def _inserts(self) -> MicroBatcher[dict[str, Any], bool]:
         if self._insert_batcher is None:
-            self._insert_batcher = MicroBatcher(self._insert_rows)
+            self._insert_batcher = MicroBatcher(isolating_refusals(self._insert_rows, _row_task_id))
         return self._insert_batcher
 
     def _successes(self) -> MicroBatcher[_Success, TaskRecord | None]:
         if self._success_batcher is None:
-            self._success_batcher = MicroBatcher(self._store_successes)
+            self._success_batcher = MicroBatcher(isolating_refusals(self._store_successes, _success_task_id))
         return self._success_batcher
 
     async def _insert_rows(self, values: list[dict[str, Any]]) -> list[bool]:
@@ -265,7 +311,8 @@ class TaskStore:
     def _first_answers(self) -> MicroBatcher[dict[str, Any], TaskRecord | None]:
         if self._first_answer_batcher is None:
             # The hot path's one write: a few batches at once, so one slow statement holds no queue.
-            self._first_answer_batcher = MicroBatcher(self._insert_answered_rows, writers=3)
+            write = isolating_refusals(self._insert_answered_rows, _row_task_id)
+            self._first_answer_batcher = MicroBatcher(write, writers=3)
         return self._first_answer_batcher
 
     async def _insert_answered_rows(self, rows: list[dict[str, Any]]) -> list[TaskRecord | None]:
@@ -304,7 +351,7 @@ class TaskStore:
             row = _must_get(session, task_id)
             if row.status == STATUS_SUCCEEDED:
                 return TaskRecord.from_row(row)
-            row.error = error[:65_000]
+            row.error = clip_text(error)
             if final:
                 row.status = STATUS_FAILED
                 row.finished_at = utcnow()
@@ -320,9 +367,26 @@ class TaskStore:
             if row is not None:
                 row.callback_status = status
                 row.callback_attempts = attempts
-                row.callback_error = error[:65_000] if error else None
+                row.callback_error = clip_text(error) if error else None
 
         await self._run(_set)
+
+
+# A TEXT column holds 65,535 bytes; 4-byte UTF-8 characters make that 16,383 characters.
+_TEXT_CHARS = 16_000
+
+
+def clip_text(text: str) -> str:
+    """Text cut to what a TEXT column stores whatever its characters (a longer one is refused)."""
+    return text if len(text) <= _TEXT_CHARS else text[: _TEXT_CHARS - 1] + "…"
+
+
+def _row_task_id(values: dict[str, Any]) -> str:
+    return str(values["task_id"])
+
+
+def _success_task_id(item: tuple[TaskRecord, dict[str, Any]]) -> str:
+    return item[0].task_id
 
 
 def _new_values(
