@@ -1,10 +1,11 @@
-"""HTTP ingress throughput: POST /api/v1/tasks/llm and the batch endpoint vs a bare LPUSH endpoint.
+"""HTTP ingress throughput: single and batch submits vs a bare LPUSH endpoint and a Go peer.
 
-Everything runs on loopback: a private redis-server, uvicorn (same settings for both apps) and
-wrk as the load generator. Rounds alternate the ceiling and our app so that other load on the
-machine hits both alike, and CPU per request (server and Redis) is measured next to req/s
-because it does not depend on that load. ``python -m bench.bench_api [--quick]`` writes
-``bench/results/api.json`` and ``bench/results/api.md``.
+Everything runs on loopback: a private redis-server, uvicorn (same settings for both Python apps),
+the Go peer (``bench/go/ingress``: gin + the asynq client, both contracts) and wrk as the load
+generator. Rounds alternate the peers so that other load on the machine hits all alike, and CPU
+per request (server and Redis) is measured next to req/s because it does not depend on that
+load. ``python -m bench.bench_api [--quick]`` writes ``bench/results/api.json`` and
+``bench/results/api.md``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SINGLE_BODY = (
     '{"prompt": "Summarise the attached valuation report in three sentences.", "model": "deepseek-chat"}'
 )
+RECORD_BODY = '{"table_name":"valuation_records","id":1}'
+V1_PATH, RECORD_PATH = "/api/v1/tasks/llm", "/api/tasks/llm"
+GO_DIR = Path(__file__).resolve().parent / "go"
 BATCH_SIZE = 500
 
 
@@ -64,6 +68,19 @@ def group_cpu_seconds(pgid: int) -> float:
         if int(fields[2]) == pgid:  # pgrp; then utime and stime are fields[11] and fields[12]
             total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def go_peer_binary() -> Path:
+    """Build (or reuse) the Go peer under ~/.cache/sytq/bench/ingress."""
+    target = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sytq" / "bench" / "ingress"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    subprocess.run([go, "build", "-o", str(target), "./ingress"], cwd=GO_DIR, check=True)
+    return target
+
+
+def go_peer_cmd(binary: Path, port: int, redis_port: int) -> list[str]:
+    return [str(binary), "-addr", f"127.0.0.1:{port}", "-redis", f"127.0.0.1:{redis_port}"]
 
 
 def uvicorn_cmd(target: str, port: int, workers: int, factory: bool) -> list[str]:
@@ -176,49 +193,72 @@ def run(quick: bool) -> dict[str, Any]:
         SYTQ_LOG_LEVEL="WARNING",
         SYTQ_DATABASE_URL=f"sqlite:///{workdir / 'bench.db'}",
         SYTQ_API_MAX_BATCH=str(BATCH_SIZE),
+        # Every peer runs without authentication, so all do the same work per request.
+        SYTQ_AUTH_DISABLED="true",
     )
     batch_body = json.dumps({"tasks": [json.loads(SINGLE_BODY)] * BATCH_SIZE})
+    go_binary = go_peer_binary()
     load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
+
+    def sample(
+        cmd: list[str], proc_env: dict[str, str], port: int, jobs: list[tuple[str, str, str, int]]
+    ) -> None:
+        proc = start(cmd, port, proc_env)
+        try:
+            for key, path, body, connections in jobs:
+                url = f"http://127.0.0.1:{port}{path}"
+                wrk(url, body, connections, 1, workdir)  # warm-up
+                client.flushall()
+                samples[key].append(
+                    measured(url, body, connections, seconds, workdir, proc.pid, redis_proc.pid)
+                )
+        finally:
+            stop(proc)
+        client.flushall()
+
     try:
         for workers in worker_counts:
-            samples: dict[str, list[dict[str, float]]] = {"ceiling": [], "submit": [], "batch": []}
+            samples: dict[str, list[dict[str, float]]] = {
+                k: [] for k in ("ceiling", "submit", "record", "batch", "go_submit", "go_record")
+            }
+            go_env = {**env, "GOMAXPROCS": str(workers)}
             for _ in range(rounds):
                 port = free_port()
-                proc = start(uvicorn_cmd("bench.api_ceiling_app:app", port, workers, False), port, env)
-                try:
-                    url = f"http://127.0.0.1:{port}/lpush"
-                    wrk(url, SINGLE_BODY, 64, 1, workdir)  # warm-up
-                    samples["ceiling"].append(
-                        measured(url, SINGLE_BODY, 64, seconds, workdir, proc.pid, redis_proc.pid)
-                    )
-                finally:
-                    stop(proc)
-                client.flushall()
+                sample(
+                    uvicorn_cmd("bench.api_ceiling_app:app", port, workers, False),
+                    env,
+                    port,
+                    [("ceiling", "/lpush", SINGLE_BODY, 64)],
+                )
                 port = free_port()
-                proc = start(uvicorn_cmd("api.app:create_app", port, workers, True), port, env)
-                try:
-                    url = f"http://127.0.0.1:{port}/api/v1/tasks/llm"
-                    wrk(url, SINGLE_BODY, 64, 1, workdir)
-                    samples["submit"].append(
-                        measured(url, SINGLE_BODY, 64, seconds, workdir, proc.pid, redis_proc.pid)
-                    )
-                    client.flushall()
-                    samples["batch"].append(
-                        measured(f"{url}:batch", batch_body, 8, seconds, workdir, proc.pid, redis_proc.pid)
-                    )
-                finally:
-                    stop(proc)
-                client.flushall()
-            ceiling, single, batch = (_median(samples[k]) for k in ("ceiling", "submit", "batch"))
-            batch["tasks_per_second"] = batch["requests_per_second"] * BATCH_SIZE
+                sample(
+                    go_peer_cmd(go_binary, port, redis_port),
+                    go_env,
+                    port,
+                    [("go_submit", V1_PATH, SINGLE_BODY, 64), ("go_record", RECORD_PATH, RECORD_BODY, 64)],
+                )
+                port = free_port()
+                sample(
+                    uvicorn_cmd("api.app:create_app", port, workers, True),
+                    env,
+                    port,
+                    [
+                        ("submit", V1_PATH, SINGLE_BODY, 64),
+                        ("record", RECORD_PATH, RECORD_BODY, 64),
+                        ("batch", f"{V1_PATH}:batch", batch_body, 8),
+                    ],
+                )
+            medians = {key: _median(runs) for key, runs in samples.items()}
+            medians["batch"]["tasks_per_second"] = medians["batch"]["requests_per_second"] * BATCH_SIZE
             rows.append(
                 {
-                    "uvicorn_workers": workers,
-                    "ceiling_lpush": ceiling,
-                    "submit": single,
-                    "batch": batch,
-                    "submit_vs_ceiling": single["requests_per_second"] / ceiling["requests_per_second"],
+                    "processes": workers,
+                    **medians,
+                    "submit_vs_go": medians["submit"]["requests_per_second"]
+                    / medians["go_submit"]["requests_per_second"],
+                    "record_vs_go": medians["record"]["requests_per_second"]
+                    / medians["go_record"]["requests_per_second"],
                     "samples": samples,
                 }
             )
@@ -233,6 +273,7 @@ def run(quick: bool) -> dict[str, Any]:
         "batch_size": BATCH_SIZE,
         "cores": os.cpu_count(),
         "load_generator": "wrk -t1 (64 connections single, 8 connections batch)",
+        "go_peer": "bench/go/ingress: gin (release mode, Recovery only) + asynq v0.26 client",
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "rows": rows,
@@ -245,23 +286,28 @@ def markdown(result: dict[str, Any]) -> str:
         "## api: HTTP ingress",
         "",
         f"wrk -t1 on loopback, {result['seconds_per_run']} s per run, median of {result['rounds']} "
-        f"alternating round(s); {result['cores']} cores shared by wrk, uvicorn and redis-server "
+        f"alternating round(s); {result['cores']} cores shared by wrk, the server and redis-server "
         f"(load average before: {load}). "
         f"Single submits: 64 connections; batch: 8 connections x {result['batch_size']} tasks per request. "
-        "CPU columns: server (all uvicorn processes) and Redis CPU time per request.",
+        "Processes: uvicorn worker processes for the Python apps, GOMAXPROCS for the Go peer "
+        f"({result['go_peer']}). CPU columns: server (all its processes) and Redis CPU time per request. "
+        "No authentication on any peer.",
         "",
-        "| workers | endpoint | req/s | tasks/s | p50 ms | p99 ms | server CPU us/req | server CPU us/task "
-        "| Redis CPU us/req | vs ceiling (tasks/s) | non-2xx |",
+        "| processes | server | endpoint | req/s | tasks/s | p50 ms | p99 ms | server CPU us/req "
+        "| server CPU us/task | Redis CPU us/req | non-2xx |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
-        w = row["uvicorn_workers"]
-        ceiling = row["ceiling_lpush"]["requests_per_second"]
-        for name, data, per_request in (
-            ("bare FastAPI + one LPUSH (ceiling)", row["ceiling_lpush"], 1),
-            ("POST /api/v1/tasks/llm", row["submit"], 1),
+        w = row["processes"]
+        for server, name, data, per_request in (
+            ("bare FastAPI", "one LPUSH (ceiling)", row["ceiling"], 1),
+            ("Go peer", f"POST {V1_PATH}", row["go_submit"], 1),
+            ("ours", f"POST {V1_PATH}", row["submit"], 1),
+            ("Go peer", f"POST {RECORD_PATH}", row["go_record"], 1),
+            ("ours", f"POST {RECORD_PATH}", row["record"], 1),
             (
-                f"POST /api/v1/tasks/llm:batch ({result['batch_size']}/req)",
+                "ours",
+                f"POST {V1_PATH}:batch ({result['batch_size']}/req)",
                 row["batch"],
                 result["batch_size"],
             ),
@@ -269,15 +315,29 @@ def markdown(result: dict[str, Any]) -> str:
             tasks = data["requests_per_second"] * per_request
             cpu = data["server_cpu_us_per_request"]
             lines.append(
-                f"| {w} | {name} | {data['requests_per_second']:,.0f} | {tasks:,.0f} | "
+                f"| {w} | {server} | {name} | {data['requests_per_second']:,.0f} | {tasks:,.0f} | "
                 f"{data['p50_ms']:.1f} | {data['p99_ms']:.1f} | {cpu:,.0f} | {cpu / per_request:,.1f} | "
-                f"{data['redis_cpu_us_per_request']:,.0f} | {tasks / ceiling:.2f} | {data['non_2xx']:.0f} |"
+                f"{data['redis_cpu_us_per_request']:,.0f} | {data['non_2xx']:.0f} |"
             )
     after = ", ".join(f"{x:.1f}" for x in result["load_average_after"])
     lines += [
         "",
-        f"Load average after: {after}. CPU per task does not depend on that load; req/s and latency do.",
-        "Targets (issue 4): single submits >= 0.60 of the ceiling; batch > 20,000 tasks/s.",
+        "| processes | ours / Go peer, v1 submit (req/s) | ours / Go peer, record submit "
+        "| CPU/req ratio v1 | CPU/req ratio record |",
+        "|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        cpu_v1 = row["submit"]["server_cpu_us_per_request"] / row["go_submit"]["server_cpu_us_per_request"]
+        cpu_rec = row["record"]["server_cpu_us_per_request"] / row["go_record"]["server_cpu_us_per_request"]
+        lines.append(
+            f"| {row['processes']} | {row['submit_vs_go']:.2f} | {row['record_vs_go']:.2f} | "
+            f"{cpu_v1:.2f} | {cpu_rec:.2f} |"
+        )
+    lines += [
+        "",
+        f"Load average after: {after}. CPU per request does not depend on that load; req/s and latency do.",
+        "Targets: single submits >= 1.0x the Go peer's req/s on both contracts, server CPU <= 80 us per "
+        "single submit, p99 <= the Go peer's; batch >= 100,000 tasks/s.",
         "",
     ]
     return "\n".join(lines)
