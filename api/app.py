@@ -11,7 +11,15 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from api import resource_lookup, resource_submitter, routes_health, routes_queues, routes_submit, routes_tasks
+from api import (
+    resource_lookup,
+    resource_submitter,
+    routes_health,
+    routes_legacy,
+    routes_queues,
+    routes_submit,
+    routes_tasks,
+)
 from api.auth import parse_api_keys
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, JsonByDefaultMiddleware
@@ -112,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     # Resource mode's GET also answers for LLMTasks not enqueued yet; it replaces the plain one.
     app.include_router(resource_lookup.router if settings.api_resource_mode else routes_tasks.get_router)
-    for module in (routes_submit, routes_tasks, routes_queues, routes_health):
+    for module in (routes_submit, routes_legacy, routes_tasks, routes_queues, routes_health):
         app.include_router(module.router)
     install_openapi(app, routes_submit.SELF_PARSED_BODIES)
     return app

@@ -12,10 +12,11 @@ from typing import Any
 import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import metrics
+from api.gojson import envelope, gin_json
 from sytq.queue import (
     DuplicateTaskError,
     InvalidTaskError,
@@ -46,11 +47,11 @@ def _is_legacy(request: Request) -> bool:
 
 def error_response(
     request: Request, status: int, detail: str | list[dict[str, Any]], headers: dict[str, str] | None = None
-) -> JSONResponse:
+) -> Response:
     metrics.REJECTED.labels(str(status)).inc()
     if _is_legacy(request):
         message = detail if isinstance(detail, str) else "; ".join(_describe(e) for e in detail)
-        return JSONResponse({"code": status, "message": message}, status_code=status, headers=headers)
+        return gin_json(status, envelope(status, message), headers)
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
@@ -67,14 +68,14 @@ def _clean(errors: Any) -> list[dict[str, Any]]:
     ]
 
 
-async def _validation(request: Request, exc: Exception) -> JSONResponse:
+async def _validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = _clean(exc.errors())
     # The original answered malformed bodies with 400; keep that on its routes.
     return error_response(request, 400 if _is_legacy(request) else 422, errors)
 
 
-async def _http(request: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc, FieldError):
         return error_response(request, 400 if _is_legacy(request) else 422, exc.errors)
@@ -82,7 +83,7 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, exc.status_code, str(exc.detail), headers)
 
 
-async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+async def _unavailable(request: Request, exc: Exception) -> Response:
     log.warning("redis unavailable: %s", exc)
     return error_response(
         request,
@@ -102,12 +103,12 @@ _QUEUE_ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
 )
 
 
-async def _queue_error(request: Request, exc: Exception) -> JSONResponse:
+async def _queue_error(request: Request, exc: Exception) -> Response:
     status = next(code for kind, code in _QUEUE_ERROR_STATUS if isinstance(exc, kind))
     return error_response(request, status, str(exc))
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> Response:
     # Redis dropped mid-handshake under uvloop, from any of the API's Redis users (queue, rate
     # limit, idempotency): unavailability, not a bug.
     if is_closed_transport_error(exc):

@@ -7,6 +7,7 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import LEGACY_PREFIX
+from api.gojson import GIN_JSON_TYPE, envelope, marshal
 
 
 class BodyLimitMiddleware:
@@ -63,13 +64,16 @@ class BodyLimitMiddleware:
 
 async def _send_413(send: Send, max_bytes: int, legacy: bool) -> None:
     message = f"request body over {max_bytes} bytes"
-    doc = {"code": 413, "message": message} if legacy else {"detail": message}
-    body = json.dumps(doc, separators=(",", ":")).encode()
+    if legacy:
+        body, media_type = marshal(envelope(413, message)), GIN_JSON_TYPE.encode()
+    else:
+        body = json.dumps({"detail": message}, separators=(",", ":")).encode()
+        media_type = b"application/json"
     await send(
         {
             "type": "http.response.start",
             "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [(b"content-type", media_type), (b"content-length", str(len(body)).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})

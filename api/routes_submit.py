@@ -1,4 +1,4 @@
-"""Submitting tasks: the seed contract, the batch endpoint and the Go original's contract."""
+"""Submitting tasks: the seed contract and the batch endpoint (the Go original's is in routes_legacy)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import pydantic_core
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
@@ -20,11 +20,9 @@ from api.models import (
     BatchRequest,
     BatchResponse,
     ChatTaskRequest,
-    Envelope,
-    ProcessTaskRequest,
     TaskAccepted,
 )
-from api.security import BEARER_SECURITY, authorize, bearer_token, require
+from api.security import BEARER_SECURITY, authorize, bearer_token
 from api.state import AppState, app_state
 from api.submitter import AlreadySubmitted, ChatSubmission
 from sytq.callbacks import UnsafeCallbackURL, check_callback_url
@@ -36,12 +34,10 @@ router = APIRouter()
 BodyT = TypeVar("BodyT", bound=BaseModel)
 _SINGLE_SUBMITTED = metrics.SUBMITTED.labels("llm")
 _BATCH_SUBMITTED = metrics.SUBMITTED.labels("llm_batch")
-_PROCESS_SUBMITTED = metrics.SUBMITTED.labels("process")
 
 SUBMIT_PATH = "/api/v1/tasks/llm"
 BATCH_PATH = "/api/v1/tasks/llm:batch"
-LEGACY_PATH = "/api/tasks/llm"
-JSON_PATHS = frozenset({SUBMIT_PATH, BATCH_PATH, LEGACY_PATH})
+JSON_PATHS = frozenset({SUBMIT_PATH, BATCH_PATH})
 # Bodies the hot-path routes parse themselves; api.openapi documents them.
 SELF_PARSED_BODIES: tuple[type[BaseModel], ...] = (ChatTaskRequest, BatchRequest)
 
@@ -295,25 +291,3 @@ def batch_body(outcomes: list[str | Exception], enqueued: int) -> bytes:
     ]
     head = f'{{"enqueued":{enqueued},"failed":{len(outcomes) - enqueued},"results":['
     return (head + ",".join(parts) + "]}").encode()
-
-
-@router.post(
-    LEGACY_PATH,
-    response_model=Envelope,
-    summary="The Go original's contract: process one record of a table (llm:process)",
-    tags=["compat"],
-    responses={400: {}, 401: {}, 403: {}, 413: {}, 429: {}, 503: {}},
-)
-async def submit_process(
-    body: ProcessTaskRequest,
-    request: Request,
-    key: ApiKey = Depends(require("submit")),  # noqa: B008
-) -> Response:
-    state = app_state(request)
-    if body.table_name not in state.settings.record_table_allowlist:
-        raise HTTPException(400, f"table_name {body.table_name!r} is not allowed (SYTQ_RECORD_TABLES)")
-    task_id = await state.submitter.submit_process(new_task_id(), body.table_name, body.id)
-    _PROCESS_SUBMITTED.inc()
-    return Response(
-        b'{"code":200,"message":"Success","data":' + accepted_body(task_id) + b"}", media_type=_JSON
-    )
