@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     record_status_processing: str = "处理中"
     record_status_done: str = "已完成"
     record_status_failed: str = "失败"
+    record_max_tokens: int = Field(default=2000, ge=1, description="max_tokens of record-mode LLM calls")
+    record_failed_status_final_only: bool = Field(
+        default=False,
+        description="Write the failed status only when the task gives up (status stays processing "
+        "while retries remain); false: after every failed attempt, as the Go original",
+    )
 
     # --- callbacks ---------------------------------------------------------------------------
     callback_secret: SecretStr | None = None

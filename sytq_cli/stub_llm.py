@@ -16,7 +16,7 @@ import hashlib
 import json
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,6 +101,8 @@ class StubLLM:
         self.config = config
         self.requests = 0
         self.by_prompt: Counter[str] = Counter()
+        # The last requests' model, max_tokens and messages, so tests can check what callers sent.
+        self.recent: deque[dict[str, Any]] = deque(maxlen=100)
         self.faults_served: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
@@ -166,6 +168,7 @@ class StubLLM:
         }
         if per_prompt:
             stats["by_prompt"] = dict(self.by_prompt)
+            stats["recent"] = list(self.recent)
         return stats
 
     def reset(self) -> None:
@@ -173,6 +176,7 @@ class StubLLM:
         self.requests = 0
         self.max_in_flight = self.in_flight
         self.by_prompt.clear()
+        self.recent.clear()
         self.faults_served.clear()
 
     async def _configure(self, body: bytes, send: Send) -> None:
@@ -213,6 +217,7 @@ class StubLLM:
             return
         self.requests += 1
         self.by_prompt[prompt] += 1
+        self.recent.append({"model": model, "max_tokens": request.get("max_tokens"), "messages": messages})
         fault = self._pick_fault(prompt)
         if fault is not None:
             self.faults_served[fault.kind] += 1

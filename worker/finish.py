@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import pydantic_core
@@ -10,7 +11,7 @@ import pydantic_core
 from sytq.callbacks import callback_body
 from sytq.queue import Task, TaskIdConflictError
 from sytq.storage import CALLBACK_DELIVERED, STATUS_SUCCEEDED, TaskRecord
-from sytq.tasks import TYPE_CALLBACK_DELIVER, CallbackPayload
+from sytq.tasks import TYPE_CALLBACK_DELIVER, TYPE_LLM_PROCESS, CallbackPayload
 from worker.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -49,13 +50,29 @@ def _callback_result(record: TaskRecord) -> dict[str, Any] | None:
     }
 
 
+def record_callback_body(report: str, timestamp: int) -> dict[str, Any]:
+    """The Go original's record-mode callback, the body existing receivers parse (keys in its order)."""
+    return {"result": report, "status": "success", "timestamp": timestamp}
+
+
+def _body_for(record: TaskRecord) -> dict[str, Any] | None:
+    if record.type == TYPE_LLM_PROCESS:
+        # As the original: sent on success only; the time is when the answer was stored.
+        if record.status != STATUS_SUCCEEDED:
+            return None
+        return record_callback_body(record.content or "", int(time.time()))
+    return callback_body(
+        record.task_id, record.status, _callback_result(record), record.usage, record.error, record.metadata
+    )
+
+
 async def enqueue_callback(pipeline: Pipeline, task: Task, record: TaskRecord) -> None:
     """Queue the signed POST for a finished task (no-op without a URL or once delivered)."""
     if not record.callback_url or record.callback_status == CALLBACK_DELIVERED:
         return
-    body = callback_body(
-        record.task_id, record.status, _callback_result(record), record.usage, record.error, record.metadata
-    )
+    body = _body_for(record)
+    if body is None:
+        return
     payload = CallbackPayload(task_id=record.task_id, url=record.callback_url, body=body)
     try:
         await pipeline.queue.enqueue(

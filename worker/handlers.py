@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import logging
 
 import redis.asyncio as aioredis
 
-from sytq.queue import Handler
+from sytq.queue import Handler, SkipRetry, Task
 from sytq.settings import Settings
 from sytq.tasks import TYPE_CALLBACK_DELIVER, TYPE_LLM_CHAT, TYPE_LLM_PROCESS
 from worker.callback import handle_callback
@@ -14,12 +15,35 @@ from worker.chat import handle_chat
 from worker.pipeline import Pipeline, build_pipeline
 from worker.process import handle_process
 
+log = logging.getLogger(__name__)
+
+
+def logging_failures(handler: Handler) -> Handler:
+    """Every failed attempt of a task leaves one warning line with its id, attempt and error."""
+
+    async def run(task: Task) -> None:
+        try:
+            await handler(task)
+        except Exception as exc:
+            final = isinstance(exc, SkipRetry) or task.retried >= task.max_retry
+            log.warning(
+                "task %s (%s) attempt %d failed, %s: %s",
+                task.id,
+                task.type,
+                task.retried + 1,
+                "giving up" if final else "will retry",
+                exc or type(exc).__name__,
+            )
+            raise
+
+    return run
+
 
 def handlers_for(pipeline: Pipeline) -> dict[str, Handler]:
     return {
-        TYPE_LLM_CHAT: functools.partial(handle_chat, pipeline),
-        TYPE_LLM_PROCESS: functools.partial(handle_process, pipeline),
-        TYPE_CALLBACK_DELIVER: functools.partial(handle_callback, pipeline),
+        TYPE_LLM_CHAT: logging_failures(functools.partial(handle_chat, pipeline)),
+        TYPE_LLM_PROCESS: logging_failures(functools.partial(handle_process, pipeline)),
+        TYPE_CALLBACK_DELIVER: logging_failures(functools.partial(handle_callback, pipeline)),
     }
 
 

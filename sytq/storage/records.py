@@ -1,14 +1,16 @@
 """Record mode (``llm:process``): the caller's own table, read and updated the way the Go original did.
 
-Only tables on the configured allowlist are touched. Columns used: ``sys_message``, ``user_message``,
-``callback_url`` (read); ``status``, ``report``, ``failed_times``, ``failed_info``,
-``current_task_node`` (written). The table is described, never reflected or created here.
+Only tables on the configured allowlist are touched, with the Go original's column types (its
+``valuation_records`` DDL): ``sys_message``, ``user_message``, ``callback_url`` are read;
+``status``, ``report``, ``failed_times``, ``failed_info`` and ``current_task_node`` (an INT the
+original advances by one on success) are written. The table is described, never reflected or created.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -16,10 +18,8 @@ from sqlalchemy.orm import Session
 from sytq.storage.engine import create_engine
 from sytq.storage.runner import DBRunner
 
-# Values written to current_task_node: which step the record is at.
-NODE_LLM = "llm_call"
-NODE_DONE = "done"
-NODE_FAILED = "failed"
+# failed_info is TEXT in the original's DDL: 65,535 bytes. Kept well under, whole characters only.
+FAILED_INFO_MAX_BYTES = 60_000
 
 
 class RecordTableNotAllowed(ValueError):
@@ -27,20 +27,24 @@ class RecordTableNotAllowed(ValueError):
 
 
 def record_table(name: str) -> sa.Table:
-    """The columns record mode uses, on a throwaway MetaData (SQLAlchemy quotes the name)."""
+    """The columns record mode uses, typed as in the original's DDL, on a throwaway MetaData."""
     return sa.Table(
         name,
         sa.MetaData(),
         sa.Column("id", sa.BigInteger, primary_key=True),
-        sa.Column("sys_message", sa.Text),
+        sa.Column("status", sa.String(50)),
         sa.Column("user_message", sa.Text),
-        sa.Column("callback_url", sa.String(1024)),
-        sa.Column("status", sa.String(32)),
+        sa.Column("sys_message", sa.Text),
         sa.Column("report", sa.Text),
         sa.Column("failed_times", sa.Integer),
         sa.Column("failed_info", sa.Text),
-        sa.Column("current_task_node", sa.String(64)),
+        sa.Column("current_task_node", sa.Integer),
+        sa.Column("callback_url", sa.String(255)),
     )
+
+
+def clip_failed_info(info: str) -> str:
+    return info.encode()[:FAILED_INFO_MAX_BYTES].decode(errors="ignore")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Record:
     callback_url: str | None
     status: str | None
     failed_times: int
+    current_task_node: int
 
 
 class RecordStore:
@@ -68,6 +73,10 @@ class RecordStore:
     async def close(self) -> None:
         await self._db.close()
 
+    def check_table(self, name: str) -> None:
+        """Raise RecordTableNotAllowed unless ``name`` is on the allowlist."""
+        self._table(name)
+
     def _table(self, name: str) -> sa.Table:
         table = self._tables.get(name)
         if table is None:
@@ -77,14 +86,13 @@ class RecordStore:
 
     async def fetch(self, table_name: str, record_id: int) -> Record | None:
         table = self._table(table_name)
+        c = table.c
+        query = sa.select(
+            c.sys_message, c.user_message, c.callback_url, c.status, c.failed_times, c.current_task_node
+        ).where(c.id == record_id)
 
         def _fetch(session: Session) -> Record | None:
-            c = table.c
-            row = session.execute(
-                sa.select(c.sys_message, c.user_message, c.callback_url, c.status, c.failed_times).where(
-                    c.id == record_id
-                )
-            ).one_or_none()
+            row = session.execute(query).one_or_none()
             if row is None:
                 return None
             return Record(
@@ -95,28 +103,47 @@ class RecordStore:
                 callback_url=row.callback_url or None,
                 status=row.status,
                 failed_times=int(row.failed_times or 0),
+                current_task_node=int(row.current_task_node or 0),
             )
 
         return await self._db.run(_fetch)
 
-    async def _update(self, table_name: str, record_id: int, **values: object) -> None:
-        table = self._table(table_name)
-        statement = sa.update(table).where(table.c.id == record_id).values(**values)
-        await self._db.run(lambda session: session.execute(statement))
+    async def _update(self, statement: sa.Update) -> int:
+        """Rows the statement matched."""
+
+        def _run(session: Session) -> int:
+            result: sa.CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
+            return result.rowcount
+
+        return await self._db.run(_run)
 
     async def mark_processing(self, table_name: str, record_id: int, status: str) -> None:
-        await self._update(table_name, record_id, status=status, current_task_node=NODE_LLM)
+        """An attempt starts: only ``status`` changes, as in the original."""
+        table = self._table(table_name)
+        await self._update(sa.update(table).where(table.c.id == record_id).values(status=status))
 
-    async def mark_done(self, table_name: str, record_id: int, status: str, report: str) -> None:
-        await self._update(table_name, record_id, status=status, report=report, current_task_node=NODE_DONE)
+    async def mark_done(self, table_name: str, record_id: int, status: str, report: str) -> bool:
+        """Store the answer and advance ``current_task_node`` by one; False when the row already
+        holds this very answer (a re-delivered task: the node is advanced once, not twice)."""
+        table = self._table(table_name)
+        c = table.c
+        already = sa.and_(c.status.is_not_distinct_from(status), c.report.is_not_distinct_from(report))
+        statement = (
+            sa.update(table)
+            .where(c.id == record_id, sa.not_(already))
+            .values(
+                status=status, report=report, current_task_node=sa.func.coalesce(c.current_task_node, 0) + 1
+            )
+        )
+        return await self._update(statement) > 0
 
     async def mark_failed(self, table_name: str, record_id: int, status: str | None, info: str) -> None:
-        """Count a failed attempt; ``status`` is set only when the task gives up (final failure)."""
+        """Count a failed attempt and keep its error; ``status`` is written unless None."""
         table = self._table(table_name)
         values: dict[str, object] = {
             "failed_times": sa.func.coalesce(table.c.failed_times, 0) + 1,
-            "failed_info": info[:65_000],
+            "failed_info": clip_failed_info(info),
         }
         if status is not None:
-            values.update(status=status, current_task_node=NODE_FAILED)
-        await self._update(table_name, record_id, **values)
+            values["status"] = status
+        await self._update(sa.update(table).where(table.c.id == record_id).values(**values))

@@ -159,20 +159,23 @@ def callback_receiver() -> Iterator[CallbackReceiver]:
 
 # --- a pipeline wired to the real servers ---------------------------------------------------------
 
+# The Go original's table, exactly as its README gives it (MariaDB runs it in strict mode).
 VALUATION_RECORDS_DDL = """
-CREATE TABLE IF NOT EXISTS valuation_records (
-  id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
-  sys_message TEXT NULL,
-  user_message TEXT NULL,
-  callback_url VARCHAR(1024) NULL,
-  status VARCHAR(32) NULL,
-  report LONGTEXT NULL,
-  failed_times INT NOT NULL DEFAULT 0,
-  failed_info TEXT NULL,
-  current_task_node VARCHAR(64) NULL,
-  created_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
-  updated_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+CREATE TABLE valuation_records (
+    id BIGINT PRIMARY KEY,
+    status VARCHAR(50),
+    user_message TEXT,
+    sys_message TEXT,
+    report TEXT,
+    failed_times INT DEFAULT 0,
+    failed_info TEXT,
+    progress VARCHAR(50),
+    progress_info TEXT,
+    current_task_node INT DEFAULT 0,
+    callback_url VARCHAR(255),
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP
+)
 """
 
 

@@ -186,6 +186,8 @@ class MariaDBServer(_ServerProcess):
             "--innodb-flush-log-at-trx-commit=2",
             "--max-connections=500",
             "--character-set-server=utf8mb4",
+            # MariaDB's and MySQL 8's default, set explicitly: a value a column refuses is an error.
+            "--sql-mode=STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION",
             "--collation-server=utf8mb4_unicode_ci",
             f"--pid-file={self.workdir / 'mysqld.pid'}",
         ]

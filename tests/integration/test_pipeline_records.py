@@ -1,14 +1,17 @@
-"""llm:process (the Go original's record mode) against a valuation_records table in MariaDB."""
+"""llm:process (the Go original's record mode) on its own valuation_records DDL, MariaDB in strict mode."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
 import uuid
 
-import pymysql
+import pytest
 import redis.asyncio as aioredis
 
-from sytq.queue import Inspector, QueueClient
+from sytq.queue import Inspector, QueueClient, TaskInfo, TaskNotFoundError
 from sytq_cli.stub_llm import deterministic_content
 from tests.harness.llm_fixtures import (
     CallbackReceiver,
@@ -17,44 +20,17 @@ from tests.harness.llm_fixtures import (
     running_worker,
     wait_callback_state,
     wait_final,
+    wait_row,
 )
+from tests.harness.records import insert_record, read_record
 from tests.harness.services import MariaDBServer
 
-
-def insert_record(
-    mariadb: MariaDBServer, database: str, user: str, sys: str | None, callback: str | None
-) -> int:
-    conn = pymysql.connect(host="127.0.0.1", port=mariadb.port, user="root", database=database)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO valuation_records (sys_message, user_message, callback_url) VALUES (%s, %s, %s)",
-                (sys, user, callback),
-            )
-            record_id = int(cur.lastrowid)
-        conn.commit()
-        return record_id
-    finally:
-        conn.close()
+SYS = "你是估值助手"
 
 
-def read_record(mariadb: MariaDBServer, database: str, record_id: int) -> dict[str, object]:
-    conn = pymysql.connect(
-        host="127.0.0.1", port=mariadb.port, user="root", database=database,
-        cursorclass=pymysql.cursors.DictCursor,
-    )
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT * FROM valuation_records WHERE id = %s", (record_id,))
-            row = cur.fetchone()
-            assert row is not None
-            return dict(row)
-    finally:
-        conn.close()
-
-
-def process_payload(record_id: int) -> bytes:
-    return json.dumps({"table_name": "valuation_records", "id": record_id}).encode()
+def process_payload(record_id: int, table: str = "valuation_records") -> bytes:
+    # The Go original's payload, byte for byte (json.Marshal of its LLMPayload struct).
+    return json.dumps({"table_name": table, "id": record_id}, separators=(",", ":")).encode()
 
 
 async def enqueue_process(redis: aioredis.Redis, payload: bytes, max_retry: int = 3) -> str:
@@ -64,7 +40,23 @@ async def enqueue_process(redis: aioredis.Redis, payload: bytes, max_retry: int 
     return task_id
 
 
-async def test_record_is_processed_like_the_original(
+async def wait_state(
+    redis: aioredis.Redis, task_id: str, states: tuple[str, ...] = ("archived",), within: float = 30.0
+) -> TaskInfo:
+    inspector = Inspector(redis)
+    deadline = time.monotonic() + within
+    while (info := await inspector.get_task("default", task_id)).state not in states:
+        assert time.monotonic() < deadline, f"task {task_id} not {states} after {within}s: {info}"
+        await asyncio.sleep(0.05)
+    return info
+
+
+def warnings_for(caplog: pytest.LogCaptureFixture, task_id: str) -> list[str]:
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    return [line for line in lines if task_id in line]
+
+
+async def test_success_leaves_the_row_and_sends_the_callback_as_the_original(
     pipeline_env: PipelineEnv,
     mariadb_server: MariaDBServer,
     redis_client: aioredis.Redis,
@@ -73,70 +65,209 @@ async def test_record_is_processed_like_the_original(
 ) -> None:
     db = pipeline_env.record_database
     user = f"估值 {uuid.uuid4().hex}"
-    record_id = insert_record(mariadb_server, db, user, "你是估值助手", callback_receiver.url + "/valuation")
-    # The Go original's payload, byte for byte.
-    payload = process_payload(record_id)
+    record_id = insert_record(
+        mariadb_server, db, status="待处理", sys_message=SYS, user_message=user, report="",
+        failed_times=0, current_task_node=2, callback_url=callback_receiver.url + "/valuation",
+    )
+    started = int(time.time())
     async with running_worker(pipeline_env.settings, redis_client) as pipeline:
-        task_id = await enqueue_process(redis_client, payload)
+        task_id = await enqueue_process(redis_client, process_payload(record_id))
         stored = await wait_callback_state(pipeline.store, task_id, "delivered")
 
-    expected = deterministic_content("deepseek-chat", f"你是估值助手\n{user}")
+    expected = deterministic_content("deepseek-chat", f"{SYS}\n{user}")
     row = read_record(mariadb_server, db, record_id)
     assert row["status"] == "已完成"
     assert row["report"] == expected
-    assert row["current_task_node"] == "done"
-    assert row["failed_times"] == 0
+    assert row["current_task_node"] == 3 and isinstance(row["current_task_node"], int)
+    assert row["failed_times"] == 0 and row["failed_info"] is None
     assert stored.status == "succeeded" and stored.content == expected
     assert stored.metadata == {"table_name": "valuation_records", "id": record_id}
-    body = json.loads(callback_receiver.wait_for(task_id).body)
-    assert body["status"] == "succeeded" and body["result"]["content"] == expected
-    assert body["metadata"] == {"table_name": "valuation_records", "id": record_id}
+
+    sent = [r for r in stub_llm.stats()["recent"] if user in json.dumps(r, ensure_ascii=False)]
+    assert sent == [{
+        "model": "deepseek-chat",
+        "max_tokens": 2000,
+        "messages": [{"role": "system", "content": SYS}, {"role": "user", "content": user}],
+    }]
+
+    callback = callback_receiver.wait_for(task_id)
+    assert callback.path == "/valuation"
+    assert callback.headers["Content-Type"] == "application/json"
+    assert "X-SYTQ-Signature" in callback.headers  # ours, added; receivers that ignore it keep working
+    body = json.loads(callback.body)
+    assert list(body) == ["result", "status", "timestamp"]
+    assert body["result"] == expected and body["status"] == "success"
+    assert isinstance(body["timestamp"], int) and started <= body["timestamp"] <= int(time.time())
 
 
-async def test_record_failures_are_counted_and_final_failure_marked(
+@pytest.mark.parametrize("final_only", [False, True], ids=["as-original", "failed-status-final-only"])
+async def test_failed_attempt_then_success(
+    pipeline_env: PipelineEnv,
+    mariadb_server: MariaDBServer,
+    redis_client: aioredis.Redis,
+    stub_llm: StubLLMProcess,
+    caplog: pytest.LogCaptureFixture,
+    final_only: bool,
+) -> None:
+    db = pipeline_env.record_database
+    user = f"flaky {uuid.uuid4().hex}"
+    record_id = insert_record(mariadb_server, db, sys_message=SYS, user_message=user, current_task_node=0)
+    # Retry-After holds the retry back long enough to read the row between the two attempts.
+    stub_llm.configure(faults=[{"kind": "429", "retry_after": 3, "times": 1, "match": user}])
+    settings = pipeline_env.settings.model_copy(update={"record_failed_status_final_only": final_only})
+    caplog.set_level(logging.WARNING)
+    async with running_worker(settings, redis_client) as pipeline:
+        task_id = await enqueue_process(redis_client, process_payload(record_id))
+        await wait_row(pipeline.store, task_id, lambda r: r.error is not None)
+        between = read_record(mariadb_server, db, record_id)
+        assert (await wait_final(pipeline.store, task_id)).status == "succeeded"
+
+    assert between["failed_times"] == 1 and "HTTP 429" in str(between["failed_info"])
+    assert between["status"] == ("处理中" if final_only else "失败")
+    row = read_record(mariadb_server, db, record_id)
+    assert row["status"] == "已完成" and row["current_task_node"] == 1
+    assert row["failed_times"] == 1 and "HTTP 429" in str(row["failed_info"])
+    assert any("attempt 1 failed, will retry" in line for line in warnings_for(caplog, task_id))
+
+
+async def test_final_failure_marks_the_row_failed_and_sends_no_callback(
+    pipeline_env: PipelineEnv,
+    mariadb_server: MariaDBServer,
+    redis_client: aioredis.Redis,
+    stub_llm: StubLLMProcess,
+    callback_receiver: CallbackReceiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = pipeline_env.record_database
+    broke, tired = f"broke {uuid.uuid4().hex}", f"tired {uuid.uuid4().hex}"
+    url = callback_receiver.url + "/valuation"
+    broke_id = insert_record(mariadb_server, db, user_message=broke, current_task_node=5, callback_url=url)
+    tired_id = insert_record(mariadb_server, db, user_message=tired, current_task_node=5, callback_url=url)
+    stub_llm.configure(faults=[{"kind": "402", "match": broke}, {"kind": "503", "match": tired}])
+    caplog.set_level(logging.WARNING)
+    async with running_worker(pipeline_env.settings, redis_client) as pipeline:
+        broke_task = await enqueue_process(redis_client, process_payload(broke_id))
+        tired_task = await enqueue_process(redis_client, process_payload(tired_id), max_retry=1)
+        assert (await wait_final(pipeline.store, broke_task)).status == "failed"
+        assert (await wait_final(pipeline.store, tired_task)).status == "failed"
+        inspector = Inspector(redis_client)
+        for task_id in (broke_task, tired_task):
+            assert (await inspector.get_task("default", task_id)).state == "archived"
+            with pytest.raises(TaskNotFoundError):
+                await inspector.get_task("default", f"{task_id}:cb")
+
+    broke_row = read_record(mariadb_server, db, broke_id)
+    assert broke_row["status"] == "失败" and broke_row["failed_times"] == 1
+    assert "HTTP 402" in str(broke_row["failed_info"])
+    assert broke_row["current_task_node"] == 5 and broke_row["report"] is None
+    assert stub_llm.calls_for(broke) == 1
+    tired_row = read_record(mariadb_server, db, tired_id)
+    assert tired_row["status"] == "失败" and tired_row["failed_times"] == 2
+    assert tired_row["current_task_node"] == 5
+    assert callback_receiver.for_task(broke_task) == [] and callback_receiver.for_task(tired_task) == []
+    assert any("giving up" in line for line in warnings_for(caplog, tired_task))
+
+
+async def test_missing_record_fails_at_once(
+    pipeline_env: PipelineEnv,
+    redis_client: aioredis.Redis,
+    stub_llm: StubLLMProcess,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    async with running_worker(pipeline_env.settings, redis_client) as pipeline:
+        task_id = await enqueue_process(redis_client, process_payload(999_999_999))
+        row = await wait_final(pipeline.store, task_id)
+        info = await Inspector(redis_client).get_task("default", task_id)
+    assert row.status == "failed" and "valuation_records has no row with id 999999999" in (row.error or "")
+    assert info.state == "archived" and info.retried == 0
+    assert stub_llm.stats()["requests"] == 0
+    assert any("giving up" in line and "no row" in line for line in warnings_for(caplog, task_id))
+
+
+async def test_missing_table_fails_at_once_with_the_servers_error(
+    pipeline_env: PipelineEnv,
+    redis_client: aioredis.Redis,
+    stub_llm: StubLLMProcess,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = pipeline_env.settings.model_copy(update={"record_tables": "valuation_records,valuation_gone"})
+    caplog.set_level(logging.WARNING)
+    async with running_worker(settings, redis_client) as pipeline:
+        task_id = await enqueue_process(redis_client, process_payload(1, table="valuation_gone"))
+        row = await wait_final(pipeline.store, task_id)
+        info = await Inspector(redis_client).get_task("default", task_id)
+    assert row.status == "failed"
+    assert "valuation_gone row 1: database error 1146" in (row.error or "")
+    assert info.state == "archived" and info.retried == 0
+    assert stub_llm.stats()["requests"] == 0
+    assert any("1146" in line for line in warnings_for(caplog, task_id))
+
+
+async def test_a_value_the_column_refuses_fails_at_once_and_is_kept_in_failed_info(
+    pipeline_env: PipelineEnv,
+    mariadb_server: MariaDBServer,
+    redis_client: aioredis.Redis,
+    stub_llm: StubLLMProcess,
+    callback_receiver: CallbackReceiver,
+) -> None:
+    db = pipeline_env.record_database
+    # An older copy of the table whose report column is too narrow for an answer (strict mode: error 1406).
+    mariadb_server.execute(
+        "CREATE TABLE valuation_narrow (id BIGINT PRIMARY KEY, status VARCHAR(50), user_message TEXT, "
+        "sys_message TEXT, report VARCHAR(8), failed_times INT DEFAULT 0, failed_info TEXT, "
+        "current_task_node INT DEFAULT 0, callback_url VARCHAR(255))",
+        database=db,
+    )
+    record_id = insert_record(
+        mariadb_server, db, table="valuation_narrow", user_message=f"narrow {uuid.uuid4().hex}",
+        callback_url=callback_receiver.url + "/valuation",
+    )
+    settings = pipeline_env.settings.model_copy(update={"record_tables": "valuation_narrow"})
+    async with running_worker(settings, redis_client):
+        task_id = await enqueue_process(redis_client, process_payload(record_id, table="valuation_narrow"))
+        info = await wait_state(redis_client, task_id)
+    assert info.retried == 0 and "database error 1406" in info.last_error
+    row = read_record(mariadb_server, db, record_id, table="valuation_narrow")
+    assert row["status"] == "失败" and row["failed_times"] == 1 and row["report"] is None
+    assert "database error 1406" in str(row["failed_info"]) and row["current_task_node"] == 0
+    assert callback_receiver.for_task(task_id) == []
+
+
+async def test_tables_off_the_allowlist_and_invalid_payloads_are_refused(
+    pipeline_env: PipelineEnv, redis_client: aioredis.Redis, stub_llm: StubLLMProcess
+) -> None:
+    async with running_worker(pipeline_env.settings, redis_client) as pipeline:
+        other = await enqueue_process(redis_client, b'{"table_name": "users", "id": 1}')
+        injected = await enqueue_process(redis_client, b'{"table_name": "x; DROP TABLE y", "id": 1}')
+        other_row = await wait_final(pipeline.store, other)
+        injected_row = await wait_final(pipeline.store, injected)
+    assert other_row.status == "failed" and "not allowed" in (other_row.error or "")
+    assert injected_row.status == "failed" and "invalid llm:process task" in (injected_row.error or "")
+    inspector = Inspector(redis_client)
+    for task_id in (other, injected):
+        assert (await inspector.get_task("default", task_id)).state == "archived"
+    assert stub_llm.stats()["requests"] == 0
+
+
+async def test_a_redelivered_task_advances_the_node_once_and_calls_the_llm_once(
     pipeline_env: PipelineEnv,
     mariadb_server: MariaDBServer,
     redis_client: aioredis.Redis,
     stub_llm: StubLLMProcess,
 ) -> None:
     db = pipeline_env.record_database
-    flaky_user, broke_user = f"flaky {uuid.uuid4().hex}", f"broke {uuid.uuid4().hex}"
-    flaky_id = insert_record(mariadb_server, db, flaky_user, None, None)
-    broke_id = insert_record(mariadb_server, db, broke_user, None, None)
-    stub_llm.configure(faults=[
-        {"kind": "503", "times": 1, "match": flaky_user},
-        {"kind": "402", "match": broke_user},
-    ])
-    async with running_worker(pipeline_env.settings, redis_client) as pipeline:
-        flaky = await enqueue_process(redis_client, process_payload(flaky_id))
-        broke = await enqueue_process(redis_client, process_payload(broke_id))
-        assert (await wait_final(pipeline.store, flaky)).status == "succeeded"
-        assert (await wait_final(pipeline.store, broke)).status == "failed"
+    user = f"again {uuid.uuid4().hex}"
+    record_id = insert_record(mariadb_server, db, user_message=user, current_task_node=7)
+    payload = process_payload(record_id)
+    async with running_worker(pipeline_env.settings, redis_client):
+        task_id = await enqueue_process(redis_client, payload)
+        await wait_state(redis_client, task_id, ("completed",))
+        # The same task delivered again (e.g. its worker died before the acknowledgement).
+        await Inspector(redis_client).delete_task("default", task_id)
+        await QueueClient(redis_client).enqueue("llm:process", payload, task_id=task_id, retention=300)
+        await wait_state(redis_client, task_id, ("completed",))
+    row = read_record(mariadb_server, db, record_id)
+    assert row["status"] == "已完成" and row["current_task_node"] == 8
+    assert stub_llm.calls_for(user) == 1
 
-    flaky_row = read_record(mariadb_server, db, flaky_id)
-    assert flaky_row["status"] == "已完成" and flaky_row["failed_times"] == 1
-    assert "HTTP 503" in str(flaky_row["failed_info"])
-    broke_row = read_record(mariadb_server, db, broke_id)
-    assert broke_row["status"] == "失败" and broke_row["failed_times"] == 1
-    assert broke_row["current_task_node"] == "failed"
-    assert "HTTP 402" in str(broke_row["failed_info"])
-    assert stub_llm.calls_for(broke_user) == 1
-
-
-async def test_tables_off_the_allowlist_and_missing_rows_are_refused(
-    pipeline_env: PipelineEnv, redis_client: aioredis.Redis, stub_llm: StubLLMProcess
-) -> None:
-    async with running_worker(pipeline_env.settings, redis_client) as pipeline:
-        other = await enqueue_process(redis_client, b'{"table_name": "users", "id": 1}')
-        missing = await enqueue_process(redis_client, b'{"table_name": "valuation_records", "id": 999999}')
-        injected = await enqueue_process(redis_client, b'{"table_name": "x; DROP TABLE y", "id": 1}')
-        other_row = await wait_final(pipeline.store, other)
-        missing_row = await wait_final(pipeline.store, missing)
-        injected_row = await wait_final(pipeline.store, injected)
-    assert other_row.status == "failed" and "not allowed" in (other_row.error or "")
-    assert missing_row.status == "failed" and "no row with id 999999" in (missing_row.error or "")
-    assert injected_row.status == "failed" and "invalid llm:process task" in (injected_row.error or "")
-    inspector = Inspector(redis_client)
-    for task_id in (other, missing, injected):
-        assert (await inspector.get_task("default", task_id)).state == "archived"
-    assert stub_llm.stats()["requests"] == 0
