@@ -14,6 +14,7 @@ import pydantic
 
 from sytq.settings import ConfigError, get_settings
 from sytq_cli.client import CommandError, add_client_commands
+from sytq_cli.records_cmd import add_records_commands
 
 
 def _cmd_api(args: argparse.Namespace) -> int:
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_cmd_run)
 
     add_client_commands(sub)
+    add_records_commands(sub)
     return parser
 
 

@@ -22,6 +22,7 @@ from types import FrameType
 import httpx
 
 from sytq.settings import Settings
+from sytq_cli.demo_records import DEMO_TABLE, ensure_demo_records
 from sytq_cli.embedded import EmbeddedValkey
 
 _BANNER = "=" * 78
@@ -128,6 +129,12 @@ def run_all(port: int | None = None) -> int:
             env["SYTQ_DATABASE_URL"] = settings.effective_database_url
             announce(f"SYTQ_DATABASE_URL is not set: using SQLITE at {settings.effective_database_url}")
         _prepare_storage(env["SYTQ_DATABASE_URL"])
+        if not settings.database_url and not settings.record_database_url:
+            ensure_demo_records(settings.effective_record_database_url)
+            announce(
+                f"Record mode demo: table {DEMO_TABLE} in the SQLite file with rows 1-3 "
+                "(see the README's record-mode example)"
+            )
         if settings.uses_stub_llm:
             stub_port = free_port()
             stub = children.start(_sytq("stub-llm", "--port", str(stub_port)), env)

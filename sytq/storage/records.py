@@ -108,6 +108,19 @@ class RecordStore:
 
         return await self._db.run(_fetch)
 
+    async def read_row(self, table_name: str, record_id: int) -> dict[str, Any] | None:
+        """Every column of one row, as the table has them (for ``sytq records get``)."""
+        table = self._table(table_name)
+        query: sa.Select[Any] = (
+            sa.select(sa.literal_column("*")).select_from(table).where(table.c.id == record_id)
+        )
+
+        def _read(session: Session) -> dict[str, Any] | None:
+            row = session.execute(query).one_or_none()
+            return None if row is None else dict(row._mapping)
+
+        return await self._db.run(_read)
+
     async def _update(self, statement: sa.Update) -> int:
         """Rows the statement matched."""
 
