@@ -66,7 +66,19 @@ class _YamlFileSource(PydanticBaseSettingsSource):
                 loaded = {}
             if not isinstance(loaded, dict):
                 raise ConfigError(f"SYTQ_CONFIG={path}: top level must be a mapping")
-            self._data = {str(k).lower(): v for k, v in loaded.items()}
+            self._data = self._translated(path, loaded)
+
+    def _translated(self, path: str, loaded: dict[Any, Any]) -> dict[str, Any]:
+        """Our keys as they are; the Go original's config.yaml mapped onto them (sytq.go_config)."""
+        from sytq.go_config import checked_translation, looks_like_go_config
+
+        if not looks_like_go_config(loaded):
+            return {str(k).lower(): v for k, v in loaded.items()}
+        try:
+            translation = checked_translation(loaded, self.settings_cls.model_fields)
+        except ConfigError as exc:
+            raise ConfigError(f"SYTQ_CONFIG={path} (the Go original's format): {exc}") from exc
+        return translation.settings
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self._data.get(field_name), field_name, False

@@ -14,6 +14,7 @@ import pydantic
 
 from sytq.settings import ConfigError, get_settings
 from sytq_cli.client import CommandError, add_client_commands
+from sytq_cli.config_cmd import add_config_commands
 from sytq_cli.records_cmd import add_records_commands
 
 
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_client_commands(sub)
     add_records_commands(sub)
+    add_config_commands(sub)
     return parser
 
 

@@ -1,6 +1,7 @@
 <?php
 // Minimal SYT Queue client for plain PHP + ext-curl. No framework, no Composer.
-// Configuration by environment: SYTQ_API_URL (default http://127.0.0.1:8080), SYTQ_API_KEY (optional).
+// Configuration by environment: SYTQ_API_URL (default http://127.0.0.1:8080), and optionally
+// SYTQ_API_KEY (Bearer) or SYTQ_API_USER + SYTQ_API_PASSWORD (HTTP Basic).
 
 function sytq_api_url(): string
 {
@@ -15,11 +16,15 @@ function sytq_api_url(): string
 function sytq_request(string $method, string $path, ?array $body = null): array
 {
     $headers = ['Accept: application/json'];
+    $ch = curl_init(sytq_api_url() . $path);
     $key = getenv('SYTQ_API_KEY');
+    $user = getenv('SYTQ_API_USER');
     if ($key !== false && $key !== '') {
         $headers[] = 'Authorization: Bearer ' . $key;
+    } elseif ($user !== false && $user !== '') {
+        curl_setopt($ch, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+        curl_setopt($ch, CURLOPT_USERPWD, $user . ':' . (string)getenv('SYTQ_API_PASSWORD'));
     }
-    $ch = curl_init(sytq_api_url() . $path);
     curl_setopt($ch, CURLOPT_CUSTOMREQUEST, $method);
     curl_setopt($ch, CURLOPT_RETURNTRANSFER, true);
     curl_setopt($ch, CURLOPT_CONNECTTIMEOUT, 5);

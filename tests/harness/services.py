@@ -202,6 +202,22 @@ class MariaDBServer(_ServerProcess):
         self.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
         return self.url_for(name)
 
+    def fetch_one(self, sql: str, database: str, *args: object) -> dict[str, object] | None:
+        """The first row of a query, as a dict (None when there is none)."""
+        import pymysql
+
+        conn = pymysql.connect(
+            host="127.0.0.1", port=self.port, user="root", database=database,
+            cursorclass=pymysql.cursors.DictCursor,
+        )
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                row = cur.fetchone()
+            return dict(row) if row else None
+        finally:
+            conn.close()
+
     def execute(self, sql: str, database: str | None = None) -> None:
         import pymysql
 
