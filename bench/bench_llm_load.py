@@ -95,7 +95,7 @@ async def _bare_worker(settings: Any) -> None:
 
     client = worker_redis(settings.redis_url)
     calls = settings.worker_concurrency  # calls in flight; the server holds prefetched tasks too, as ours
-    llm = LLMClient(settings.llm_base_url, "bench", max_connections=calls, max_calls=calls)
+    llm = LLMClient(settings.llm_base_url, "bench", max_calls=calls)
 
     async def handle(task: Task) -> None:
         payload = LLMChatPayload.model_validate_json(task.payload)

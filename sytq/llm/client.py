@@ -1,27 +1,20 @@
-"""The provider client: OpenAI-compatible POST /chat/completions; plain calls over our keep-alive
-HTTP/1.1 pool (``sytq.llm.http1``), streaming calls over one shared aiohttp session.
-
-aiohttp rather than httpx: measured on this machine class, httpx spent 1.3-2.7 ms of CPU per call
-(and its pool scans all connections per request) against 0.25-0.5 ms for aiohttp, which decides
-whether one worker process can keep thousands of slow LLM calls in flight.
-"""
+"""The provider client: OpenAI-compatible POST /chat/completions over our keep-alive HTTP/1.1 pool
+(``sytq.http1``), plain or streamed (SSE), directly or through a forward proxy."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import json
+import ssl
 import time
 from typing import Any
 
-import aiohttp
 import pydantic_core
-from aiohttp.payload import BytesPayload
-from yarl import URL
 
+from sytq.http1 import HTTP1Pool, HTTPConnectionError, Proxy
 from sytq.llm.breaker import CircuitBreaker
 from sytq.llm.errors import LLMError, LLMFatalError, LLMRetryableError, error_for_status
-from sytq.llm.http1 import HTTP1Pool, HTTPConnectionError
 from sytq.llm.limiter import SharedLimiter
 from sytq.llm.parsing import ChatResult, StreamAccumulator, parse_chat_body
 from sytq.llm.slots import CallSlots
@@ -36,17 +29,18 @@ class LLMClient:
         base_url: str,
         api_key: str | None,
         *,
-        max_connections: int = 100,
         connect_timeout: float = 10.0,
         read_timeout: float = 660.0,
         breaker: CircuitBreaker | None = None,
         limiter: SharedLimiter | None = None,
         stream: bool = False,
         max_calls: int | None = None,
+        proxy: Proxy | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """``max_calls`` caps this process's calls in flight (the worker holds more tasks than that)."""
+        """``max_calls`` caps this process's calls in flight (the worker holds more tasks than that);
+        ``proxy``: a forward proxy (see ``sytq.http1.proxy_for``); ``ssl_context``: trust for https."""
         self.url = base_url.rstrip("/") + "/chat/completions"
-        self._url = URL(self.url)  # parsed once, not on every call
         self.read_timeout = read_timeout
         self.breaker = breaker
         self.limiter = limiter
@@ -54,31 +48,18 @@ class LLMClient:
         self._headers = {"Accept": "application/json", "Content-Type": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self._max_connections = max_connections
         # The whole call is capped by asyncio.timeout(read_timeout) in _call (keep-alive blank lines
         # cannot stretch it). No separate per-read timer: with the same limit it could never fire
-        # first, and it would cost a timer handle per socket read.
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout)
-        self._session: aiohttp.ClientSession | None = None  # streaming calls
-        self._pool = HTTP1Pool(self.url, self._headers, connect_timeout=connect_timeout)  # the rest
+        # first, and it would cost a timer handle per socket read. Connections are opened as calls
+        # need them (one call per connection at a time), so calls in flight bound them.
+        self._pool = HTTP1Pool(
+            self.url, self._headers, connect_timeout=connect_timeout, proxy=proxy, ssl_context=ssl_context
+        )
+        self.proxy = proxy
         self._call_slots = CallSlots(max_calls) if max_calls else None
-
-    def _http(self) -> aiohttp.ClientSession:
-        # Created on first use: a session belongs to the running event loop.
-        if self._session is None or self._session.closed:
-            limit = self._max_connections
-            connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit)
-            # No cookies from a provider API: the dummy jar skips cookie filtering on every request.
-            self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, timeout=self._timeout,
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._session
 
     async def aclose(self) -> None:
         self._pool.close()
-        if self._session is not None:
-            await self._session.close()
 
     def _body(self, model: str, messages: list[dict[str, Any]], parameters: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model, "messages": messages, "stream": self.stream}
@@ -159,47 +140,36 @@ class LLMClient:
 
     async def _call(self, body: dict[str, Any], limit: float) -> ChatResult:
         data = pydantic_core.to_json(body)  # UTF-8 JSON from the Rust encoder, ~10x json.dumps here
-        if self.stream:
-            return await self._call_streaming(data, limit)
+        lines = _SSELines() if self.stream else None
         try:
             async with asyncio.timeout(limit):
-                response = await self._pool.post(data)
+                response = await self._pool.post(data, sink=None if lines is None else lines.feed)
         except TimeoutError as exc:
-            raise self._timed_out(limit) from exc
+            raise LLMRetryableError(f"provider did not answer within {limit:.4g}s", reason="timeout") from exc
         except HTTPConnectionError as exc:
             raise LLMRetryableError(f"provider connection failed: {exc}", reason="connection") from exc
         if response.status != 200:
             message = _error_message(response.body)
             raise error_for_status(response.status, message, response.headers.get("retry-after"))
-        return parse_chat_body(response.body)
-
-    @staticmethod
-    def _timed_out(limit: float) -> LLMRetryableError:
-        return LLMRetryableError(f"provider did not answer within {limit:.4g}s", reason="timeout")
-
-    async def _call_streaming(self, data: bytes, limit: float) -> ChatResult:
-        try:
-            request = self._http().post(self._url, data=BytesPayload(data, content_type="application/json"))
-            async with asyncio.timeout(limit), request as response:
-                if response.status != 200:
-                    message = _error_message(await response.read())
-                    raise error_for_status(response.status, message, response.headers.get("Retry-After"))
-                return await _read_stream(response)
-        except TimeoutError as exc:
-            raise self._timed_out(limit) from exc
-        except aiohttp.ClientError as exc:
-            raise LLMRetryableError(
-                f"provider connection failed: {type(exc).__name__}: {exc}", reason="connection"
-            ) from exc
+        return parse_chat_body(response.body) if lines is None else lines.result()
 
 
-async def _read_stream(response: aiohttp.ClientResponse) -> ChatResult:
-    accumulator = StreamAccumulator()
-    async for line in response.content:
-        accumulator.feed(line.decode("utf-8", errors="replace"))
-        if accumulator.done:
-            break
-    return accumulator.result()
+class _SSELines:
+    """Splits a streamed answer's body into lines for the StreamAccumulator as bytes arrive."""
+
+    def __init__(self) -> None:
+        self._accumulator = StreamAccumulator()
+        self._partial = b""
+
+    def feed(self, chunk: bytes) -> None:
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for line in lines:
+            self._accumulator.feed(line.decode("utf-8", errors="replace"))
+
+    def result(self) -> ChatResult:
+        if self._partial:
+            self._accumulator.feed(self._partial.decode("utf-8", errors="replace"))
+        return self._accumulator.result()
 
 
 DEFAULT_ANSWER_TOKENS = 1024  # reserved for the answer when the request sets no max_tokens

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from sytq.http1 import HTTP1Pool
 from sytq.llm import LLMClient, LLMRetryableError
-from sytq.llm.http1 import HTTP1Pool
 from sytq_cli.stub_llm import deterministic_content
 from tests.harness.llm_fixtures import StubLLMProcess
 
