@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from sytq.http1.proxy import DIRECT, parse_proxy
 
 DEFAULT_LLM_BASE_URL = "https://api.deepseek.com"
 
@@ -118,6 +120,11 @@ class Settings(BaseSettings):
     llm_retry_base_seconds: float = Field(default=10.0, gt=0, description="First retry delay; doubles")
     llm_retry_max_seconds: float = Field(default=600.0, gt=0)
     llm_stream: bool = Field(default=False, description="Use SSE streaming for provider calls")
+    llm_proxy: str | None = Field(
+        default=None,
+        description="Forward proxy for provider calls: http://[user:pass@]host:port, 'direct' for none; "
+        "unset = HTTPS_PROXY / HTTP_PROXY / ALL_PROXY from the environment (NO_PROXY applies to both)",
+    )
     database_outage_wait_seconds: float = Field(
         default=120.0, ge=0, description="How long a task waits for a lost database before retrying"
     )
@@ -155,6 +162,17 @@ class Settings(BaseSettings):
     callback_max_attempts: int = Field(default=10, ge=1)
     callback_timeout_seconds: float = Field(default=10.0, gt=0)
     callback_retry_base_seconds: float = Field(default=5.0, gt=0, description="First retry delay; doubles")
+    callback_queue: str = Field(
+        default="callbacks", min_length=1, max_length=128, description="Queue of callback:deliver tasks"
+    )
+    callback_concurrency: int = Field(
+        default=20, ge=1, le=10_000, description="Callbacks in flight per worker, apart from the LLM slots"
+    )
+    callback_proxy: str | None = Field(
+        default=None,
+        description="Forward proxy for callbacks (a CONNECT tunnel to the address the SSRF guard vetted); "
+        "unset = direct, the *_PROXY environment is not used for callbacks",
+    )
 
     # --- HTTP API --------------------------------------------------------------------------------
     api_host: str = "0.0.0.0"
@@ -193,6 +211,22 @@ class Settings(BaseSettings):
     def _check_queues(cls, value: str) -> str:
         parse_queue_weights(value)
         return value
+
+    @field_validator("llm_proxy", "callback_proxy")
+    @classmethod
+    def _check_proxy(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower() not in (DIRECT, ""):
+            parse_proxy(value)  # ValueError says what is wrong
+        return value
+
+    @model_validator(mode="after")
+    def _callbacks_have_their_own_queue(self) -> Settings:
+        if self.callback_queue in self.queue_weights:
+            raise ValueError(
+                f"SYTQ_CALLBACK_QUEUE {self.callback_queue!r} is also in SYTQ_QUEUES: callbacks have a queue "
+                "of their own, so that slow receivers never take the slots of LLM calls"
+            )
+        return self
 
     @property
     def queue_weights(self) -> dict[str, int]:

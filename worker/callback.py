@@ -24,13 +24,13 @@ async def handle_callback(pipeline: Pipeline, task: Task) -> None:
     with task_context(payload.task_id, task.type):
         try:
             await deliver_callback(
-                pipeline.callback_http,
                 payload.task_id,
                 payload.url,
                 payload.body,
                 secret=secret,
                 allow_nets=settings.callback_allow_nets,
                 timeout_seconds=settings.callback_timeout_seconds,
+                proxy=pipeline.callback_proxy,
             )
         except UnsafeCallbackURL as exc:
             CALLBACKS.labels(outcome="refused").inc()

@@ -67,7 +67,8 @@ def _body_for(record: TaskRecord) -> dict[str, Any] | None:
 
 
 async def enqueue_callback(pipeline: Pipeline, task: Task, record: TaskRecord) -> None:
-    """Queue the signed POST for a finished task (no-op without a URL or once delivered)."""
+    """Queue the signed POST for a finished task (no-op without a URL or once delivered), on the
+    callback queue: its own slots in the worker, so slow receivers never hold LLM slots."""
     if not record.callback_url or record.callback_status == CALLBACK_DELIVERED:
         return
     body = _body_for(record)
@@ -78,7 +79,7 @@ async def enqueue_callback(pipeline: Pipeline, task: Task, record: TaskRecord) -
         await pipeline.queue.enqueue(
             TYPE_CALLBACK_DELIVER,
             payload.model_dump_json().encode(),
-            queue=task.queue,
+            queue=pipeline.settings.callback_queue,
             task_id=callback_task_id(record.task_id),
             max_retry=pipeline.settings.callback_max_attempts - 1,
         )

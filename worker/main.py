@@ -14,15 +14,15 @@ import uvloop
 from sytq.gc_tuning import freeze_startup_objects
 from sytq.health_server import HealthServer, ReadyCheck, redis_problem
 from sytq.log_setup import configure_logging
-from sytq.queue import Inspector, Server, ServerConfig
+from sytq.queue import Inspector, ServerConfig
 from sytq.settings import ConfigError, Settings, get_settings
-from worker.handlers import handlers_for
 from worker.health import export_queue_depth
-from worker.llm_run import retry_delay_for
 from worker.pipeline import Pipeline, build_pipeline
+from worker.servers import WorkerServers, server_config
 
 log = logging.getLogger("sytq.worker")
 T = TypeVar("T")
+__all__ = ["main", "run_event_loop", "run_worker", "server_config", "worker_redis"]
 
 
 def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
@@ -44,19 +44,6 @@ def worker_redis(url: str, max_connections: int = 128) -> aioredis.Redis:
     once thousands of handlers write results at the same moment, failing tasks that succeeded."""
     pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=60)
     return aioredis.Redis(connection_pool=pool)
-
-
-def server_config(settings: Settings) -> ServerConfig:
-    return ServerConfig(
-        queues=settings.queue_weights,
-        strict_priority=settings.strict_priority,
-        # Calls in flight are capped by the provider client; the extra slots keep it busy (see
-        # Settings.effective_worker_prefetch).
-        concurrency=settings.worker_concurrency + settings.effective_worker_prefetch,
-        shutdown_timeout=settings.shutdown_timeout,
-        publish_events=settings.publish_task_events,
-        retry_delay=retry_delay_for(settings),
-    )
 
 
 def _ready_check(redis: aioredis.Redis, pipeline: Pipeline) -> ReadyCheck:
@@ -83,7 +70,7 @@ async def run_worker(settings: Settings, config: ServerConfig | None = None) -> 
         log.warning("NO DEEPSEEK_API_KEY and no SYTQ_LLM_BASE_URL: provider calls will be refused (401)")
     redis = worker_redis(settings.redis_url)
     pipeline = await asyncio.to_thread(build_pipeline, settings, redis)
-    server = Server(redis, config or server_config(settings), handlers_for(pipeline))
+    servers = WorkerServers(redis, settings, pipeline, config)
     freeze_startup_objects(GC_THRESHOLDS)
     health: HealthServer | None = None
     depth = asyncio.create_task(export_queue_depth(Inspector(redis)))
@@ -91,9 +78,12 @@ async def run_worker(settings: Settings, config: ServerConfig | None = None) -> 
         if settings.metrics_port:
             health = HealthServer(settings.metrics_port, _ready_check(redis, pipeline))
             await health.start()
-        log.info("worker started: queues=%s concurrency=%d provider=%s",
-                 settings.queues, settings.worker_concurrency, settings.llm_base_url)
-        await server.run(install_signal_handlers=True)
+        log.info("worker started: queues=%s concurrency=%d provider=%s proxy=%s; "
+                 "callbacks: queue=%s concurrency=%d",
+                 settings.queues, settings.worker_concurrency, settings.llm_base_url,
+                 pipeline.llm.proxy.url if pipeline.llm.proxy else "none",
+                 settings.callback_queue, settings.callback_concurrency)
+        await servers.run(install_signal_handlers=True)
     finally:
         depth.cancel()
         with contextlib.suppress(asyncio.CancelledError):

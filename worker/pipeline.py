@@ -1,4 +1,4 @@
-"""The dependencies every handler shares: task store, provider client, queue client, callback HTTP."""
+"""The dependencies every handler shares: task store, provider client, queue client, callback proxy."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httpx
 import redis.asyncio as aioredis
 
+from sytq.http1 import DIRECT, Proxy, parse_proxy, proxy_for
 from sytq.llm import CircuitBreaker, LLMClient, SharedLimiter
 from sytq.queue import QueueClient
 from sytq.settings import Settings
@@ -23,18 +23,22 @@ class Pipeline:
     store: TaskStore
     llm: LLMClient
     queue: QueueClient
-    callback_http: httpx.AsyncClient
+    callback_proxy: Proxy | None  # None: callbacks connect directly
     records: RecordStore
 
     async def close(self) -> None:
         await self.llm.aclose()
-        await self.callback_http.aclose()
         await self.store.close()
         await self.records.close()
 
 
 def _provider_name(base_url: str) -> str:
     return urlsplit(base_url).netloc or base_url
+
+
+def callback_proxy(settings: Settings) -> Proxy | None:
+    setting = (settings.callback_proxy or "").strip()
+    return None if setting.lower() in ("", DIRECT) else parse_proxy(setting)
 
 
 def build_pipeline(settings: Settings, redis: aioredis.Redis, *, migrate: bool = True) -> Pipeline:
@@ -54,13 +58,13 @@ def build_pipeline(settings: Settings, redis: aioredis.Redis, *, migrate: bool =
     llm = LLMClient(
         settings.llm_base_url,
         api_key,
-        max_connections=settings.worker_concurrency,
         max_calls=settings.worker_concurrency,
         connect_timeout=settings.llm_connect_timeout,
         read_timeout=settings.llm_read_timeout,
         breaker=CircuitBreaker(provider, settings.llm_breaker_failures, settings.llm_breaker_reset_seconds),
         limiter=limiter if limiter.enabled else None,
         stream=settings.llm_stream,
+        proxy=proxy_for(settings.llm_base_url, settings.llm_proxy),
     )
     wait = settings.database_outage_wait_seconds
     # Enough DB threads to keep up with a busy worker without exhausting MySQL connections.
@@ -70,7 +74,7 @@ def build_pipeline(settings: Settings, redis: aioredis.Redis, *, migrate: bool =
         store=TaskStore.from_url(database_url, threads=threads, retry_for_seconds=wait),
         llm=llm,
         queue=QueueClient(redis),
-        callback_http=httpx.AsyncClient(limits=httpx.Limits(max_connections=200)),
+        callback_proxy=callback_proxy(settings),
         records=RecordStore.from_url(
             settings.effective_record_database_url, settings.record_table_allowlist, retry_for_seconds=wait
         ),

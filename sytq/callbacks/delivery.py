@@ -1,29 +1,25 @@
-"""One signed callback POST, with the SSRF guard applied to the target and to every redirect hop,
-each sent to the address the guard vetted."""
+"""One signed callback POST under one deadline, with the SSRF guard applied to the target and to
+every redirect hop, each sent to the address the guard vetted; the answer's body read up to a cap."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
 
-import httpx
-
 from sytq.callbacks.signing import signed_headers
-from sytq.callbacks.ssrf import (
-    IPAddress,
-    IPNetwork,
-    UnresolvableCallbackHost,
-    check_callback_url,
-    pinned_request,
-)
+from sytq.callbacks.ssrf import IPAddress, IPNetwork, UnresolvableCallbackHost, check_callback_url
+from sytq.http1 import ConnectFailed, HTTPConnectionError, HTTPResponse, Proxy, post_once
 
 # 307/308 keep method and body, so the signed POST can be replayed as is; other 3xx are failures.
 _FOLLOWED_REDIRECTS = (307, 308)
 MAX_REDIRECTS = 3
+# What a receiver's answer may add to a worker's memory; the status decides, the rest is dropped.
+MAX_RESPONSE_BYTES = 65_536
 
 
 class CallbackDeliveryError(Exception):
@@ -61,7 +57,6 @@ def callback_body(
 
 
 async def deliver_callback(
-    client: httpx.AsyncClient,
     task_id: str,
     url: str,
     body: dict[str, Any],
@@ -69,9 +64,31 @@ async def deliver_callback(
     secret: str | bytes | None,
     allow_nets: str | Iterable[str | IPNetwork] | None,
     timeout_seconds: float,
+    proxy: Proxy | None = None,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
 ) -> DeliveryResult:
-    """POST ``body`` to ``url``; raises UnsafeCallbackURL (do not retry) or CallbackDeliveryError (retry)."""
-    data = encode_body(body)
+    """POST ``body`` to ``url``; raises UnsafeCallbackURL (do not retry) or CallbackDeliveryError (retry).
+
+    ``timeout_seconds`` bounds the whole delivery (name checks, connects, sending, every redirect
+    hop, reading the answer), so a receiver that answers one byte at a time cannot hold it longer."""
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            data = encode_body(body)
+            return await _deliver(task_id, url, data, secret, allow_nets, proxy, max_response_bytes)
+    except TimeoutError as exc:
+        message = f"callback to {url} got no whole answer within {timeout_seconds:g}s (timed out)"
+        raise CallbackDeliveryError(message) from exc
+
+
+async def _deliver(
+    task_id: str,
+    url: str,
+    data: bytes,
+    secret: str | bytes | None,
+    allow_nets: str | Iterable[str | IPNetwork] | None,
+    proxy: Proxy | None,
+    max_response_bytes: int,
+) -> DeliveryResult:
     target = url
     for _hop in range(MAX_REDIRECTS + 1):
         try:
@@ -79,39 +96,36 @@ async def deliver_callback(
         except UnresolvableCallbackHost as exc:
             raise CallbackDeliveryError(str(exc)) from exc
         headers = signed_headers(secret, task_id, data)
-        response = await _post_to_vetted(client, target, addresses, data, headers, timeout_seconds)
-        if response.status_code in _FOLLOWED_REDIRECTS and "location" in response.headers:
+        response = await _post_to_vetted(target, addresses, data, headers, proxy, max_response_bytes)
+        if response.status in _FOLLOWED_REDIRECTS and "location" in response.headers:
             target = urljoin(target, response.headers["location"])
             continue
-        if 200 <= response.status_code < 300:
-            return DeliveryResult(status_code=response.status_code, url=target)
-        raise CallbackDeliveryError(f"callback to {target} answered HTTP {response.status_code}")
+        if 200 <= response.status < 300:
+            return DeliveryResult(status_code=response.status, url=target)
+        raise CallbackDeliveryError(f"callback to {target} answered HTTP {response.status}")
     raise CallbackDeliveryError(f"callback to {url} redirected more than {MAX_REDIRECTS} times")
 
 
 async def _post_to_vetted(
-    client: httpx.AsyncClient,
     url: str,
     addresses: list[IPAddress],
     data: bytes,
     headers: dict[str, str],
-    timeout_seconds: float,
-) -> httpx.Response:
+    proxy: Proxy | None,
+    max_response_bytes: int,
+) -> HTTPResponse:
     """POST to the addresses the guard just vetted, in order until one connects: never to whatever
-    the host name resolves to a moment later (DNS rebinding)."""
+    the host name resolves to a moment later (DNS rebinding). The host name stays in the Host
+    header and is the TLS server name, so certificates are checked against it."""
     for index, address in enumerate(addresses):
-        pinned_url, host_header, extensions = pinned_request(url, address)
         try:
-            return await client.post(
-                pinned_url, content=data, headers=headers | host_header, timeout=timeout_seconds,
-                follow_redirects=False, extensions=extensions,
-            )
-        except httpx.ConnectError as exc:
+            return await post_once(url, str(address), data, headers, max_body=max_response_bytes, proxy=proxy)
+        except ConnectFailed as exc:
             if index + 1 < len(addresses):
                 continue
-            raise CallbackDeliveryError(f"callback to {url} failed: {type(exc).__name__}: {exc}") from exc
-        except httpx.TimeoutException as exc:
-            raise CallbackDeliveryError(f"callback to {url} timed out after {timeout_seconds}s") from exc
-        except httpx.HTTPError as exc:
+            raise CallbackDeliveryError(f"callback to {url} failed: {exc}") from exc
+        except HTTPConnectionError as exc:
+            raise CallbackDeliveryError(f"callback to {url} failed: {exc}") from exc
+        except (OSError, ssl.SSLError) as exc:
             raise CallbackDeliveryError(f"callback to {url} failed: {type(exc).__name__}: {exc}") from exc
     raise CallbackDeliveryError(f"callback to {url}: no address to call")

@@ -114,7 +114,7 @@ def check_callback_url(
     url: str, allow_nets: str | Iterable[str | IPNetwork] | None = None
 ) -> list[IPAddress]:
     """Raise UnsafeCallbackURL unless every address ``url`` resolves to is public or allowlisted;
-    return those vetted addresses (delivery connects to one of them: see ``pinned_request``).
+    return those vetted addresses (delivery connects to one of them, never looking the name up again).
 
     Blocking (does DNS); async callers run it with ``asyncio.to_thread``.
     """
@@ -143,22 +143,3 @@ def check_callback_url(
                 "(operators can allow networks with SYTQ_CALLBACK_ALLOW_NETS)"
             )
     return addresses
-
-
-def pinned_request(url: str, address: IPAddress) -> tuple[str, dict[str, str], dict[str, str]]:
-    """The request that reaches ``url`` at the vetted ``address`` without resolving its host again
-    (a second lookup could answer differently: DNS rebinding). Returns the URL with the address as
-    its host, the Host header to send, and the httpx extensions (TLS server name for https, so the
-    certificate is still checked against the host name)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        ipaddress.ip_address(host)
-        return url, {}, {}  # already an address: nothing to pin
-    except ValueError:
-        pass
-    literal = f"[{address}]" if address.version == 6 else str(address)
-    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
-    host_header = host if parts.port is None else f"{host}:{parts.port}"
-    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
-    return parts._replace(netloc=netloc).geturl(), {"Host": host_header}, extensions

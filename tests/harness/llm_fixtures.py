@@ -26,13 +26,12 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from sytq.queue import Server, ServerConfig
+from sytq.queue import ServerConfig
 from sytq.settings import Settings
 from sytq.storage import TaskRecord, TaskStore, upgrade
 from tests.harness.services import MariaDBServer, RedisServer, _ServerProcess, free_port
-from worker.handlers import handlers_for
-from worker.main import server_config
 from worker.pipeline import Pipeline, build_pipeline
+from worker.servers import WorkerServers, server_config
 
 
 class StubLLMProcess(_ServerProcess):
@@ -237,7 +236,7 @@ def fast_server_config(settings: Settings, *, lease_seconds: float = 30.0) -> Se
 async def running_worker(settings: Settings, redis: aioredis.Redis) -> AsyncIterator[Pipeline]:
     """The worker's server and handlers inside the test's event loop."""
     pipeline = await asyncio.to_thread(build_pipeline, settings, redis, migrate=False)
-    server = Server(redis, fast_server_config(settings), handlers_for(pipeline))
+    server = WorkerServers(redis, settings, pipeline, fast_server_config(settings))
     runner = asyncio.create_task(server.run(install_signal_handlers=False))
     try:
         async with asyncio.timeout(10):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 
 import pytest
 import redis.asyncio as aioredis
 
 from sytq.callbacks import verify_signature
+from tests.harness.hostile_receivers import HostileReceiver, wait_until
 from tests.harness.llm_fixtures import (
     CallbackReceiver,
     PipelineEnv,
@@ -19,6 +21,7 @@ from tests.harness.llm_fixtures import (
     wait_row,
 )
 from tests.integration.test_pipeline_chat import chat_payload, enqueue
+from worker.pipeline import Pipeline
 
 
 async def test_callback_is_delivered_after_the_receiver_comes_back(
@@ -69,3 +72,40 @@ async def test_unsafe_callback_target_is_refused_and_recorded(
     assert record.callback_attempts == 1
     await asyncio.sleep(0.2)
     assert callback_receiver.received == []
+
+
+async def test_slow_receivers_hold_only_callback_slots_while_llm_tasks_keep_flowing(
+    pipeline_env: PipelineEnv, redis_client: aioredis.Redis, stub_llm: StubLLMProcess
+) -> None:
+    """8 tasks whose receiver drips one byte a second: their callbacks take the 2 callback slots
+    (each attempt cut at its 3 s deadline, then retried as before), and 40 LLM tasks enqueued
+    meanwhile finish as fast as with no callbacks at all. With callbacks on the user's queue, they
+    would have filled all 8 task slots for 3 s."""
+    settings = pipeline_env.settings.model_copy(
+        update={"worker_concurrency": 4, "callback_concurrency": 2, "callback_timeout_seconds": 3.0}
+    )
+    dripper = HostileReceiver("drip", interval=1.0)
+    try:
+        async with running_worker(settings, redis_client) as pipeline:
+            baseline = await _time_to_finish(pipeline, redis_client, "baseline")
+            hostile = [await enqueue(redis_client, chat_payload(f"drip {i}", dripper.url)) for i in range(8)]
+            await wait_until(lambda: dripper.open_connections == 2)
+            meanwhile = await _time_to_finish(pipeline, redis_client, "meanwhile")
+            assert dripper.open_connections == 2  # still held: the slots were full the whole time
+            print(f"40 LLM tasks: {baseline:.2f}s alone, {meanwhile:.2f}s beside the slow receivers")
+            assert meanwhile < max(2 * baseline, 1.5) < 3.0
+            retried = await wait_row(pipeline.store, hostile[0], lambda r: r.callback_attempts >= 2, 30)
+        assert retried.status == "succeeded" and retried.callback_status == "pending"
+        assert "timed out" in (retried.callback_error or "")
+        assert dripper.peak_open_connections == 2 and dripper.connections > 8  # retried, 2 at a time
+    finally:
+        dripper.close()
+
+
+async def _time_to_finish(pipeline: Pipeline, redis: aioredis.Redis, tag: str) -> float:
+    started = time.monotonic()
+    ids = [await enqueue(redis, chat_payload(f"{tag} {i} {uuid.uuid4().hex}")) for i in range(40)]
+    for task_id in ids:
+        record = await wait_row(pipeline.store, task_id, lambda r: r.finished, within=30)
+        assert record.status == "succeeded"
+    return time.monotonic() - started

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import ipaddress
-
-import httpx
 import pytest
 
 from sytq.callbacks import CallbackDeliveryError, UnsafeCallbackURL, deliver_callback, verify_signature
-from sytq.callbacks.ssrf import pinned_request
 from tests.harness.llm_fixtures import CallbackReceiver
 
 BODY = {"task_id": "t1", "status": "succeeded", "result": None, "usage": None, "error": None, "metadata": {}}
 
 
 async def deliver(url: str, allow_nets: str = "127.0.0.0/8") -> str:
-    async with httpx.AsyncClient() as client:
-        result = await deliver_callback(
-            client, "t1", url, BODY, secret="k", allow_nets=allow_nets, timeout_seconds=2
-        )
+    result = await deliver_callback("t1", url, BODY, secret="k", allow_nets=allow_nets, timeout_seconds=2)
     return result.url
 
 
@@ -78,14 +71,3 @@ async def test_a_host_name_is_called_at_the_address_vetted_with_its_own_host_hea
     )
     [got] = callback_receiver.received
     assert got.headers["Host"] == f"localhost:{port}" and got.path == "/hook"
-
-
-def test_pinned_request_puts_the_address_in_the_url_and_keeps_the_name_for_host_and_tls() -> None:
-    address = ipaddress.ip_address("93.184.216.34")
-    assert pinned_request("https://example.com:8443/cb?x=1", address) == (
-        "https://93.184.216.34:8443/cb?x=1", {"Host": "example.com:8443"}, {"sni_hostname": "example.com"}
-    )
-    assert pinned_request("http://example.com/cb", ipaddress.ip_address("2001:db8::1")) == (
-        "http://[2001:db8::1]/cb", {"Host": "example.com"}, {}
-    )
-    assert pinned_request("http://93.184.216.34/cb", address) == ("http://93.184.216.34/cb", {}, {})
