@@ -25,8 +25,10 @@ python3 -m pip install -q --disable-pip-version-check -e '.[test,bench]'
 command -v go >/dev/null || { echo "Go is required (for kube-apiserver, etcd, helm and the asynq interop program)" >&2; exit 1; }
 # Kubernetes control plane binaries, built from Go modules and cached under ~/.cache/sytq/k8s.
 bash hack/k8s/build.sh
-# Modules of the asynq interop program (built by its pytest fixture, cached under ~/.cache/sytq/interop).
+# Modules of the asynq interop program and of the gin peer (built by their pytest fixtures, cached
+# under ~/.cache/sytq/interop).
 go -C tests/interop mod download
+go -C tests/interop/ginpeer mod download
 
 # --- container image (tests/image): buildah + debootstrap build the Dockerfile without Docker ---
 # The stand-in base image (hack/image/build-base.sh) is cached under ~/.cache/sytq/image.
