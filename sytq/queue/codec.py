@@ -9,11 +9,16 @@ from datetime import UTC, datetime
 from sytq.queue.models import QueueError
 from sytq.queue.proto import DecodeError, TaskMessageProto
 
-__all__ = ["CorruptTaskError", "TaskMessage", "from_unix", "to_unix"]
+__all__ = ["CorruptTaskError", "TaskMessage", "as_text", "from_unix", "to_unix"]
 
 
 class CorruptTaskError(QueueError):
     """The bytes stored under a task's ``msg`` field are not a TaskMessage."""
+
+
+def as_text(value: object) -> str:
+    """A Redis reply (bytes) or a plain value as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def from_unix(seconds: float | int | None) -> datetime | None:

@@ -13,7 +13,7 @@ from redis import exceptions as redis_errors
 from sytq import redis_keys as keys
 from sytq.queue import redis_ops
 from sytq.queue.client import validate_queue_name
-from sytq.queue.codec import CorruptTaskError, TaskMessage, from_unix
+from sytq.queue.codec import CorruptTaskError, TaskMessage, as_text, from_unix
 from sytq.queue.info import task_info
 from sytq.queue.models import (
     QueueError,
@@ -39,17 +39,13 @@ _STATE_KEY = {
 }
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class Inspector:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._ops = RedisOps(redis)
 
     async def queues(self) -> list[str]:
         members = await self._ops.run_one(redis_ops.list_queues_call())
-        return sorted(_text(m) for m in members)
+        return sorted(as_text(m) for m in members)
 
     async def queue_stats(self, queue: str) -> QueueStats:
         queue = validate_queue_name(queue)
@@ -139,7 +135,7 @@ class Inspector:
         except CorruptTaskError as exc:
             raise CorruptTaskError(f"task {task_id!r} in queue {queue!r}: {exc}") from exc
         try:
-            state = TaskState(_text(raw_state))
+            state = TaskState(as_text(raw_state))
         except ValueError as exc:
             raise QueueError(f"task {task_id!r} has unknown state {raw_state!r}") from exc
         next_at: datetime | None = None
@@ -161,13 +157,13 @@ class Inspector:
         key = _STATE_KEY[TaskState(state)](queue)
         if state in (TaskState.PENDING, TaskState.ACTIVE):
             ids = [
-                _text(v)
+                as_text(v)
                 for v in reversed(await self._ops.run_one(redis_ops.list_range_call(key, start, stop)))
             ]
             scores: list[object] = [None] * len(ids)
         else:
             reply = await self._ops.run_one(redis_ops.zset_range_call(key, start, stop))
-            ids = [_text(member) for member in reply[::2]]  # WITHSCORES through execute_command is flat
+            ids = [as_text(member) for member in reply[::2]]  # WITHSCORES through execute_command is flat
             scores = list(reply[1::2])
         if not ids:
             return []
@@ -219,7 +215,7 @@ class Inspector:
 
     async def servers(self) -> list[ServerInfo]:
         server_keys = [
-            _text(k) for k in await self._ops.run_one(redis_ops.live_servers_call(int(time.time())))
+            as_text(k) for k in await self._ops.run_one(redis_ops.live_servers_call(int(time.time())))
         ]
         if not server_keys:
             return []

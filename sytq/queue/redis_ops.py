@@ -99,6 +99,16 @@ _ALL_SCRIPTS = (
 
 
 @dataclass(frozen=True)
+class WorkersChange:
+    """What a heartbeat changes in its workers hash (or, with ``replace``, writes anew)."""
+
+    replace: bool
+    count: int  # workers the hash holds afterwards
+    written: Sequence[tuple[str, bytes]]  # worker id (the task id), WorkerInfo
+    removed: Sequence[str]
+
+
+@dataclass(frozen=True)
 class Call:
     """One command for a pipeline: a script call or a plain command."""
 
@@ -394,11 +404,13 @@ def write_server_state_calls(
     ttl: int,
     expires_at: int,
     server_info: bytes,
-    workers: Sequence[tuple[str, bytes]],
+    workers: WorkersChange,
 ) -> list[Call]:
-    args: list[Any] = [ttl, server_info]
-    for worker_id, info in workers:
+    """The first call answers 0 when the workers hash was not as expected (see WRITE_SERVER_STATE)."""
+    args: list[Any] = [ttl, server_info, int(workers.replace), workers.count, len(workers.written)]
+    for worker_id, info in workers.written:
         args += [worker_id, info]
+    args += workers.removed
     return [
         script_call(WRITE_SERVER_STATE, [server_key, workers_key], args),
         command("ZADD", keys.ALL_SERVERS, expires_at, server_key),

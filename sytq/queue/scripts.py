@@ -272,15 +272,24 @@ return state
 """
 )
 
-# KEYS: server info key, workers key. ARGV: ttl seconds, server info, then worker id / info pairs.
+# KEYS: server info key, workers key. ARGV: ttl seconds, server info, 1 to replace the workers hash
+# (else change it), the number of workers it must hold afterwards, the number N of workers to write,
+# N worker id / info pairs, then the ids of workers to remove. Only changes are sent, so a heartbeat
+# does not copy every running task's payload again. Returns 0 when the hash does not hold the
+# expected number of workers (it expired or Redis lost it): the caller then replaces it.
 WRITE_SERVER_STATE = """
 redis.call("SETEX", KEYS[1], ARGV[1], ARGV[2])
-redis.call("DEL", KEYS[2])
--- One HSET per 500 workers (Lua's unpack has a stack limit) instead of one per worker.
-for first = 3, #ARGV, 1000 do
-  redis.call("HSET", KEYS[2], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+if ARGV[3] == "1" then redis.call("DEL", KEYS[2]) end
+local first_removed = 6 + 2 * tonumber(ARGV[5])
+-- One HSET/HDEL per 1000 arguments (Lua's unpack has a stack limit) instead of one per worker.
+for first = 6, first_removed - 1, 1000 do
+  redis.call("HSET", KEYS[2], unpack(ARGV, first, math.min(first + 999, first_removed - 1)))
+end
+for first = first_removed, #ARGV, 1000 do
+  redis.call("HDEL", KEYS[2], unpack(ARGV, first, math.min(first + 999, #ARGV)))
 end
 redis.call("EXPIRE", KEYS[2], ARGV[1])
+if redis.call("HLEN", KEYS[2]) ~= tonumber(ARGV[4]) then return 0 end
 return 1
 """
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import pytest
 import redis.asyncio as aioredis
 
+from sytq import redis_keys
 from sytq.queue import (
     Inspector,
     QueueClient,
@@ -17,6 +19,7 @@ from sytq.queue import (
     TaskState,
     TaskStateError,
 )
+from sytq.queue.proto import WorkerInfoProto
 from tests.harness.queue_fixtures import ServerRunner, wait_until
 
 
@@ -112,6 +115,49 @@ async def test_active_task_cannot_be_deleted_and_servers_are_listed(
         assert server.workers[0].task_id == info.id and server.workers[0].task_type == "hold"
         release.set()
     assert await inspector.servers() == []
+
+
+async def test_heartbeat_sends_a_worker_once_and_rewrites_a_lost_workers_hash(
+    redis_client: aioredis.Redis, queue_client: QueueClient, queue_server: ServerRunner
+) -> None:
+    """A WorkerInfo carries the task's whole payload: a heartbeat writes it when the task starts,
+    not on every beat; a hash that is not as written (here deleted) is written anew."""
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def hold(task: Task) -> None:
+        started.set()
+        await release.wait()
+
+    payload = b"p" * 100_000
+    info = await queue_client.enqueue("hold", payload)
+    async with queue_server({"hold": hold}, heartbeat_interval=0.1, host="hb-host", pid=4242) as server:
+        server_key = redis_keys.server_info_key("hb-host", 4242, server.server_id)
+        workers_key = redis_keys.workers_key("hb-host", 4242, server.server_id)
+        await asyncio.wait_for(started.wait(), 5)
+        await wait_until(lambda: redis_client.hexists(workers_key, info.id))
+        await redis_client.hset(workers_key, info.id, b"as written")
+        for _ in range(3):
+            await _next_heartbeat(redis_client, server_key)
+        assert await redis_client.hget(workers_key, info.id) == b"as written"
+
+        await redis_client.delete(workers_key)
+        await wait_until(lambda: redis_client.hexists(workers_key, info.id))
+        written = WorkerInfoProto.FromString(await redis_client.hget(workers_key, info.id))
+        assert (written.task_id, written.task_payload) == (info.id, payload)
+
+        release.set()
+        await wait_until(lambda: _equals(redis_client.hlen(workers_key), 0))
+
+
+async def _next_heartbeat(redis_client: aioredis.Redis, server_key: str) -> None:
+    """Wait for a heartbeat that ran after this call: each one writes the server info key again."""
+    await redis_client.delete(server_key)
+    await wait_until(lambda: redis_client.exists(server_key))
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
 
 
 async def test_pause_stops_dequeue(
