@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,7 +21,7 @@ from api import (
     routes_submit,
     routes_tasks,
 )
-from api.auth import parse_api_keys
+from api.auth import load_identities
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, JsonByDefaultMiddleware
 from api.openapi import install_openapi
@@ -61,32 +62,45 @@ def _task_store(settings: Settings) -> Any:
         return None
 
 
+def id_secret(settings: Settings, auth_disabled: bool) -> bytes:
+    """The key of idempotency-derived task ids; every replica must share it (see configuration.md)."""
+    secret = settings.effective_id_secret
+    if secret is not None:
+        return secret
+    if not auth_disabled:
+        raise ConfigError(
+            "set SYTQ_ID_SECRET (or SYTQ_CALLBACK_SECRET, from which it is derived): idempotency-derived"
+            " task ids are keyed by it, and every API replica must share it"
+        )
+    log.warning("no SYTQ_ID_SECRET or SYTQ_CALLBACK_SECRET: idempotency keys hold only for this process")
+    return secrets.token_bytes(32)
+
+
 def build_state(settings: Settings) -> AppState:
-    keys = parse_api_keys(settings.api_keys)
+    identities = load_identities(settings)
     if not settings.redis_url:
         raise ConfigError("SYTQ_REDIS_URL is not set (`sytq run` starts an embedded Valkey for you)")
     parse_allow_nets(settings.callback_allow_nets)  # a bad CIDR fails at start, not at the first submit
     redis = redis_client(settings.redis_url)
     return AppState(
         settings=settings,
-        keys=keys,
+        identities=identities,
         redis=redis,
         submitter=_submitter(settings, redis),
         inspector=Inspector(redis),
         limiter=RateLimiter(redis, settings.api_rate_limit_per_minute),
-        idempotency=IdempotencyStore(redis, max(settings.task_retention_seconds, 3600)),
+        idempotency=IdempotencyStore(
+            redis, max(settings.task_retention_seconds, 3600), id_secret(settings, identities.disabled)
+        ),
         store=_task_store(settings),
         allow_nets=settings.callback_allow_nets,
+        served_queues=frozenset(settings.queue_weights),
     )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     state = build_state(settings)
-    if not state.keys:
-        log.warning(
-            "SYTQ_API_KEYS is empty: authentication is OFF, anyone who can reach this port may submit"
-        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,7 +125,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="SYT Queue API",
         version="0.1.0",
-        description="Submit LLM calls to the queue and follow them. Keys: `Authorization: Bearer <key>`.",
+        description=(
+            "Submit LLM calls to the queue and follow them."
+            " Auth: `Authorization: Bearer <key>` or HTTP Basic."
+        ),
         lifespan=lifespan,
     )
     app.state.sytq = state

@@ -80,6 +80,10 @@ async def _http(request: Request, exc: Exception) -> Response:
     if isinstance(exc, FieldError):
         return error_response(request, 400 if _is_legacy(request) else 422, exc.errors)
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 401 and _is_legacy(request):
+        # The original's gin.BasicAuth: the challenge header and no body at all.
+        metrics.REJECTED.labels("401").inc()
+        return Response(status_code=401, headers=headers)
     return error_response(request, exc.status_code, str(exc.detail), headers)
 
 

@@ -13,7 +13,8 @@ from starlette.exceptions import HTTPException
 from api import routes_tasks
 from api.auth import ApiKey
 from api.models import TaskResult, TaskView
-from api.resource_submitter import ResourceSubmitter
+from api.ownership import may_see
+from api.resource_submitter import CLIENT_ANNOTATION, ResourceSubmitter
 from api.security import require
 from api.state import app_state
 from sytq.k8s_resources import PHASE_PENDING, PHASE_QUEUED, PHASE_RUNNING, PHASE_SUCCEEDED
@@ -40,7 +41,8 @@ async def get_task_or_llmtask(
             raise
         submitter = app_state(request).submitter
         obj = await submitter.find(task_id) if isinstance(submitter, ResourceSubmitter) else None
-        if obj is None:
+        # The controller enqueues without the submitter's name: the object's annotation carries it.
+        if obj is None or not may_see(key, (obj["metadata"].get("annotations") or {}).get(CLIENT_ANNOTATION)):
             raise
         return view_of_llmtask(task_id, obj)
 

@@ -202,8 +202,8 @@ class ResourceSubmitter:
 
         return list(await asyncio.gather(*(one(item) for item in items)))
 
-    async def submit_process(self, task_id: str, table_name: str, record_id: int) -> str:
-        return await self._process.submit_process(task_id, table_name, record_id)
+    async def submit_process(self, task_id: str, table_name: str, record_id: int, owner: str) -> str:
+        return await self._process.submit_process(task_id, table_name, record_id, owner)
 
     async def find(self, task_id: str) -> dict[str, Any] | None:
         """The LLMTask behind a task id this API handed out, or None."""

@@ -13,6 +13,7 @@ from api.auth import ApiKey
 from api.gobind import BindError, bind_create_task, bind_list_query
 from api.gojson import GoMap, envelope, gin_json
 from api.models import Envelope, ProcessTaskRequest
+from api.ownership import may_see, owner_of
 from api.security import require
 from api.state import AppState, app_state
 from sytq.queue import TaskInfo, TaskNotFoundError, TaskState, new_task_id
@@ -63,7 +64,7 @@ def created_at(info: TaskInfo) -> int:
 )
 async def submit_process(
     request: Request,
-    _: ApiKey = Depends(require("submit")),  # noqa: B008
+    key: ApiKey = Depends(require("submit")),  # noqa: B008
 ) -> Response:
     state = app_state(request)
     try:
@@ -74,7 +75,7 @@ async def submit_process(
         message = f"table_name {table_name!r} is not allowed (SYTQ_RECORD_TABLES)"
         return gin_json(400, envelope(400, message))
     try:
-        task_id = await state.submitter.submit_process(new_task_id(), table_name, record_id)
+        task_id = await state.submitter.submit_process(new_task_id(), table_name, record_id, key.name)
     except Exception as exc:  # the original answered every enqueue failure the same way
         log.warning("enqueue of llm:process %s/%s failed: %s", table_name, record_id, exc)
         return gin_json(500, envelope(500, "Failed to enqueue task"), {"Retry-After": "2"})
@@ -95,7 +96,7 @@ async def _queue_registered(state: AppState, queue: str) -> bool:
 async def get_task_status(
     request: Request,
     task_id: str,
-    _: ApiKey = Depends(require("read")),  # noqa: B008
+    key: ApiKey = Depends(require("read")),  # noqa: B008
 ) -> Response:
     state = app_state(request)
     # The original asked asynq's Inspector for the task on the default queue only.
@@ -104,7 +105,10 @@ async def get_task_status(
     try:
         info = await state.inspector.get_task(DEFAULT_QUEUE, task_id)
     except TaskNotFoundError:
-        # Its answer for an unknown id: asynq's error, as a 500 (its 404 branch never ran).
+        info = None
+    if info is None or not may_see(key, owner_of(info)):
+        # Its answer for an unknown id: asynq's error, as a 500 (its 404 branch never ran). Another
+        # tenant's task gets the same answer, so its existence does not leak.
         return gin_json(500, envelope(500, "Failed to get task info: asynq: task not found"))
     data = {
         "task_id": info.id,
@@ -122,7 +126,7 @@ async def get_task_status(
     response_class=Response,
     responses=_ENVELOPE_DOC,
 )
-async def list_tasks(request: Request, _: ApiKey = Depends(require("read"))) -> Response:  # noqa: B008
+async def list_tasks(request: Request, key: ApiKey = Depends(require("read"))) -> Response:  # noqa: B008
     state = app_state(request)
     try:
         query = bind_list_query(request.scope.get("query_string", b""))
@@ -153,6 +157,7 @@ async def list_tasks(request: Request, _: ApiKey = Depends(require("read"))) -> 
             "type": info.type,
         }
         for info in infos
+        if may_see(key, owner_of(info))  # a non-admin caller lists only its own tasks
     ]
     # total_count is the page's length: the original said so itself (asynq gives no count).
     data = {"tasks": tasks, "total_count": len(tasks), "limit": limit, "offset": offset}

@@ -22,7 +22,7 @@ from api.models import (
     ChatTaskRequest,
     TaskAccepted,
 )
-from api.security import BEARER_SECURITY, authorize, bearer_token
+from api.security import BEARER_SECURITY, authorize, charge
 from api.state import AppState, app_state
 from api.submitter import AlreadySubmitted, ChatSubmission
 from sytq.callbacks import UnsafeCallbackURL, check_callback_url
@@ -91,15 +91,23 @@ def _submission(
         payload_json = chat_payload_json(req, settings.llm_default_model, key.name, text_size)
     except ValueError as exc:
         raise _unprocessable(loc, _first_line(exc)) from exc
+    queue = req.queue or DEFAULT_QUEUE
+    if queue not in state.served_queues and not settings.dynamic_queues:
+        raise _unprocessable(
+            [*loc, "queue"],
+            f"queue {queue!r} is not served: SYTQ_QUEUES names {sorted(state.served_queues)}"
+            " (SYTQ_DYNAMIC_QUEUES=true accepts any)",
+        )
     return ChatSubmission(
         task_id,
         payload_json,
-        req.queue or DEFAULT_QUEUE,
+        queue,
         settings.task_max_retry if req.max_retry is None else req.max_retry,
         req.timeout_seconds or settings.task_timeout_seconds,
         settings.task_retention_seconds,
         req.process_at,
         float(req.delay_seconds) if req.delay_seconds else None,
+        key.name,
     )
 
 
@@ -189,7 +197,7 @@ def _first_line(exc: ValueError) -> str:
 )
 async def submit_llm(request: Request) -> Response:
     state = app_state(request)
-    key = await authorize(state, bearer_token(request), "submit")
+    key = await authorize(state, request.headers.get("authorization"), "submit")
     raw = await request.body()
     body = parse_body(ChatTaskRequest, raw)
     idempotency_key = request.headers.get("idempotency-key")
@@ -254,11 +262,19 @@ async def _release_quietly(state: AppState, client: str, idempotency_key: str) -
 )
 async def submit_llm_batch(request: Request) -> Response:
     state = app_state(request)
-    key = await authorize(state, bearer_token(request), "submit")
+    key = await authorize(state, request.headers.get("authorization"), "submit")
     body = parse_body(BatchRequest, await request.body())
     cap = state.settings.api_max_batch
     if len(body.tasks) > cap:
         raise _unprocessable(["body", "tasks"], f"at most {cap} tasks per batch, got {len(body.tasks)}")
+    limit = state.settings.api_rate_limit_per_minute
+    if 0 < limit < len(body.tasks):
+        raise _unprocessable(
+            ["body", "tasks"],
+            f"{len(body.tasks)} tasks exceed the rate limit of {limit}/minute; split the batch",
+        )
+    # Each task counts against the rate limit (the request itself was counted as the first).
+    await charge(state, key, len(body.tasks) - 1)
     items = [
         _submission(state, req, key, new_task_id(), ["body", "tasks", i]) for i, req in enumerate(body.tasks)
     ]

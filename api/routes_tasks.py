@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from api.auth import ApiKey, Scope
 from api.models import QUEUE_NAME_PATTERN, TaskList, TaskView
+from api.ownership import ensure_visible, may_see, owner_of
 from api.security import require
 from api.state import app_state
 from api.task_view import merge
@@ -29,7 +30,7 @@ ListableState = Literal["pending", "active", "scheduled", "retry", "archived", "
 async def get_task(
     request: Request,
     task_id: str = TASK_ID,
-    _: ApiKey = Depends(require("read")),  # noqa: B008
+    key: ApiKey = Depends(require("read")),  # noqa: B008
 ) -> TaskView:
     state = app_state(request)
     info: TaskInfo | None
@@ -44,6 +45,7 @@ async def get_task(
                 503, "task not on the queue and the database is unavailable", headers={"Retry-After": "2"}
             )
         raise HTTPException(404, f"task {task_id} not found")
+    ensure_visible(key, task_id, info, record)
     return merge(task_id, info, record)
 
 
@@ -54,13 +56,15 @@ async def list_tasks(
     queue: str = Query(DEFAULT_QUEUE, pattern=QUEUE_NAME_PATTERN),
     limit: int = Query(50, ge=1, le=1000),
     cursor: str | None = Query(None, pattern=r"^[0-9]{1,9}$", description="next_cursor of the previous page"),
-    _: ApiKey = Depends(require("read")),  # noqa: B008
+    key: ApiKey = Depends(require("read")),  # noqa: B008
 ) -> TaskList:
+    """A non-admin caller sees only its own tasks: a page may then hold fewer than ``limit``; follow
+    ``next_cursor`` until it is null."""
     app = app_state(request)
     page = int(cursor or 0)
     infos = await app.inspector.list_tasks(queue, TaskState(state), page_size=limit, page=page)
     return TaskList(
-        tasks=[merge(i.id, i, None) for i in infos],
+        tasks=[merge(i.id, i, None) for i in infos if may_see(key, owner_of(i))],
         next_cursor=str(page + 1) if len(infos) == limit else None,
     )
 
@@ -97,9 +101,9 @@ def _move_route(action: str, scope: Scope, moves: dict[str, Move], refusal: str,
     async def endpoint(
         request: Request,
         task_id: str = TASK_ID,
-        _: ApiKey = Depends(require(scope)),  # noqa: B008
+        key: ApiKey = Depends(require(scope)),  # noqa: B008
     ) -> TaskView:
-        return await _move(request, task_id, moves, refusal)
+        return await _move(request, key, task_id, moves, refusal)
 
     endpoint.__doc__ = doc
     router.post(
@@ -119,16 +123,19 @@ _move_route(
 )
 _move_route(
     "retry",
-    "admin",
+    "submit",
     _RETRY,
     "only archived, retry or scheduled tasks can be run",
     "Move an archived (or waiting-to-retry) task back to pending.",
 )
 
 
-async def _move(request: Request, task_id: str, moves: dict[str, Move], refusal: str) -> TaskView:
+async def _move(
+    request: Request, key: ApiKey, task_id: str, moves: dict[str, Move], refusal: str
+) -> TaskView:
     state = app_state(request)
     info = await _find(state.inspector, task_id)
+    ensure_visible(key, task_id, info)
     move = moves.get(str(info.state))
     if move is None:
         raise HTTPException(409, f"task {task_id} is {info.state}; {refusal}")
@@ -140,4 +147,4 @@ async def _find(inspector: Inspector, task_id: str) -> TaskInfo:
     try:
         return await inspector.find_task(task_id)
     except TaskNotFoundError as exc:
-        raise HTTPException(404, f"task {task_id} not found on any queue") from exc
+        raise HTTPException(404, f"task {task_id} not found") from exc

@@ -10,7 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import Request
 
-from api.auth import ApiKey
+from api.auth import Identities
 from api.submitter import TaskSubmitter
 from sytq.idempotency import IdempotencyStore
 from sytq.queue import Inspector
@@ -26,7 +26,7 @@ DB_READ_TIMEOUT_SECONDS = 3.0
 @dataclass
 class AppState:
     settings: Settings
-    keys: tuple[ApiKey, ...]
+    identities: Identities
     redis: aioredis.Redis
     submitter: TaskSubmitter
     inspector: Inspector
@@ -34,6 +34,7 @@ class AppState:
     idempotency: IdempotencyStore
     store: Any  # sytq.storage.TaskStore, or None when the database cannot be opened
     allow_nets: str
+    served_queues: frozenset[str] = frozenset()  # SYTQ_QUEUES: where a submit may go
 
     async def get_record(self, task_id: str) -> tuple[Any, bool]:
         """The stored row (or None) and whether the database answered at all."""

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import NamedTuple, Protocol
 
 from sytq.queue import EnqueueRequest, QueueClient, QueueError, TaskIdConflictError
-from sytq.tasks import DEFAULT_QUEUE, TYPE_LLM_CHAT, TYPE_LLM_PROCESS, LLMChatPayload
+from sytq.tasks import DEFAULT_QUEUE, OWNER_HEADER, TYPE_LLM_CHAT, TYPE_LLM_PROCESS, LLMChatPayload
 
 
 class AlreadySubmitted(Exception):
@@ -36,6 +36,7 @@ class ChatSubmission(NamedTuple):
     retention_seconds: float
     process_at: datetime | None = None
     process_in: float | None = None
+    owner: str = ""  # the caller that submitted it (api.ownership), kept in the task's headers
 
     @property
     def payload(self) -> LLMChatPayload:
@@ -50,8 +51,8 @@ class TaskSubmitter(Protocol):
     async def submit_chat_many(self, items: Sequence[ChatSubmission]) -> list[str | Exception]:
         """Enqueue many in one round trip; per item the task id or the error."""
 
-    async def submit_process(self, task_id: str, table_name: str, record_id: int) -> str:
-        """Enqueue the Go original's ``llm:process`` task."""
+    async def submit_process(self, task_id: str, table_name: str, record_id: int, owner: str) -> str:
+        """Enqueue the Go original's ``llm:process`` task on behalf of ``owner``."""
 
 
 def process_payload(table_name: str, record_id: int) -> bytes:
@@ -70,6 +71,7 @@ def _request(item: ChatSubmission) -> EnqueueRequest:
         process_at=item.process_at,
         process_in=item.process_in,
         retention=item.retention_seconds or None,
+        headers={OWNER_HEADER: item.owner} if item.owner else None,
     )
 
 
@@ -93,6 +95,7 @@ class QueueSubmitter:
                 process_at=req.process_at,
                 process_in=req.process_in,
                 retention=req.retention,
+                headers=req.headers,
             )
         except TaskIdConflictError as exc:
             raise AlreadySubmitted(item.task_id) from exc
@@ -110,9 +113,14 @@ class QueueSubmitter:
                 results.append(outcome.id)
         return results
 
-    async def submit_process(self, task_id: str, table_name: str, record_id: int) -> str:
-        # Default options, default queue: exactly what the original's asynq.Client.Enqueue did.
+    async def submit_process(self, task_id: str, table_name: str, record_id: int, owner: str) -> str:
+        # Default options, default queue: exactly what the original's asynq.Client.Enqueue did (the
+        # owner header is extra; Go workers ignore it).
         info = await self._client.enqueue(
-            TYPE_LLM_PROCESS, process_payload(table_name, record_id), queue=DEFAULT_QUEUE, task_id=task_id
+            TYPE_LLM_PROCESS,
+            process_payload(table_name, record_id),
+            queue=DEFAULT_QUEUE,
+            task_id=task_id,
+            headers={OWNER_HEADER: owner},
         )
         return info.id

@@ -195,6 +195,7 @@ def run(quick: bool) -> dict[str, Any]:
         SYTQ_API_MAX_BATCH=str(BATCH_SIZE),
         # Every peer runs without authentication, so all do the same work per request.
         SYTQ_AUTH_DISABLED="true",
+        SYTQ_ID_SECRET="bench-id-secret",
     )
     batch_body = json.dumps({"tasks": [json.loads(SINGLE_BODY)] * BATCH_SIZE})
     go_binary = go_peer_binary()

@@ -255,6 +255,7 @@ def run_peer(peer: str, *, redis_url: str, stub_url: str, database_url: str, con
         "SYTQ_WORKER_CONCURRENCY": str(concurrency),
         "SYTQ_METRICS_PORT": "0",
         "SYTQ_PUBLISH_TASK_EVENTS": "false",
+        "SYTQ_CALLBACK_SECRET": "bench-secret",
         "GOMAXPROCS": "1",
     }
     proc = subprocess.Popen(_pinned(_worker_command(peer, redis_url, stub_url, concurrency, n), 1),

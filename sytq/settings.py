@@ -6,7 +6,10 @@ optionally, a YAML file named by ``SYTQ_CONFIG``. The environment wins over the 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,17 @@ class ConfigError(ValueError):
     """Settings that cannot be used; the message says which and why."""
 
 
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+_QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
+
+
+def check_queue_name(name: str) -> str:
+    """``name`` if it is a valid queue name, else a ConfigError naming it."""
+    if not _QUEUE_NAME.fullmatch(name):
+        raise ConfigError(f"queue name {name!r} must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+    return name
+
+
 def parse_queue_weights(spec: str) -> dict[str, int]:
     """Parse ``critical=6,default=3,low=1`` into ``{"critical": 6, ...}``."""
     weights: dict[str, int] = {}
@@ -38,6 +52,7 @@ def parse_queue_weights(spec: str) -> dict[str, int]:
         name = name.strip()
         if not name:
             raise ConfigError(f"queue entry {part!r} has no name")
+        check_queue_name(name)
         try:
             value = int(weight) if sep else 1
         except ValueError as exc:
@@ -157,7 +172,12 @@ class Settings(BaseSettings):
     )
 
     # --- callbacks ---------------------------------------------------------------------------
-    callback_secret: SecretStr | None = None
+    callback_secret: SecretStr | None = Field(
+        default=None, description="HMAC key for callback signatures; required by the worker"
+    )
+    callback_unsigned: bool = Field(
+        default=False, description="Let a worker without SYTQ_CALLBACK_SECRET send unsigned callbacks"
+    )
     callback_allow_nets: str = ""
     callback_max_attempts: int = Field(default=10, ge=1)
     callback_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -179,8 +199,24 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8080, ge=1, le=65535)
     api_workers: int = Field(default=1, ge=1)
     api_keys: str = Field(
+        default="", description="Comma-separated name:sha256hex:scope|scope entries (SHA-256 of the key)"
+    )
+    basic_auth_users: str = Field(
         default="",
-        description="Comma-separated name:sha256hex:scope|scope entries; empty = auth disabled",
+        description="HTTP Basic users: comma-separated name:sha256hex:scope|scope (SHA-256 of the password)",
+    )
+    basic_auth_realm: str = Field(
+        default="Authorization Required", max_length=200, description="Realm of the Basic challenge"
+    )
+    auth_disabled: bool = Field(
+        default=False, description="Run the API with no authentication (only for trials on loopback)"
+    )
+    id_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key for idempotency-derived task ids; default derived from the callback secret",
+    )
+    dynamic_queues: bool = Field(
+        default=False, description="Accept submits to queues not named in SYTQ_QUEUES"
     )
     api_rate_limit_per_minute: int = Field(default=0, ge=0, description="Per key; 0 = unlimited")
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
@@ -242,6 +278,27 @@ class Settings(BaseSettings):
         # 1x -> 93%: storing and acknowledging a wave of answers takes a while, and the held tasks
         # keep every call slot busy meanwhile.
         return self.worker_concurrency
+
+    def check_callback_signing(self) -> None:
+        """A worker signs every callback, or was explicitly told it may not (SYTQ_CALLBACK_UNSIGNED)."""
+        signed = self.callback_secret is not None and bool(self.callback_secret.get_secret_value())
+        if not signed and not self.callback_unsigned:
+            raise ConfigError(
+                "SYTQ_CALLBACK_SECRET is empty: callbacks could not be signed. Set it to a long random"
+                " string (receivers verify X-SYTQ-Signature with it), or set SYTQ_CALLBACK_UNSIGNED=true"
+                " to send unsigned callbacks"
+            )
+
+    @property
+    def effective_id_secret(self) -> bytes | None:
+        """The key of idempotency-derived task ids: SYTQ_ID_SECRET, else one derived from the callback
+        secret (a separate derivation, so the signing key itself never leaves the HMAC); None if neither."""
+        if self.id_secret is not None and self.id_secret.get_secret_value():
+            return self.id_secret.get_secret_value().encode()
+        if self.callback_secret is not None and self.callback_secret.get_secret_value():
+            secret = self.callback_secret.get_secret_value().encode()
+            return hmac.new(secret, b"sytq task id secret", hashlib.sha256).digest()
+        return None
 
     @property
     def record_table_allowlist(self) -> frozenset[str]:

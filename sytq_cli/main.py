@@ -21,7 +21,10 @@ from sytq_cli.records_cmd import add_records_commands
 def _cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from api.auth import load_identities
+
     settings = get_settings()
+    load_identities(settings)  # no keys and no SYTQ_AUTH_DISABLED: refuse here, in one clear line
     uvicorn.run(
         "api.app:create_app",
         factory=True,

@@ -2,8 +2,10 @@
 
 Fills every missing connection with a local stand-in and says so loudly: an embedded Valkey
 when SYTQ_REDIS_URL is unset, a SQLite file when SYTQ_DATABASE_URL is unset, the stub LLM when
-DEEPSEEK_API_KEY is unset. The API and a worker then run as child processes with that
-environment; if either dies, everything stops.
+DEEPSEEK_API_KEY is unset. With no API keys it switches authentication off and listens on
+127.0.0.1 only; with no callback secret it generates one into the data directory (kept for the
+next run). The API and a worker then run as child processes with that environment; if either
+dies, everything stops.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 
 import httpx
@@ -106,6 +110,42 @@ def ready_curl(api_url: str, with_key: bool) -> str:
     )
 
 
+LOOPBACK = "127.0.0.1"
+
+
+def callback_secret_file(data_dir: Path) -> tuple[str, bool]:
+    """The callback secret kept in ``data_dir`` (created on first use, owner-only) and whether it is new."""
+    path = data_dir / "callback-secret"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip(), False
+    secret = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(secret + "\n")
+    return secret, True
+
+
+def _secure_local_defaults(settings: Settings, env: dict[str, str]) -> str:
+    """Fill the auth and signing settings a local trial lacks; returns the API's listen address."""
+    keyed = bool(settings.api_keys or settings.basic_auth_users)
+    if not keyed:
+        env["SYTQ_AUTH_DISABLED"] = "true"
+        announce(
+            f"No SYTQ_API_KEYS: AUTHENTICATION IS OFF (SYTQ_AUTH_DISABLED=true) and the API listens on "
+            f"{LOOPBACK} ONLY. Configure keys before exposing it."
+        )
+    if not settings.callback_secret and not settings.callback_unsigned:
+        secret, created = callback_secret_file(settings.data_dir)
+        env["SYTQ_CALLBACK_SECRET"] = secret
+        where = settings.data_dir / "callback-secret"
+        announce(
+            f"SYTQ_CALLBACK_SECRET is not set: callbacks are signed with the {'new' if created else 'kept'}"
+            f" secret in {where}:\n    {secret}"
+        )
+    # Keys configured and an address asked for explicitly: listen there; otherwise loopback only.
+    return settings.api_host if keyed and "api_host" in settings.model_fields_set else LOOPBACK
+
+
 def run_all(port: int | None = None) -> int:
     settings = Settings()
     env = dict(os.environ)
@@ -144,13 +184,14 @@ def run_all(port: int | None = None) -> int:
                 f"DEEPSEEK_API_KEY is not set: answers come from the STUB LLM at {env['SYTQ_LLM_BASE_URL']}"
                 " (canned text, not a real model)"
             )
+        host = _secure_local_defaults(settings, env)
         api_port = port or settings.api_port
-        api = children.start(_sytq("api", "--port", str(api_port)), env)
+        api = children.start(_sytq("api", "--host", host, "--port", str(api_port)), env)
         children.start(_sytq("worker"), env)
         api_url = f"http://127.0.0.1:{api_port}"
         _wait_http(f"{api_url}/healthz", api)
         announce(
-            f"SYT Queue is up: API {api_url} (docs {api_url}/docs). Try:\n\n"
+            f"SYT Queue is up: API {api_url} (docs {api_url}/docs), listening on {host}:{api_port}. Try:\n\n"
             f"{ready_curl(api_url, bool(settings.api_keys))}\n"
         )
         for proc in children.watch():

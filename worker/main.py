@@ -66,6 +66,9 @@ async def run_worker(settings: Settings, config: ServerConfig | None = None) -> 
     """Run until stopped; ``config`` overrides the queue server's configuration (tests, benchmarks)."""
     if not settings.redis_url:
         raise ConfigError("sytq worker needs SYTQ_REDIS_URL (the embedded Valkey is only for `sytq run`)")
+    settings.check_callback_signing()
+    if not settings.callback_secret:
+        log.warning("SYTQ_CALLBACK_UNSIGNED=true: callbacks go out WITHOUT a signature")
     if settings.uses_stub_llm:
         log.warning("NO DEEPSEEK_API_KEY and no SYTQ_LLM_BASE_URL: provider calls will be refused (401)")
     redis = worker_redis(settings.redis_url)

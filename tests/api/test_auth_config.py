@@ -1,11 +1,21 @@
-"""SYTQ_API_KEYS parsing: good entries work, every bad one fails with a message naming it."""
+"""SYTQ_API_KEYS / SYTQ_BASIC_AUTH_USERS parsing and the refusal of an API without any."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
-from api.auth import hash_key, match_key, parse_api_keys
-from sytq.settings import ConfigError
+from api.auth import (
+    basic_credentials,
+    hash_key,
+    load_identities,
+    match_basic,
+    match_key,
+    parse_api_keys,
+    parse_basic_users,
+)
+from sytq.settings import ConfigError, Settings
 
 
 def test_parse_and_match() -> None:
@@ -28,9 +38,45 @@ def test_parse_and_match() -> None:
         ("a:abcd:read", "64 hex digits"),
         (f"a:{hash_key('x')}:write", "scopes must be among"),
         (f"a:{hash_key('x')}:", "scopes must be among"),
-        (f"a:{hash_key('x')}:read,a:{hash_key('y')}:read", "duplicate key name"),
+        (f"a:{hash_key('x')}:read,a:{hash_key('y')}:read", "duplicate name"),
     ],
 )
 def test_bad_entries_are_named(spec: str, complaint: str) -> None:
     with pytest.raises(ConfigError, match=complaint):
         parse_api_keys(spec)
+
+
+def test_basic_users_match_name_and_password() -> None:
+    users = parse_basic_users(f"php:{hash_key('pw:with:colons')}:submit|read,ops:{hash_key('o')}:admin")
+    header = "Basic " + base64.b64encode(b"php:pw:with:colons").decode()
+    credentials = basic_credentials(header)
+    assert credentials == ("php", "pw:with:colons")
+    php = match_basic(users, *credentials)
+    assert php is not None and php.name == "php" and not php.is_admin
+    assert match_basic(users, "ops", "pw:with:colons") is None  # another user's password
+    assert match_basic(users, "php", "wrong") is None
+    assert basic_credentials("Basic !!!") is None
+    assert basic_credentials("Basic " + base64.b64encode(b"no-colon").decode()) is None
+    assert basic_credentials("Bearer abc") is None
+
+
+def test_an_api_without_keys_refuses_to_start_unless_auth_is_disabled_explicitly() -> None:
+    with pytest.raises(ConfigError, match="SYTQ_AUTH_DISABLED=true"):
+        load_identities(Settings(api_keys="", basic_auth_users=""))
+    open_api = load_identities(Settings(auth_disabled=True))
+    assert open_api.disabled
+    only_basic = load_identities(Settings(basic_auth_users=f"php:{hash_key('p')}:submit"))
+    assert not only_basic.disabled and [u.name for u in only_basic.basic_users] == ["php"]
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"auth_disabled": True, "api_keys": f"a:{hash_key('x')}:read"}, "contradicts"),
+        ({"api_keys": f"a:{hash_key('x')}:read", "basic_users": f"a:{hash_key('y')}:read"}, "both name"),
+    ],
+)
+def test_contradictory_auth_settings_are_refused(values: dict[str, object], complaint: str) -> None:
+    settings = {("basic_auth_users" if k == "basic_users" else k): v for k, v in values.items()}
+    with pytest.raises(ConfigError, match=complaint):
+        load_identities(Settings(**settings))  # type: ignore[arg-type]

@@ -16,7 +16,9 @@ from sytq.settings import Settings
 from tests.harness.api_fixtures import RunningApi
 
 # Building the app opens no connection; it only yields the schema to generate cases from.
-_SCHEMA_APP = create_app(Settings(redis_url="redis://127.0.0.1:1/0", database_url="sqlite://"))
+_SCHEMA_APP = create_app(
+    Settings(redis_url="redis://127.0.0.1:1/0", database_url="sqlite://", auth_disabled=True)
+)
 schema = schemathesis.openapi.from_dict(_SCHEMA_APP.openapi())
 
 # The one 5xx allowed: the Go original's routes answer an unknown task or queue as it did, a 500

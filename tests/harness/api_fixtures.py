@@ -1,8 +1,8 @@
 """Fixtures for the HTTP API tests: a real uvicorn server on a free loopback port.
 
 ``start_api(**settings)`` starts one with the given setting overrides (auth keys, limits...);
-``api`` is one with defaults. Both sit on the session's real Redis (flushed per test) and a
-MariaDB database migrated once per session.
+without keys it runs with SYTQ_AUTH_DISABLED=true. ``api`` is one with defaults. Both sit on the
+session's real Redis (flushed per test) and a MariaDB database migrated once per session.
 """
 
 from __future__ import annotations
@@ -65,10 +65,15 @@ def start_api(
     started: list[RunningApi] = []
 
     def start(**overrides: Any) -> RunningApi:
+        keyed = bool(overrides.get("api_keys") or overrides.get("basic_auth_users"))
         values: dict[str, Any] = {
             "redis_url": redis_server.url,
             "database_url": api_database_url,
             "callback_allow_nets": "127.0.0.0/8",
+            # Without keys the API refuses to start unless auth is switched off explicitly.
+            "auth_disabled": not keyed,
+            "id_secret": "test-id-secret",
+            "queues": "critical=6,default=3,low=1",
             **overrides,
         }
         settings = Settings(**values)

@@ -177,6 +177,7 @@ class OperatorEnv:
             "SYTQ_LLM_RETRY_MAX_SECONDS": "0.2",
             "SYTQ_METRICS_PORT": "0",
             "SYTQ_SHUTDOWN_TIMEOUT": "1",
+            "SYTQ_CALLBACK_SECRET": "operator-test-secret",
         }
         return self.factory.start("worker", [sys.executable, "-m", "sytq_cli", "worker"], {**base, **env})
 

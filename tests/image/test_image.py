@@ -85,7 +85,12 @@ async def test_api_worker_and_stub_from_the_image_process_a_task(
     container: ImageContainer, redis_server: RedisServer, redis_client: aioredis.Redis
 ) -> None:
     api_port, llm_port = free_port(), free_port()
-    env = {"SYTQ_REDIS_URL": redis_server.url, "SYTQ_LLM_BASE_URL": f"http://127.0.0.1:{llm_port}"}
+    env = {
+        "SYTQ_REDIS_URL": redis_server.url,
+        "SYTQ_LLM_BASE_URL": f"http://127.0.0.1:{llm_port}",
+        "SYTQ_AUTH_DISABLED": "true",  # on loopback only
+        "SYTQ_CALLBACK_SECRET": "image-test-secret",
+    }
     stub = container.start("stub-llm", "stub-llm", "--port", str(llm_port))
     api = container.start("api", "api", "--host", "127.0.0.1", "--port", str(api_port), env=env)
     worker = container.start("worker", "worker", env=env)

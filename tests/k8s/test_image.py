@@ -34,6 +34,7 @@ def test_controller_and_worker_from_the_image_run_the_example_llmtask(
             "SYTQ_REDIS_URL": env.redis_url,
             "SYTQ_LLM_BASE_URL": f"http://127.0.0.1:{llm_port}",
             "SYTQ_PUBLISH_TASK_EVENTS": "true",
+            "SYTQ_CALLBACK_SECRET": "image-test-secret",
         },
     )
     controller = container.start(

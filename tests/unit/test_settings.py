@@ -46,3 +46,27 @@ def test_defaults_fall_back_to_sqlite_and_stub(monkeypatch: pytest.MonkeyPatch) 
     assert s.effective_database_url.startswith("sqlite:///")
     assert s.uses_stub_llm
     assert s.queue_weights == {"default": 1}
+
+
+@pytest.mark.parametrize("spec", ["a/b=1", "default=1,x y=2", f"{'q' * 65}=1"])
+def test_queue_names_in_sytq_queues_are_validated(spec: str) -> None:
+    with pytest.raises(ValueError, match="queue name"):
+        Settings(queues=spec)
+
+
+def test_a_worker_needs_a_callback_secret_unless_unsigned_is_explicit() -> None:
+    with pytest.raises(ConfigError, match="SYTQ_CALLBACK_UNSIGNED=true"):
+        Settings().check_callback_signing()
+    Settings(callback_unsigned=True).check_callback_signing()
+    Settings(callback_secret="s").check_callback_signing()
+
+
+def test_the_id_secret_is_its_own_setting_or_derived_from_the_callback_secret() -> None:
+    assert Settings().effective_id_secret is None
+    assert Settings(id_secret="i", callback_secret="c").effective_id_secret == b"i"
+    derived = Settings(callback_secret="c").effective_id_secret
+    assert (
+        derived is not None
+        and derived != b"c"
+        and derived == Settings(callback_secret="c").effective_id_secret
+    )

@@ -1,0 +1,47 @@
+"""Tenant isolation: a caller sees and steers only the tasks it submitted, unless it is an admin.
+
+Reusable by every read route (v1 and the Go original's): ``owner_of`` says who submitted a task
+from what the queue and the database hold; ``ensure_visible`` turns "not yours" into the same 404
+as "no such task", so a task's existence never leaks to another tenant.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import HTTPException
+
+from api.auth import ApiKey
+from sytq.queue import TaskInfo
+from sytq.tasks import OWNER_HEADER, TYPE_LLM_CHAT
+
+
+def owner_of(info: TaskInfo | None, record: Any = None) -> str | None:
+    """The submitter's name: the queue message's owner header, else the chat payload's client_id
+    (tasks enqueued before the header existed), else the stored row's client_id; None if unknown
+    (a task from a Go client or the asynq CLI: only admins see it)."""
+    if info is not None:
+        owner = info.headers.get(OWNER_HEADER)
+        if owner:
+            return owner
+        if info.type == TYPE_LLM_CHAT:
+            try:
+                payload = json.loads(info.payload)
+            except ValueError:
+                payload = None
+            client = payload.get("client_id") if isinstance(payload, dict) else None
+            if isinstance(client, str) and client:
+                return client
+    client_id = getattr(record, "client_id", None) if record is not None else None
+    return client_id if isinstance(client_id, str) and client_id else None
+
+
+def may_see(key: ApiKey, owner: str | None) -> bool:
+    return key.is_admin or (owner is not None and owner == key.name)
+
+
+def ensure_visible(key: ApiKey, task_id: str, info: TaskInfo | None, record: Any = None) -> None:
+    """404 (the answer for a missing task) unless ``key`` submitted the task or is an admin."""
+    if not may_see(key, owner_of(info, record)):
+        raise HTTPException(404, f"task {task_id} not found")
