@@ -135,3 +135,6 @@ def idempotency_key(task_id: str) -> str:
 def llmtask_name_key(task_id: str) -> str:
     """Resource mode: the LLMTask object name for a task id handed out before the controller enqueued it."""
     return f"sytq:llmtask-name:{task_id}"
+
+
+RECONCILER_LEASE = "sytq:reconciler:lease"  # held by the one worker whose reconciler is active

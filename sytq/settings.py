@@ -158,6 +158,12 @@ class Settings(BaseSettings):
     task_max_retry: int = Field(default=25, ge=0)
     task_timeout_seconds: int = Field(default=900, ge=1)
     publish_task_events: bool = True
+    reconcile_interval_seconds: float = Field(
+        default=30.0, ge=0, description="How often the worker fleet's reconciler runs; 0 = never"
+    )
+    reconcile_grace_seconds: float = Field(
+        default=60.0, ge=0, description="Age before an unfinished row or a pending callback is looked at"
+    )
 
     # --- llm:process record mode -----------------------------------------------------------
     record_tables: str = "valuation_records"

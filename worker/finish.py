@@ -10,7 +10,7 @@ import pydantic_core
 
 from sytq.callbacks import callback_body
 from sytq.queue import Task, TaskIdConflictError
-from sytq.storage import CALLBACK_DELIVERED, STATUS_SUCCEEDED, TaskRecord
+from sytq.storage import CALLBACK_DELIVERED, CALLBACK_PENDING, STATUS_SUCCEEDED, TaskRecord
 from sytq.tasks import TYPE_CALLBACK_DELIVER, TYPE_LLM_PROCESS, CallbackPayload
 from worker.pipeline import Pipeline
 
@@ -69,10 +69,18 @@ def _body_for(record: TaskRecord) -> dict[str, Any] | None:
 async def enqueue_callback(pipeline: Pipeline, task: Task, record: TaskRecord) -> None:
     """Queue the signed POST for a finished task (no-op without a URL or once delivered), on the
     callback queue: its own slots in the worker, so slow receivers never hold LLM slots."""
+    await queue_callback(pipeline, record)
+
+
+async def queue_callback(pipeline: Pipeline, record: TaskRecord) -> None:
+    """``enqueue_callback`` for a task known by its row only (the reconciler's case)."""
     if not record.callback_url or record.callback_status == CALLBACK_DELIVERED:
         return
     body = _body_for(record)
     if body is None:
+        if record.callback_status == CALLBACK_PENDING:
+            # None is due for this outcome: the row must not look like a callback left behind.
+            await pipeline.store.set_callback_state(record.task_id, None, record.callback_attempts, None)
         return
     payload = CallbackPayload(task_id=record.task_id, url=record.callback_url, body=body)
     try:

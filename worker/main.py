@@ -18,6 +18,7 @@ from sytq.queue import Inspector, ServerConfig
 from sytq.settings import ConfigError, Settings, get_settings
 from worker.health import export_queue_depth
 from worker.pipeline import Pipeline, build_pipeline
+from worker.reconciler import Reconciler
 from worker.servers import WorkerServers, server_config
 
 log = logging.getLogger("sytq.worker")
@@ -62,6 +63,18 @@ def _ready_check(redis: aioredis.Redis, pipeline: Pipeline) -> ReadyCheck:
     return check
 
 
+def _start_reconciler(
+    settings: Settings, pipeline: Pipeline, redis: aioredis.Redis
+) -> asyncio.Task[None] | None:
+    """The fleet's reconciler (one worker at a time is active: it holds a Redis lease)."""
+    if not settings.reconcile_interval_seconds:
+        return None
+    reconciler = Reconciler(
+        pipeline, redis, interval=settings.reconcile_interval_seconds, grace=settings.reconcile_grace_seconds
+    )
+    return asyncio.create_task(reconciler.run(), name="sytq-reconciler")
+
+
 async def run_worker(settings: Settings, config: ServerConfig | None = None) -> None:
     """Run until stopped; ``config`` overrides the queue server's configuration (tests, benchmarks)."""
     if not settings.redis_url:
@@ -77,6 +90,7 @@ async def run_worker(settings: Settings, config: ServerConfig | None = None) -> 
     freeze_startup_objects(GC_THRESHOLDS)
     health: HealthServer | None = None
     depth = asyncio.create_task(export_queue_depth(Inspector(redis)))
+    reconciler = _start_reconciler(settings, pipeline, redis)
     try:
         if settings.metrics_port:
             health = HealthServer(settings.metrics_port, _ready_check(redis, pipeline))
@@ -88,9 +102,11 @@ async def run_worker(settings: Settings, config: ServerConfig | None = None) -> 
                  settings.callback_queue, settings.callback_concurrency)
         await servers.run(install_signal_handlers=True)
     finally:
-        depth.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await depth
+        for background in (depth, reconciler):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         if health is not None:
             await health.stop()
         await pipeline.close()

@@ -176,6 +176,28 @@ class Inspector:
                 continue  # moved or deleted between the two reads, or unreadable: not listable
         return infos
 
+    async def list_archived_between(
+        self, queue: str, since: float, until: float, *, limit: int = 500, offset: int = 0
+    ) -> list[tuple[TaskInfo, float]]:
+        """Archived tasks with the unix time they were archived, oldest first, archived from
+        ``since`` (inclusive) until ``until`` (exclusive): consecutive windows read each task once."""
+        queue = validate_queue_name(queue)
+        key = keys.archived_key(queue)
+        reply = await self._ops.run_one(
+            redis_ops.command("ZRANGEBYSCORE", key, since, f"({until}", "WITHSCORES", "LIMIT", offset, limit)
+        )
+        ids = [_text(member) for member in reply[::2]]
+        if not ids:
+            return []
+        rows = await self._ops.run([redis_ops.task_fields_call(queue, task_id) for task_id in ids])
+        found: list[tuple[TaskInfo, float]] = []
+        for task_id, fields, score in zip(ids, rows, reply[1::2], strict=True):
+            try:
+                found.append((self._info(queue, task_id, fields, score), float(score)))
+            except (TaskNotFoundError, CorruptTaskError):
+                continue  # moved or deleted between the two reads, or unreadable
+        return found
+
     async def _move(self, queue: str, task_id: str, op: str) -> None:
         queue = validate_queue_name(queue)
         try:

@@ -33,6 +33,7 @@ class LLMTaskRow(Base):
     __table_args__ = (
         sa.Index("ix_sytq_llm_tasks_status", "status"),
         sa.Index("ix_sytq_llm_tasks_created_at", "created_at"),
+        sa.Index("ix_sytq_llm_tasks_callback_status", "callback_status"),
         {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_unicode_ci"},
     )
 

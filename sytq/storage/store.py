@@ -183,6 +183,11 @@ class TaskStore:
         engine = create_engine(url, pool_size=threads, lean_checkout=retry_for_seconds > 0)
         return cls(engine, threads=threads, retry_for_seconds=retry_for_seconds)
 
+    @property
+    def db(self) -> DBRunner:
+        """The store's runner (thread pool, outage wait), for queries kept in modules of their own."""
+        return self._db
+
     async def close(self) -> None:
         await self._db.close()
 
@@ -361,7 +366,44 @@ class TaskStore:
 
         return await self._run(_fail)
 
-    async def set_callback_state(self, task_id: str, status: str, attempts: int, error: str | None) -> None:
+    async def finish_lost(self, task: NewTask, error: str) -> TaskRecord | None:
+        """Fail a task the queue will not run again (archived, or gone) on its row, creating the row
+        if it has none; its callback becomes pending. None when the row was final already.
+
+        A row the database refuses with the request's values (a poison payload) is written bare."""
+
+        def _finish(session: Session, new: NewTask) -> TaskRecord | None:
+            row = session.get(LLMTaskRow, new.task_id, with_for_update=True)
+            if row is None:
+                values = _new_values(new, STATUS_FAILED, 0) | {
+                    "error": clip_text(error),
+                    "finished_at": utcnow(),
+                    "callback_status": CALLBACK_PENDING if new.callback_url else None,
+                }
+                session.execute(sa.insert(_TABLE).values(values))
+                return _record_from_values(values)
+            if TaskRecord.from_row(row).finished:
+                return None
+            row.status = STATUS_FAILED
+            row.error = clip_text(error)
+            row.finished_at = utcnow()
+            if row.callback_url:
+                row.callback_status = CALLBACK_PENDING
+            return TaskRecord.from_row(row)
+
+        try:
+            return await self._run(functools.partial(_finish, new=task))
+        except IntegrityError:  # a worker inserted the row meanwhile: finish that row instead
+            return await self._run(functools.partial(_finish, new=task))
+        except DBAPIError as exc:
+            if not is_permanent(exc):
+                raise
+        bare = NewTask(task.task_id, task.type, task.queue, callback_url=task.callback_url)
+        return await self._run(functools.partial(_finish, new=bare))
+
+    async def set_callback_state(
+        self, task_id: str, status: str | None, attempts: int, error: str | None
+    ) -> None:
         def _set(session: Session) -> None:
             row = session.get(LLMTaskRow, task_id)
             if row is not None:
