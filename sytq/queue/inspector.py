@@ -186,7 +186,7 @@ class Inspector:
         reply = await self._ops.run_one(
             redis_ops.command("ZRANGEBYSCORE", key, since, f"({until}", "WITHSCORES", "LIMIT", offset, limit)
         )
-        ids = [_text(member) for member in reply[::2]]
+        ids = [as_text(member) for member in reply[::2]]
         if not ids:
             return []
         rows = await self._ops.run([redis_ops.task_fields_call(queue, task_id) for task_id in ids])
