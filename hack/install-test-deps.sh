@@ -10,6 +10,7 @@ command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariad
 command -v php >/dev/null || need_apt+=(php-cli)
 php -m 2>/dev/null | grep -qi '^curl$' || need_apt+=(php-curl)
 command -v wrk >/dev/null || need_apt+=(wrk)
+command -v tinyproxy >/dev/null || need_apt+=(tinyproxy)  # the forward proxy of the outbound-proxy tests
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -19,6 +20,7 @@ fi
 # Debian starts mariadb/redis services on install; the tests start their own servers.
 service mariadb stop >/dev/null 2>&1 || true
 service redis-server stop >/dev/null 2>&1 || true
+service tinyproxy stop >/dev/null 2>&1 || true
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test,bench]'
 

@@ -17,7 +17,7 @@ class _TunnelReply(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.reply: asyncio.Future[tuple[bytes, bytes]] = asyncio.get_running_loop().create_future()
         self._buffer = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -28,9 +28,9 @@ class _TunnelReply(asyncio.Protocol):
         head, found, rest = self._buffer.partition(b"\r\n\r\n")
         if self.reply.done():
             return
-        if found and not rest:
-            self.reply.set_result(head)
-        elif found or len(self._buffer) > MAX_PROXY_REPLY:
+        if found:
+            self.reply.set_result((head, rest))  # rest: a refusal's body, or bytes that must not be there
+        elif len(self._buffer) > MAX_PROXY_REPLY:
             self.reply.set_exception(HTTPConnectionError("proxy sent an unexpected answer to CONNECT"))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -90,11 +90,13 @@ async def _through_tunnel(
         lines.append(f"Proxy-Authorization: {proxy.authorization}")
     assert handshake.transport is not None
     handshake.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-    head = await handshake.reply
+    head, rest = await handshake.reply
     status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
     fields = status_line.split(" ", 2)
     if len(fields) < 2 or not fields[1].isdigit() or not 200 <= int(fields[1]) < 300:
         raise HTTPConnectionError(f"proxy {proxy.url} refused CONNECT {authority}: {status_line.strip()!r}")
+    if rest:
+        raise HTTPConnectionError(f"proxy {proxy.url} sent bytes after accepting CONNECT {authority}")
     connection = Connection()
     if tls is None:
         transport.set_protocol(connection)
