@@ -32,6 +32,7 @@ from sytq.gc_tuning import freeze_startup_objects
 from sytq.idempotency import IdempotencyStore
 from sytq.queue import Inspector, QueueClient
 from sytq.ratelimit import RateLimiter
+from sytq.redis_connect import connect
 from sytq.settings import ConfigError, Settings, get_settings
 
 log = logging.getLogger("sytq.api")
@@ -39,15 +40,15 @@ log = logging.getLogger("sytq.api")
 
 def redis_client(url: str) -> aioredis.Redis:
     # Short timeouts: when Redis is down a caller gets a quick 503, not a hung request.
-    client: aioredis.Redis = aioredis.Redis.from_url(
-        url, socket_connect_timeout=2.0, socket_timeout=5.0, max_connections=512
-    )
-    return client
+    return connect(url, socket_connect_timeout=2.0, socket_timeout=5.0, max_connections=512)
 
 
 def _submitter(settings: Settings, redis: aioredis.Redis) -> TaskSubmitter:
     if not settings.api_resource_mode:
-        return QueueSubmitter(QueueClient(redis))
+        client = QueueClient(
+            redis, wait_replicas=settings.redis_wait_replicas, wait_timeout_ms=settings.redis_wait_timeout_ms
+        )
+        return QueueSubmitter(client)
     return resource_submitter.create_submitter(settings, redis)
 
 

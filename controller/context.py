@@ -14,6 +14,7 @@ from controller.warmup import ConnectionWarmer
 from sytq.coalesce import Coalescer
 from sytq.k8s_resources import kube_api_client
 from sytq.queue import Inspector, QueueClient, TaskInfo
+from sytq.redis_connect import connect
 from sytq.settings import ConfigError, Settings
 
 # Events go out behind the status patches (controller/kube_events.py): this few at a time, so during a
@@ -90,7 +91,7 @@ class ControllerContext:
     async def create(cls, settings: Settings) -> ControllerContext:
         if not settings.redis_url:
             raise ConfigError("the controller needs SYTQ_REDIS_URL (the Redis its workers use)")
-        redis = aioredis.Redis.from_url(settings.redis_url)
+        redis = connect(settings.redis_url)
         # Two lanes of patches (see llmtasks.sync), the Event posters, reads, creates and deletes.
         progress, final = (
             settings.controller_max_patches_in_flight,

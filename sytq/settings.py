@@ -112,7 +112,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SYTQ_", extra="ignore", populate_by_name=True)
 
     # --- connections -------------------------------------------------------------------
-    redis_url: str | None = Field(default=None, description="Redis URL; unset = embedded Valkey")
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL (redis://, rediss://, unix://, or redis+sentinel://host:26379,…/<master>/<db>);"
+        " unset = embedded Valkey",
+    )
+    redis_wait_replicas: int = Field(
+        default=0, ge=0, description="API submits are answered only once this many replicas hold them (WAIT)"
+    )
+    redis_wait_timeout_ms: int = Field(default=1000, ge=1, description="How long a submit waits for replicas")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset = SQLite file")
     record_database_url: str | None = Field(
         default=None, description="Where llm:process record tables live; defaults to database_url"

@@ -15,6 +15,7 @@ from sytq.gc_tuning import freeze_startup_objects
 from sytq.health_server import HealthServer, ReadyCheck, redis_problem
 from sytq.log_setup import configure_logging
 from sytq.queue import Inspector, ServerConfig
+from sytq.redis_connect import connect
 from sytq.settings import ConfigError, Settings, get_settings
 from worker.health import export_queue_depth
 from worker.pipeline import Pipeline, build_pipeline
@@ -43,8 +44,7 @@ GC_THRESHOLDS = (10_000, 10, 1_000)
 def worker_redis(url: str, max_connections: int = 128) -> aioredis.Redis:
     """A client whose pool waits for a free connection: a plain pool raises "Too many connections"
     once thousands of handlers write results at the same moment, failing tasks that succeeded."""
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=60)
-    return aioredis.Redis(connection_pool=pool)
+    return connect(url, max_connections=max_connections, wait_for_connection=60)
 
 
 def _ready_check(redis: aioredis.Redis, pipeline: Pipeline) -> ReadyCheck:

@@ -21,6 +21,7 @@ from sytq.queue.models import (
     EnqueueRequest,
     InvalidTaskError,
     QueueError,
+    QueueUnavailableError,
     TaskIdConflictError,
     TaskInfo,
     TaskState,
@@ -171,10 +172,17 @@ def _outcome(code: object, prepared: _Prepared) -> TaskInfo | QueueError:
 
 class QueueClient:
     """Enqueues tasks. Concurrent ``enqueue`` calls are coalesced: whatever arrives while a round trip
-    is in flight goes out together in the next one (each caller still gets its own result or error)."""
+    is in flight goes out together in the next one (each caller still gets its own result or error).
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    With ``wait_replicas`` > 0 every round trip ends with a WAIT for that many replicas: an enqueue
+    is only reported as done once a replica holds it, so a failover cannot lose it; if too few
+    confirm within ``wait_timeout_ms`` the caller gets QueueUnavailableError (the task may still run).
+    """
+
+    def __init__(self, redis: aioredis.Redis, *, wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> None:
         self._ops = RedisOps(redis)
+        self._wait = redis_ops.wait_replicas_call(wait_replicas, wait_timeout_ms) if wait_replicas else None
+        self._wait_replicas = wait_replicas
         self._coalescer: Coalescer[EnqueueRequest, TaskInfo] = Coalescer(self.enqueue_many)
 
     async def enqueue(
@@ -209,6 +217,13 @@ class QueueClient:
         )
         return await self._coalescer.submit(request)
 
+    def _check_replicated(self, confirmed: object) -> None:
+        if isinstance(confirmed, Exception) or int(str(confirmed)) < self._wait_replicas:
+            raise QueueUnavailableError(
+                f"enqueued on the Redis master but confirmed by {confirmed} of {self._wait_replicas} "
+                "replicas in time; the task may still run (resubmit with an Idempotency-Key)"
+            )
+
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[TaskInfo | QueueError]:
         """Enqueue all in one round trip. Invalid requests come back as errors in their slot;
         QueueUnavailableError is raised when Redis cannot be reached (nothing is known to be written)."""
@@ -234,9 +249,14 @@ class QueueClient:
         # SADD asynq:queues rides along every round trip: remembering registered queues (as asynq's client
         # does) would leave a queue unlisted after Redis lost its data, e.g. a restart without persistence.
         queues = sorted(by_queue)
-        replies = await self._ops.run([redis_ops.register_queues_call(queues), *calls], raise_errors=False)
+        wait = [self._wait] if self._wait is not None else []
+        replies = await self._ops.run(
+            [redis_ops.register_queues_call(queues), *calls, *wait], raise_errors=False
+        )
         if isinstance(replies[0], Exception):
             raise QueueError(f"cannot register queues {queues}: {replies[0]}")
+        if wait:
+            self._check_replicated(replies.pop())
         replies = replies[1:]
         codes: dict[int, object] = {}
         for chunk, reply in zip(chunks, replies, strict=True):

@@ -229,7 +229,7 @@ class RedisOps:
             await pool.release(connection)
 
 
-_INT_REPLY_COMMANDS = frozenset({"SADD", "PUBLISH", "ZADD", "HSET", "DEL", "ZREM"})
+_INT_REPLY_COMMANDS = frozenset({"SADD", "PUBLISH", "ZADD", "HSET", "DEL", "ZREM", "WAIT"})
 
 
 # ---- builders for the queue's calls (keys computed here, so callers never spell a key) ----------
@@ -254,6 +254,11 @@ def enqueue_batch_call(queue: str, items: Sequence[EnqueueItem]) -> Call:
 
 def register_queues_call(queues: Sequence[str]) -> Call:
     return command("SADD", keys.ALL_QUEUES, *queues)
+
+
+def wait_replicas_call(replicas: int, timeout_ms: int) -> Call:
+    """WAIT: blocks until the writes sent before it on this connection reached ``replicas``."""
+    return command("WAIT", replicas, timeout_ms)
 
 
 def dequeue_call(queues: Sequence[str], max_tasks: int, lease_expiry: int) -> Call:

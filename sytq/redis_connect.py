@@ -1,0 +1,151 @@
+"""One way for every process to open Redis: a single server or a Sentinel deployment, from one URL.
+
+``redis://`` / ``rediss://`` / ``unix://`` name one server (redis-py's own URL rules, ACL user and
+password included). ``redis+sentinel://`` (``rediss+sentinel://`` for TLS to the master) names a
+Sentinel deployment::
+
+    redis+sentinel://[user:password@]host1:26379,host2:26379/<master-name>[/<db>][?sentinel_password=…]
+
+The user and password are the master's; Sentinels that require their own credentials take
+``sentinel_username`` / ``sentinel_password`` query parameters. The client asks the Sentinels for
+the current master on every new connection, so after a failover it reconnects to the new master
+by itself; a connection to a demoted master is dropped on its first READONLY answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+
+from sytq.settings import ConfigError
+
+SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
+DEFAULT_SENTINEL_PORT = 26379
+
+
+@dataclass(frozen=True)
+class SentinelTarget:
+    """A master as named by the Sentinels that watch it."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    ssl: bool = False
+    sentinel_kwargs: dict[str, str] = field(default_factory=dict)
+
+
+def is_sentinel_url(url: str) -> bool:
+    return urlsplit(url).scheme in SENTINEL_SCHEMES
+
+
+def parse_sentinel_url(url: str) -> SentinelTarget:
+    parts = urlsplit(url)
+    if parts.scheme not in SENTINEL_SCHEMES:
+        raise ConfigError(f"not a Sentinel URL (redis+sentinel://…): {redact(url)}")
+    netloc = parts.netloc.rpartition("@")[2]
+    sentinels = tuple(_host_port(item, url) for item in netloc.split(",") if item)
+    if not sentinels:
+        raise ConfigError(f"a Sentinel URL needs at least one host:port: {redact(url)}")
+    path = [unquote(p) for p in parts.path.split("/") if p]
+    if not path or len(path) > 2:
+        raise ConfigError(f"a Sentinel URL's path is /<master-name>[/<db>]: {redact(url)}")
+    db = 0
+    if len(path) == 2:
+        if not path[1].isdigit():
+            raise ConfigError(f"the database in a Sentinel URL is a number, not {path[1]!r}")
+        db = int(path[1])
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    unknown = set(query) - {"sentinel_username", "sentinel_password"}
+    if unknown:
+        raise ConfigError(f"unknown Sentinel URL parameter(s): {', '.join(sorted(unknown))}")
+    sentinel_kwargs = {k.removeprefix("sentinel_"): v for k, v in query.items()}
+    return SentinelTarget(
+        sentinels=sentinels,
+        master=path[0],
+        db=db,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        ssl=SENTINEL_SCHEMES[parts.scheme],
+        sentinel_kwargs=sentinel_kwargs,
+    )
+
+
+def _host_port(item: str, url: str) -> tuple[str, int]:
+    if item.startswith("["):  # [IPv6]:port
+        host, _, rest = item[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        host, _, port = item.partition(":")
+    if not host or (port and not port.isdigit()):
+        raise ConfigError(f"bad Sentinel address {item!r} in {redact(url)}")
+    return host, int(port) if port else DEFAULT_SENTINEL_PORT
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced, for messages and logs."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's master discovery with a pool that waits for a free connection instead of raising."""
+
+
+def connect(
+    url: str, *, max_connections: int | None = None, wait_for_connection: float | None = None, **options: Any
+) -> aioredis.Redis:
+    """A client for ``url``. ``max_connections`` with ``wait_for_connection`` gives a pool whose
+    callers wait (up to that many seconds) for a free connection rather than failing."""
+    blocking = max_connections is not None and wait_for_connection is not None
+    if is_sentinel_url(url):
+        return _sentinel_client(parse_sentinel_url(url), max_connections, wait_for_connection, options)
+    if blocking:
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=wait_for_connection, **options
+        )
+        return aioredis.Redis(connection_pool=pool)
+    if max_connections is not None:
+        options["max_connections"] = max_connections
+    client: aioredis.Redis = aioredis.Redis.from_url(url, **options)
+    return client
+
+
+def _sentinel_client(
+    target: SentinelTarget,
+    max_connections: int | None,
+    wait_for_connection: float | None,
+    options: dict[str, Any],
+) -> aioredis.Redis:
+    timeouts = {k: v for k, v in options.items() if k in ("socket_connect_timeout", "socket_timeout")}
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(target.sentinels),
+        # The Sentinels are asked on every new connection: they must answer fast or be skipped.
+        sentinel_kwargs={"socket_connect_timeout": 1.0, "socket_timeout": 1.0, **target.sentinel_kwargs},
+        **timeouts,
+    )
+    kwargs: dict[str, Any] = {
+        **options,
+        "db": target.db,
+        "username": target.username,
+        "password": target.password,
+        "ssl": target.ssl,
+    }
+    pool_class: type[SentinelConnectionPool] = SentinelConnectionPool
+    if max_connections is not None:
+        kwargs["max_connections"] = max_connections
+        if wait_for_connection is not None:
+            kwargs["timeout"] = wait_for_connection
+            pool_class = _BlockingSentinelPool
+    client: aioredis.Redis = sentinel.master_for(
+        target.master, redis_class=aioredis.Redis, connection_pool_class=pool_class, **kwargs
+    )
+    return client

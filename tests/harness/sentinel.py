@@ -1,0 +1,159 @@
+"""A real Redis Sentinel deployment on loopback: one master, two replicas, three Sentinels.
+
+Debian's ``redis-server`` binary runs both roles (``--sentinel`` for the Sentinels). Failover is
+tuned to be quick (master declared down after 1 s without answers), as a test needs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import redis
+
+from tests.harness.services import RedisServer, _find_binary, _ServerProcess
+
+MASTER_NAME = "sytq-master"
+DOWN_AFTER_MS = 1000
+
+
+class ReplicatedRedis(RedisServer):
+    """A redis-server that starts as a replica of ``master_port`` (as the master when it is None).
+
+    Full syncs start at once (the default waits 5 s for more replicas to share one)."""
+
+    def __init__(self, master_port: int | None = None) -> None:
+        super().__init__()
+        self.master_port = master_port
+
+    def _command(self) -> list[str]:
+        cmd = [*super()._command(), "--repl-diskless-sync-delay", "0"]
+        return cmd if self.master_port is None else [*cmd, "--replicaof", "127.0.0.1", str(self.master_port)]
+
+
+class SentinelProcess(_ServerProcess):
+    """One Sentinel watching ``master_port`` under MASTER_NAME (quorum 2)."""
+
+    def __init__(self, master_port: int) -> None:
+        super().__init__("sentinel")
+        self.master_port = master_port
+        self.config = self.workdir / "sentinel.conf"
+
+    def _command(self) -> list[str]:
+        # Sentinel rewrites its config file as it learns the topology: written once, then kept.
+        if not self.config.exists():
+            self.config.write_text(
+                f"port {self.port}\n"
+                "bind 127.0.0.1\n"
+                f"dir {self.workdir}\n"
+                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master_port} 2\n"
+                f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
+                f"sentinel failover-timeout {MASTER_NAME} 10000\n"
+                f"sentinel parallel-syncs {MASTER_NAME} 2\n"
+            )
+        return [_find_binary("redis-server"), str(self.config), "--sentinel"]
+
+
+class SentinelDeployment:
+    """Master + two replicas + three Sentinels; ``url`` is the redis+sentinel:// URL for them."""
+
+    def __init__(self) -> None:
+        self.master = ReplicatedRedis()
+        self.master.start()
+        self.replicas = [ReplicatedRedis(self.master.port) for _ in range(2)]
+        for replica in self.replicas:
+            replica.start()
+        self.sentinels = [SentinelProcess(self.master.port) for _ in range(3)]
+        for sentinel in self.sentinels:
+            sentinel.start()
+        self.wait_ready()
+
+    @property
+    def servers(self) -> list[RedisServer]:
+        return [self.master, *self.replicas]
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{MASTER_NAME}/0"
+
+    def master_port(self) -> int:
+        """The master as the Sentinels see it now."""
+        for sentinel in self.sentinels:
+            if not sentinel.running:
+                continue
+            client = redis.Redis(port=sentinel.port, socket_timeout=1.0)
+            try:
+                _, port = client.sentinel_get_master_addr_by_name(MASTER_NAME)
+                return int(port)
+            except redis.RedisError:
+                continue
+            finally:
+                client.close()
+        raise RuntimeError("no Sentinel answers")
+
+    def server_on(self, port: int) -> RedisServer:
+        return next(s for s in self.servers if s.port == port)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until the master has both replicas online and every Sentinel knows all of them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._replicas_online() == 2 and all(self._sentinel_sees_all(s) for s in self.sentinels):
+                return
+            time.sleep(0.1)
+        raise TimeoutError("the Sentinel deployment did not settle")
+
+    def wait_failover(self, old_port: int, timeout: float = 60.0) -> int:
+        """Until the Sentinels name a master other than ``old_port`` and it accepts writes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                port = self.master_port()
+            except RuntimeError:
+                port = old_port
+            if port != old_port:
+                client = redis.Redis(port=port, socket_timeout=1.0)
+                try:
+                    if client.info("replication")["role"] == "master":
+                        return port
+                except redis.RedisError:
+                    pass
+                finally:
+                    client.close()
+            time.sleep(0.1)
+        raise TimeoutError(f"no failover away from port {old_port}")
+
+    def _replicas_online(self) -> int:
+        """Replicas of the current master whose initial sync is done (link up)."""
+        master, online = self.master_port(), 0
+        for server in self.servers:
+            if server.port == master or not server.running:
+                continue
+            client = redis.Redis(port=server.port, socket_timeout=1.0)
+            try:
+                info = client.info("replication")
+                if info.get("master_port") == master and info.get("master_link_status") == "up":
+                    online += 1
+            except redis.RedisError:
+                pass
+            finally:
+                client.close()
+        return online
+
+    def _sentinel_sees_all(self, sentinel: SentinelProcess) -> bool:
+        client = redis.Redis(port=sentinel.port, socket_timeout=1.0)
+        try:
+            master = client.sentinel_master(MASTER_NAME)
+            return int(master["num-slaves"]) == 2 and int(master["num-other-sentinels"]) == 2
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def close(self) -> None:
+        for process in [*self.sentinels, *self.servers]:
+            process.close()
+
+    def workdirs(self) -> list[Path]:
+        return [p.workdir for p in [*self.sentinels, *self.servers]]
