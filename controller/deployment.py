@@ -70,6 +70,8 @@ def build_deployment(
         "containers": [container],
         # Workers finish in-flight LLM calls on SIGTERM; give them the provider's worst case.
         "terminationGracePeriodSeconds": 120,
+        # Workers need no Kubernetes API: no token in the pod, whatever its ServiceAccount may do.
+        "automountServiceAccountToken": False,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 10001,

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from controller.context import ControllerContext
 from controller.deployment import build_deployment, deployment_name, pool_queue_names
+from controller.pool_policy import PoolPolicy, violations
 from controller.scaling import PoolLimits, Stabilizer, recommend
 from controller.status import condition, rfc3339
 from sytq.k8s_resources import GROUP, LLMWORKERPOOL_PLURAL, VERSION
@@ -20,6 +21,7 @@ from sytq.queue.models import QueueNotFoundError
 from sytq.settings import get_settings
 
 SCALE_INTERVAL_SECONDS = get_settings().controller_scale_interval_seconds
+POLICY_VIOLATION = "PolicyViolation"
 
 
 def limits_of(spec: kopf.Spec) -> PoolLimits:
@@ -70,11 +72,34 @@ async def ensure_deployment(ctx: ControllerContext, body: kopf.Body, logger: kop
     return int(existing.spec.replicas or 0)
 
 
+def admitted(ctx: ControllerContext, body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger) -> bool:
+    """Whether the operator's pool policy allows the spec. If not, the status says which fields are
+    refused (condition Ready=False, reason PolicyViolation), an Event says it once per new verdict,
+    and nothing is created, updated or scaled: a Deployment from an earlier spec keeps its template
+    and size."""
+    refused = violations(body.spec, PoolPolicy.from_settings(ctx.settings))
+    if not refused:
+        reconciled = _condition("Ready", True, "Reconciled", "worker Deployment reconciled", body)
+        _set_condition(patch, body, reconciled)
+        return True
+    message = "; ".join(refused)[:2000]
+    old = _previous_condition(body, "Ready")
+    if old is None or (old.get("reason"), old.get("message")) != (POLICY_VIOLATION, message):
+        kopf.event(body, type="Warning", reason=POLICY_VIOLATION, message=f"no worker Deployment: {message}")
+        logger.warning("pool %s/%s refused: %s", body.metadata.namespace, body.metadata.name, message)
+    _set_condition(patch, body, _condition("Ready", False, POLICY_VIOLATION, message, body))
+    patch.status["observedGeneration"] = body.metadata.get("generation")
+    return False
+
+
 @kopf.on.create(GROUP, VERSION, LLMWORKERPOOL_PLURAL, id="deployment")
 @kopf.on.resume(GROUP, VERSION, LLMWORKERPOOL_PLURAL, id="deployment")
 @kopf.on.update(GROUP, VERSION, LLMWORKERPOOL_PLURAL, id="deployment", field="spec")
-async def reconcile_pool_deployment(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    await ensure_deployment(memo["ctx"], body, logger)
+async def reconcile_pool_deployment(
+    body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, logger: kopf.Logger, **_: Any
+) -> None:
+    if admitted(memo["ctx"], body, patch, logger):
+        await ensure_deployment(memo["ctx"], body, logger)
 
 
 async def _queue_load(ctx: ControllerContext, queues: list[str]) -> tuple[int, int]:
@@ -104,10 +129,12 @@ async def autoscale_pool(
     ctx: ControllerContext = memo["ctx"]
     name, namespace = str(body.metadata.name), str(body.metadata.namespace)
     limits = limits_of(body.spec)
+    if not admitted(ctx, body, patch, logger):
+        return
     try:
         pending, active = await _queue_load(ctx, pool_queue_names(body.spec))
     except (QueueError, RedisError, OSError) as exc:
-        patch.status["conditions"] = [_condition("QueueReachable", False, "RedisError", str(exc)[:500], body)]
+        _set_condition(patch, body, _condition("QueueReachable", False, "RedisError", str(exc)[:500], body))
         raise kopf.TemporaryError(f"cannot read queue depth: {exc}", delay=SCALE_INTERVAL_SECONDS) from exc
     current = await ensure_deployment(ctx, body, logger)
     recommendation = recommend(pending + active, limits)
@@ -129,8 +156,19 @@ async def autoscale_pool(
     patch.status["inFlight"] = active
     patch.status["deployment"] = deployment_name(name)
     patch.status["observedGeneration"] = body.metadata.get("generation")
-    patch.status["conditions"] = [_condition("QueueReachable", True, "Polled", "queue depth read", body)]
+    _set_condition(patch, body, _condition("QueueReachable", True, "Polled", "queue depth read", body))
 
 
 def _condition(type_: str, ok: bool, reason: str, message: str, body: kopf.Body) -> dict[str, Any]:
     return condition(type_, ok, reason, message, now=datetime.now(UTC), previous=body.status)
+
+
+def _previous_condition(body: kopf.Body, type_: str) -> dict[str, Any] | None:
+    return next((c for c in body.status.get("conditions") or [] if c.get("type") == type_), None)
+
+
+def _set_condition(patch: kopf.Patch, body: kopf.Body, entry: dict[str, Any]) -> None:
+    """Replace one condition, keeping the others (a merge patch replaces the whole list)."""
+    current = patch.status.get("conditions") or body.status.get("conditions") or []
+    others = [dict(c) for c in current if c.get("type") != entry["type"]]
+    patch.status["conditions"] = sorted([*others, entry], key=lambda c: str(c["type"]))

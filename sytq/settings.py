@@ -250,6 +250,16 @@ class Settings(BaseSettings):
     controller_priority: int = Field(default=0, ge=0, description="kopf peering priority; 0 = random")
     controller_result_retention_seconds: int = Field(default=86_400, ge=60)
     controller_max_patches_in_flight: int = Field(default=32, ge=1, le=1000)
+    # What an LLMWorkerPool may put into the worker pods it asks for (comma-separated names; empty
+    # = nothing): whoever may create a pool must not gain the controller's rights to run any image,
+    # as any ServiceAccount, with any Secret. The chart and manifests fill these in.
+    controller_pool_images: str = Field(default="", description="Allowed images; a trailing * = prefix")
+    controller_pool_service_accounts: str = Field(
+        default="", description="Allowed worker ServiceAccounts (a pool without one runs as 'default')"
+    )
+    controller_pool_secrets: str = Field(default="", description="Secrets a pool may reference")
+    controller_pool_config_maps: str = Field(default="", description="ConfigMaps a pool may reference")
+    controller_pool_env: str = Field(default="", description="Names a pool's extra env may set")
 
     # --- observability -------------------------------------------------------------------------
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no metrics listener")

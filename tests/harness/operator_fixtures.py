@@ -17,11 +17,13 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.harness import services
 from tests.harness.kube import REPO_ROOT, KubeControlPlane
@@ -30,6 +32,7 @@ from tests.harness.services import RedisServer, free_port
 NAMESPACE = "syt-queue"
 CONTROLLER_SA = "syt-queue-controller"
 MANIFESTS = REPO_ROOT / "manifests"
+POOL_POLICY = "syt-queue-llmworkerpool"  # the ValidatingAdmissionPolicy and its binding
 CRDS = ("llmtasks.llm.syt.io", "llmworkerpools.llm.syt.io", "kopfpeerings.kopf.dev")
 
 
@@ -88,6 +91,13 @@ class ProcessFactory:
             proc.stop(15 if proc.name == "controller" else 3)
 
 
+def manifest_pool_policy() -> dict[str, str]:
+    """The LLMWorkerPool policy keys of the manifests' ConfigMap (what the in-cluster controller
+    loads through envFrom), for a controller started as a local process."""
+    config = yaml.safe_load((MANIFESTS / "20-configmap.yaml").read_text())
+    return {k: str(v) for k, v in config["data"].items() if k.startswith("SYTQ_CONTROLLER_POOL_")}
+
+
 def llmtask_body(name: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": name, "namespace": NAMESPACE}
     if labels:
@@ -138,6 +148,7 @@ class OperatorEnv:
             "SYTQ_CONTROLLER_SCALE_INTERVAL_SECONDS": "1",
             "SYTQ_METRICS_PORT": "0",
             "SYTQ_LOG_LEVEL": "INFO",
+            **manifest_pool_policy(),
         }
         return self.factory.start("controller", [sys.executable, "-m", "controller"], {**base, **env})
 
@@ -252,6 +263,32 @@ def wait_until(
         time.sleep(interval)
     text = message() if callable(message) else message
     raise AssertionError(f"timed out after {timeout}s: {text} (last: {last!r})"[-6000:])
+
+
+def policy_enforced(kube: KubeControlPlane, namespace: str = NAMESPACE) -> bool:
+    """Whether an LLMWorkerPool with a foreign image is refused at admission in ``namespace`` right
+    now (a new or deleted policy binding takes a moment to apply)."""
+    probe = {
+        "apiVersion": "llm.syt.io/v1alpha1",
+        "kind": "LLMWorkerPool",
+        "metadata": {"name": "policy-probe", "namespace": namespace},
+        "spec": {"image": "evil.example/probe:1"},
+    }
+    proc = kube.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(probe), check=False)
+    return proc.returncode != 0 and "ValidatingAdmissionPolicy" in proc.stderr
+
+
+@contextmanager
+def admission_policy_absent(kube: KubeControlPlane) -> Iterator[None]:
+    """The manifests' LLMWorkerPool admission policy unbound (as if never installed), and bound
+    again afterwards."""
+    kube.kubectl("delete", f"validatingadmissionpolicybinding/{POOL_POLICY}")
+    try:
+        wait_until(lambda: not policy_enforced(kube), 30, "binding deleted but still enforced")
+        yield
+    finally:
+        kube.kubectl("apply", "-f", str(MANIFESTS / "13-admission-workerpool.yaml"))
+        wait_until(lambda: policy_enforced(kube), 30, "binding restored but not enforced")
 
 
 def apply_manifests(kube: KubeControlPlane) -> None:

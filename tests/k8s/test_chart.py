@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,14 @@ import yaml
 from controller.deployment import build_deployment
 from sytq_cli.main import build_parser
 from tests.harness.kube import KubeControlPlane
-from tests.harness.operator_fixtures import MANIFESTS, NAMESPACE, OperatorEnv, wait_until
+from tests.harness.operator_fixtures import (
+    MANIFESTS,
+    NAMESPACE,
+    OperatorEnv,
+    admission_policy_absent,
+    policy_enforced,
+    wait_until,
+)
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "syt-queue"
 NON_DEFAULT = [
@@ -71,6 +79,8 @@ def test_default_values_render_a_complete_labelled_release(kube: KubeControlPlan
             "Service": 3,  # api, controller (metrics), stub LLM
             "KopfPeering": 1,
             "LLMWorkerPool": 1,
+            "ValidatingAdmissionPolicy": 1,
+            "ValidatingAdmissionPolicyBinding": 1,
         }
     )
     for obj in objects:
@@ -237,6 +247,12 @@ def test_helm_install_into_the_apiserver(operator_manifests: KubeControlPlane, v
         kube.kubectl("get", obj["kind"], obj["metadata"]["name"], "-n", namespace)  # stored as rendered
     status = json.loads(kube.helm("status", release, "--namespace", namespace, "-o", "json").stdout)
     assert status["info"]["status"] == "deployed"
+    # the release's admission policy refuses a pool outside its ConfigMap's lists, and lets the
+    # release's own pool through
+    wait_until(lambda: policy_enforced(kube, namespace), 30, "the release's admission policy is not enforced")
+    for obj in (d for d in yaml.safe_load_all(manifest) if d and d["kind"] == "LLMWorkerPool"):
+        obj["metadata"]["namespace"] = namespace
+        kube.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(obj))
     notes = status["info"]["notes"]
     assert "kubectl -n" in notes
     stub_url = f"http://{release}-syt-queue-stub-llm.{namespace}.svc:8081"
@@ -249,19 +265,31 @@ def test_helm_install_into_the_apiserver(operator_manifests: KubeControlPlane, v
         assert "WARNING: no Deepseek API key and no stub LLM" in notes
 
 
-def test_controller_gives_the_chart_pool_workers_the_release_config(operator_env: OperatorEnv) -> None:
+@pytest.fixture
+def without_pool_admission(operator_env: OperatorEnv) -> Iterator[OperatorEnv]:
+    """The manifests' pool admission policy, bound to syt-queue with the manifests' names, unbound."""
+    with admission_policy_absent(operator_env.kube):
+        yield operator_env
+
+
+def test_controller_gives_the_chart_pool_workers_the_release_config(
+    without_pool_admission: OperatorEnv,
+) -> None:
     """The chart's pool through the real controller: the worker Deployment it builds loads the
     release's ConfigMap (whose LLM URL is the stub's Service), and a pool without the new fields
     gets a Deployment without them."""
-    env = operator_env
+    env = without_pool_admission
     objects = render(env.kube, "--namespace", NAMESPACE, "--set", "workerPool.name=chart-pool")
     config, pool = named(objects, "ConfigMap"), named(objects, "LLMWorkerPool")
+    bare_spec = {key: pool["spec"][key] for key in ("image", "serviceAccountName")}
     plain = {"apiVersion": pool["apiVersion"], "kind": "LLMWorkerPool", "metadata": {"name": "plain-pool"},
-             "spec": {"image": "example.com/sytq:test"}}  # fmt: skip
+             "spec": bare_spec}  # fmt: skip
     for obj in (config, pool, plain):
         obj["metadata"]["namespace"] = NAMESPACE
+    # the release's pool policy (from its ConfigMap) is the controller's
+    policy = {k: v for k, v in config["data"].items() if k.startswith("SYTQ_CONTROLLER_POOL_")}
     env.kube.apply([config, pool, plain])
-    controller = env.start_controller()
+    controller = env.start_controller(**policy)
     try:
 
         def deployment(name: str) -> dict[str, Any] | None:

@@ -11,7 +11,14 @@ from sytq.settings import Settings
 from tests.harness.kube import KubeControlPlane
 from tests.harness.operator_fixtures import MANIFESTS, NAMESPACE
 
-CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+CLUSTER_SCOPED = {
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
 
 
 def load(path: Path) -> list[dict[str, Any]]:

@@ -9,9 +9,10 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from sytq.queue import EnqueueRequest, QueueClient
-from tests.harness.operator_fixtures import NAMESPACE, OperatorEnv, wait_until
+from tests.harness.operator_fixtures import NAMESPACE, OperatorEnv, manifest_pool_policy, wait_until
 
 QUEUE = "scale-q"
+IMAGE = manifest_pool_policy()["SYTQ_CONTROLLER_POOL_IMAGES"]  # what the manifests' pool policy allows
 
 
 def pool(name: str, **spec: Any) -> dict[str, Any]:
@@ -19,7 +20,7 @@ def pool(name: str, **spec: Any) -> dict[str, Any]:
         "apiVersion": "llm.syt.io/v1alpha1",
         "kind": "LLMWorkerPool",
         "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {"image": "example.com/sytq:test", **spec},
+        "spec": {"image": IMAGE, "serviceAccountName": "syt-queue-worker", **spec},
     }
 
 
@@ -75,7 +76,7 @@ def test_pool_scales_to_max_under_backlog_and_back_to_zero_when_drained(operator
     assert (owner["kind"], owner["name"], owner.get("controller")) == ("LLMWorkerPool", "scaler", True)
     container = dep["spec"]["template"]["spec"]["containers"][0]
     env_vars = {e["name"]: e.get("value") for e in container["env"]}
-    assert container["args"] == ["worker"] and container["image"] == "example.com/sytq:test"
+    assert container["args"] == ["worker"] and container["image"] == IMAGE
     assert env_vars["SYTQ_QUEUES"] == f"{QUEUE}=2" and env_vars["SYTQ_WORKER_CONCURRENCY"] == "7"
     assert dep["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
 

@@ -82,3 +82,38 @@ http://{{ include "sytq.fullname" . }}-stub-llm.{{ .Release.Namespace }}.svc:{{ 
 {{- get .Values.config "SYTQ_LLM_BASE_URL" | default (include "sytq.deepseekUrl" .) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The LLMWorkerPool policy (controller/pool_policy.py; admission.yaml): each list is the chart's own
+     objects, what workerPool.extraEnv / extraEnvFrom name, and workerPool.policy.*; comma-separated. */}}
+{{- define "sytq.poolPolicy.images" -}}
+{{- concat (list (include "sytq.image" .)) .Values.workerPool.policy.images | uniq | join "," -}}
+{{- end -}}
+
+{{- define "sytq.poolPolicy.serviceAccounts" -}}
+{{- concat (list (printf "%s-worker" (include "sytq.fullname" .))) .Values.workerPool.policy.serviceAccounts | uniq | join "," -}}
+{{- end -}}
+
+{{- define "sytq.poolPolicy.secrets" -}}
+{{- $names := list (include "sytq.secretName" .) -}}
+{{- range .Values.workerPool.extraEnvFrom }}{{ with .secretRef }}{{ $names = append $names .name }}{{ end }}{{ end -}}
+{{- range .Values.workerPool.extraEnv }}{{ with .valueFrom }}{{ with .secretKeyRef }}{{ $names = append $names .name }}{{ end }}{{ end }}{{ end -}}
+{{- concat $names .Values.workerPool.policy.secrets | uniq | join "," -}}
+{{- end -}}
+
+{{- define "sytq.poolPolicy.configMaps" -}}
+{{- $names := list (printf "%s-config" (include "sytq.fullname" .)) -}}
+{{- range .Values.workerPool.extraEnvFrom }}{{ with .configMapRef }}{{ $names = append $names .name }}{{ end }}{{ end -}}
+{{- range .Values.workerPool.extraEnv }}{{ with .valueFrom }}{{ with .configMapKeyRef }}{{ $names = append $names .name }}{{ end }}{{ end }}{{ end -}}
+{{- concat $names .Values.workerPool.policy.configMaps | uniq | join "," -}}
+{{- end -}}
+
+{{- define "sytq.poolPolicy.env" -}}
+{{- $names := list "SYTQ_CALLBACK_SECRET" -}}
+{{- range .Values.workerPool.extraEnv }}{{ $names = append $names .name }}{{ end -}}
+{{- concat $names .Values.workerPool.policy.env | uniq | join "," -}}
+{{- end -}}
+
+{{/* Cluster-scoped: the release namespace is part of the name, so same-named releases never clash. */}}
+{{- define "sytq.admissionName" -}}
+{{- printf "%s-%s-llmworkerpool" .Release.Namespace (include "sytq.fullname" .) | trunc 253 | trimSuffix "-" -}}
+{{- end -}}
