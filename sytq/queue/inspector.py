@@ -52,7 +52,7 @@ class Inspector:
         now = time.time()
         registered, raw = await self._ops.run(
             [
-                redis_ops.command("SISMEMBER", keys.ALL_QUEUES, queue),
+                redis_ops.queue_registered_call(queue),
                 redis_ops.queue_stats_call(queue, time.strftime("%Y-%m-%d", time.gmtime(now))),
             ]
         )
@@ -182,10 +182,7 @@ class Inspector:
         """Archived tasks with the unix time they were archived, oldest first, archived from
         ``since`` (inclusive) until ``until`` (exclusive): consecutive windows read each task once."""
         queue = validate_queue_name(queue)
-        key = keys.archived_key(queue)
-        reply = await self._ops.run_one(
-            redis_ops.command("ZRANGEBYSCORE", key, since, f"({until}", "WITHSCORES", "LIMIT", offset, limit)
-        )
+        reply = await self._ops.run_one(redis_ops.archived_between_call(queue, since, until, offset, limit))
         ids = [as_text(member) for member in reply[::2]]
         if not ids:
             return []

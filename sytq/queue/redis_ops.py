@@ -458,6 +458,10 @@ def list_queues_call() -> Call:
     return command("SMEMBERS", keys.ALL_QUEUES)
 
 
+def queue_registered_call(queue: str) -> Call:
+    return command("SISMEMBER", keys.ALL_QUEUES, queue)
+
+
 def queue_stats_call(queue: str, day: str) -> Call:
     return script_call(
         QUEUE_STATS,
@@ -494,6 +498,13 @@ def list_range_call(list_key: str, start: int, stop: int) -> Call:
 
 def zset_range_call(zset_key: str, start: int, stop: int) -> Call:
     return command("ZRANGE", zset_key, start, stop, "WITHSCORES")
+
+
+def archived_between_call(queue: str, since: float, until: float, offset: int, limit: int) -> Call:
+    """Archived ids with their archive time (unix s) in [since, until), oldest first."""
+    return command(
+        "ZRANGEBYSCORE", keys.archived_key(queue), since, f"({until}", "WITHSCORES", "LIMIT", offset, limit
+    )
 
 
 def live_servers_call(now: int) -> Call:

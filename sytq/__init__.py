@@ -1,0 +1,1 @@
+"""SYT Queue core: the queue, LLM client, storage, callbacks and the utilities they share."""
