@@ -103,6 +103,7 @@ def test_settings_read_the_original_format(tmp_path: Path, monkeypatch: pytest.M
         "app: {name: x, mode: production, port: 9090}\n"
         "redis: {addr: 'cache:6390', password: pw, db: 3}\n"
         "queue: {concurrency: 7, retry: 3, retention: 24h}\n"
+        "auth: {enabled: false, realm: r, users: {}}\n"
         "callback_allow_nets: 10.0.0.0/8\n"  # our own keys may sit beside its sections
     )
     monkeypatch.setenv("SYTQ_CONFIG", str(config))
@@ -111,6 +112,7 @@ def test_settings_read_the_original_format(tmp_path: Path, monkeypatch: pytest.M
     settings = Settings()
     assert (settings.api_port, settings.redis_url) == (9090, "redis://:pw@cache:6390/3")
     assert (settings.worker_concurrency, settings.callback_allow_nets) == (12, "10.0.0.0/8")
+    assert settings.auth_disabled is True
 
 
 @pytest.mark.parametrize(
@@ -143,14 +145,9 @@ def test_unmappable_keys_are_named(
 def test_convert_command_writes_a_file_our_settings_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Without its auth section until the Basic-auth settings exist (test_go_config_start covers it).
-    original = yaml.safe_load(ORIGINAL.read_text())
-    del original["auth"]
-    source = tmp_path / "config.yaml"
-    source.write_text(yaml.safe_dump(original))
     out = tmp_path / "sytq.yaml"
     done = subprocess.run(
-        [sys.executable, "-m", "sytq_cli", "config", "convert", str(source), "-o", str(out)],
+        [sys.executable, "-m", "sytq_cli", "config", "convert", str(ORIGINAL), "-o", str(out)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -158,12 +155,13 @@ def test_convert_command_writes_a_file_our_settings_read(
     assert done.returncode == 0, done.stderr
     assert out.stat().st_mode & 0o777 == 0o600
     text = out.read_text()
-    assert "#   queue.retry is not used" in text and "#   app.mode is not used" in text
+    assert "#   queue.retry is not used" in text and "#   auth.realm is not used" in text
     converted = yaml.safe_load(text)
-    assert converted == translate_go_config(original).settings
+    assert converted == translate_go_config(yaml.safe_load(ORIGINAL.read_text())).settings
     monkeypatch.setenv("SYTQ_CONFIG", str(out))
     settings = Settings()
     assert settings.redis_url == "redis://localhost:6390/0" and settings.record_max_tokens == 2000
+    assert settings.basic_auth_users.startswith(f"admin:{_sha('admin123')}:submit|read,")
     refused = subprocess.run(
         [sys.executable, "-m", "sytq_cli", "config", "convert", str(out)],
         capture_output=True,
