@@ -26,6 +26,7 @@ from sytq.settings import ConfigError
 
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
 DEFAULT_SENTINEL_PORT = 26379
+UNSUPPORTED_SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ def connect(
     """A client for ``url``. ``max_connections`` with ``wait_for_connection`` gives a pool whose
     callers wait (up to that many seconds) for a free connection rather than failing."""
     blocking = max_connections is not None and wait_for_connection is not None
+    if urlsplit(url).scheme in UNSUPPORTED_SCHEMES:
+        raise ConfigError(f"Redis Cluster URLs are not supported yet (see docs/redis.md): {redact(url)}")
     if is_sentinel_url(url):
         return _sentinel_client(parse_sentinel_url(url), max_connections, wait_for_connection, options)
     if blocking:

@@ -183,9 +183,27 @@ def test_non_default_values_render_the_optional_objects(kube: KubeControlPlane) 
     assert service["spec"]["ports"][0]["nodePort"] == 30080
 
 
+def test_keda_on_sentinel_uses_the_redis_sentinel_trigger(kube: KubeControlPlane) -> None:
+    objects = render(
+        kube,
+        *NON_DEFAULT,
+        "--set", "keda.sentinel.addresses=sentinel-0:26379\\,sentinel-1:26379",
+        "--set", "keda.sentinel.master=mymaster",
+    )  # fmt: skip
+    scaled = next(o for o in objects if o["kind"] == "ScaledObject")
+    triggers = scaled["spec"]["triggers"]
+    assert {t["type"] for t in triggers} == {"redis-sentinel"}
+    assert triggers[0]["metadata"]["addresses"] == "sentinel-0:26379,sentinel-1:26379"
+    assert triggers[0]["metadata"]["sentinelMaster"] == "mymaster"
+    assert "address" not in triggers[0]["metadata"]
+    assert triggers[1]["metadata"]["listName"] == "asynq:{default}:pending"
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
+        (["--set", "keda.enabled=true", "--set", "keda.sentinel.addresses=s:26379"], "keda.sentinel.master"),
+        (["--set", "keda.sentinel.addresses=no-port"], "/keda/sentinel/addresses"),
         (["--set", "workerPool.minReplicas=-1"], "/workerPool/minReplicas"),
         (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy"),
         (["--set", "api.replica=2"], "additional properties 'replica' not allowed"),
@@ -193,7 +211,10 @@ def test_non_default_values_render_the_optional_objects(kube: KubeControlPlane) 
         (["--set", "stubLLM.enabled=maybe"], "/stubLLM/enabled"),
         (["--set", "workerPool.extraEnv[0].name=A", "--set", "workerPool.extraEnv[0].value=true"], "/value"),
     ],
-    ids=["negative-min", "pull-policy", "typo", "no-redis", "stub-mode", "env-not-a-string"],
+    ids=[
+        "sentinel-no-master", "sentinel-no-port",
+        "negative-min", "pull-policy", "typo", "no-redis", "stub-mode", "env-not-a-string",
+    ],  # fmt: skip
 )
 def test_bad_values_are_refused_with_a_clear_message(
     kube: KubeControlPlane, args: list[str], expected: str
