@@ -214,7 +214,7 @@ def test_keda_on_sentinel_uses_the_redis_sentinel_trigger(kube: KubeControlPlane
     ids=[
         "sentinel-no-master", "sentinel-no-port",
         "negative-min", "pull-policy", "typo", "no-redis", "stub-mode", "env-not-a-string",
-    ],  # fmt: skip
+    ],
 )
 def test_bad_values_are_refused_with_a_clear_message(
     kube: KubeControlPlane, args: list[str], expected: str
