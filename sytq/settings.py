@@ -142,6 +142,10 @@ class Settings(BaseSettings):
     llm_breaker_reset_seconds: float = Field(default=30.0, gt=0)
     llm_retry_base_seconds: float = Field(default=10.0, gt=0, description="First retry delay; doubles")
     llm_retry_max_seconds: float = Field(default=600.0, gt=0)
+    llm_retry_linear: bool = Field(
+        default=False,
+        description="Retry n waits n x the base delay (the Go original: base 60, n from 0); false: doubling",
+    )
     llm_stream: bool = Field(default=False, description="Use SSE streaming for provider calls")
     llm_proxy: str | None = Field(
         default=None,

@@ -144,10 +144,13 @@ async def _attempt_failed(
 
 
 def retry_delay_for(settings: Settings) -> RetryDelay:
-    """Exponential backoff with jitter; callbacks and LLM calls have their own base delay."""
+    """Exponential backoff with jitter (or the Go original's linear one for LLM tasks); callbacks and LLM
+    calls have their own base delay."""
 
     def delay(retried: int, error: BaseException, task: Task) -> float:
         callback = task.type == TYPE_CALLBACK_DELIVER
+        if settings.llm_retry_linear and not callback:  # the Go original's RetryDelayFunc
+            return min(retried * settings.llm_retry_base_seconds, settings.llm_retry_max_seconds)
         base = settings.callback_retry_base_seconds if callback else settings.llm_retry_base_seconds
         backoff = min(base * 2 ** min(retried, 30), settings.llm_retry_max_seconds)
         return float(backoff * random.uniform(0.8, 1.2))

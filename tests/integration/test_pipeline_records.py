@@ -148,8 +148,9 @@ async def test_final_failure_marks_the_row_failed_and_sends_no_callback(
     async with running_worker(pipeline_env.settings, redis_client) as pipeline:
         broke_task = await enqueue_process(redis_client, process_payload(broke_id))
         tired_task = await enqueue_process(redis_client, process_payload(tired_id), max_retry=1)
-        assert (await wait_final(pipeline.store, broke_task)).status == "failed"
-        assert (await wait_final(pipeline.store, tired_task)).status == "failed"
+        for task_id in (broke_task, tired_task):
+            final = await wait_final(pipeline.store, task_id)
+            assert final.status == "failed" and final.callback_status is None  # nothing to deliver
         inspector = Inspector(redis_client)
         for task_id in (broke_task, tired_task):
             assert (await inspector.get_task("default", task_id)).state == "archived"
