@@ -66,8 +66,15 @@ async def test_success_leaves_the_row_and_sends_the_callback_as_the_original(
     db = pipeline_env.record_database
     user = f"估值 {uuid.uuid4().hex}"
     record_id = insert_record(
-        mariadb_server, db, status="待处理", sys_message=SYS, user_message=user, report="",
-        failed_times=0, current_task_node=2, callback_url=callback_receiver.url + "/valuation",
+        mariadb_server,
+        db,
+        status="待处理",
+        sys_message=SYS,
+        user_message=user,
+        report="",
+        failed_times=0,
+        current_task_node=2,
+        callback_url=callback_receiver.url + "/valuation",
     )
     started = int(time.time())
     async with running_worker(pipeline_env.settings, redis_client) as pipeline:
@@ -84,11 +91,13 @@ async def test_success_leaves_the_row_and_sends_the_callback_as_the_original(
     assert stored.metadata == {"table_name": "valuation_records", "id": record_id}
 
     sent = [r for r in stub_llm.stats()["recent"] if user in json.dumps(r, ensure_ascii=False)]
-    assert sent == [{
-        "model": "deepseek-chat",
-        "max_tokens": 2000,
-        "messages": [{"role": "system", "content": SYS}, {"role": "user", "content": user}],
-    }]
+    assert sent == [
+        {
+            "model": "deepseek-chat",
+            "max_tokens": 2000,
+            "messages": [{"role": "system", "content": SYS}, {"role": "user", "content": user}],
+        }
+    ]
 
     callback = callback_receiver.wait_for(task_id)
     assert callback.path == "/valuation"
@@ -148,14 +157,14 @@ async def test_final_failure_marks_the_row_failed_and_sends_no_callback(
     async with running_worker(pipeline_env.settings, redis_client) as pipeline:
         broke_task = await enqueue_process(redis_client, process_payload(broke_id))
         tired_task = await enqueue_process(redis_client, process_payload(tired_id), max_retry=1)
-        for task_id in (broke_task, tired_task):
-            final = await wait_final(pipeline.store, task_id)
-            assert final.status == "failed" and final.callback_status is None  # nothing to deliver
         inspector = Inspector(redis_client)
         for task_id in (broke_task, tired_task):
-            assert (await inspector.get_task("default", task_id)).state == "archived"
+            await wait_state(redis_client, task_id)  # archived once the handler is done with it
+            final = await pipeline.store.get(task_id)
+            assert final is not None and final.status == "failed"
+            assert final.callback_status is None  # nothing to deliver, nothing left pending
             with pytest.raises(TaskNotFoundError):
-                await inspector.get_task("default", f"{task_id}:cb")
+                await inspector.get_task(pipeline.settings.callback_queue, f"{task_id}:cb")
 
     broke_row = read_record(mariadb_server, db, broke_id)
     assert broke_row["status"] == "失败" and broke_row["failed_times"] == 1
@@ -179,7 +188,7 @@ async def test_missing_record_fails_at_once(
     async with running_worker(pipeline_env.settings, redis_client) as pipeline:
         task_id = await enqueue_process(redis_client, process_payload(999_999_999))
         row = await wait_final(pipeline.store, task_id)
-        info = await Inspector(redis_client).get_task("default", task_id)
+        info = await wait_state(redis_client, task_id)
     assert row.status == "failed" and "valuation_records has no row with id 999999999" in (row.error or "")
     assert info.state == "archived" and info.retried == 0
     assert stub_llm.stats()["requests"] == 0
@@ -197,7 +206,7 @@ async def test_missing_table_fails_at_once_with_the_servers_error(
     async with running_worker(settings, redis_client) as pipeline:
         task_id = await enqueue_process(redis_client, process_payload(1, table="valuation_gone"))
         row = await wait_final(pipeline.store, task_id)
-        info = await Inspector(redis_client).get_task("default", task_id)
+        info = await wait_state(redis_client, task_id)
     assert row.status == "failed"
     assert "valuation_gone row 1: database error 1146" in (row.error or "")
     assert info.state == "archived" and info.retried == 0
@@ -221,7 +230,10 @@ async def test_a_value_the_column_refuses_fails_at_once_and_is_kept_in_failed_in
         database=db,
     )
     record_id = insert_record(
-        mariadb_server, db, table="valuation_narrow", user_message=f"narrow {uuid.uuid4().hex}",
+        mariadb_server,
+        db,
+        table="valuation_narrow",
+        user_message=f"narrow {uuid.uuid4().hex}",
         callback_url=callback_receiver.url + "/valuation",
     )
     settings = pipeline_env.settings.model_copy(update={"record_tables": "valuation_narrow"})
@@ -241,13 +253,12 @@ async def test_tables_off_the_allowlist_and_invalid_payloads_are_refused(
     async with running_worker(pipeline_env.settings, redis_client) as pipeline:
         other = await enqueue_process(redis_client, b'{"table_name": "users", "id": 1}')
         injected = await enqueue_process(redis_client, b'{"table_name": "x; DROP TABLE y", "id": 1}')
+        for task_id in (other, injected):
+            await wait_state(redis_client, task_id)
         other_row = await wait_final(pipeline.store, other)
         injected_row = await wait_final(pipeline.store, injected)
     assert other_row.status == "failed" and "not allowed" in (other_row.error or "")
     assert injected_row.status == "failed" and "invalid llm:process task" in (injected_row.error or "")
-    inspector = Inspector(redis_client)
-    for task_id in (other, injected):
-        assert (await inspector.get_task("default", task_id)).state == "archived"
     assert stub_llm.stats()["requests"] == 0
 
 
@@ -271,4 +282,3 @@ async def test_a_redelivered_task_advances_the_node_once_and_calls_the_llm_once(
     row = read_record(mariadb_server, db, record_id)
     assert row["status"] == "已完成" and row["current_task_node"] == 8
     assert stub_llm.calls_for(user) == 1
-
