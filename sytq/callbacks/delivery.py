@@ -20,6 +20,7 @@ _FOLLOWED_REDIRECTS = (307, 308)
 MAX_REDIRECTS = 3
 # What a receiver's answer may add to a worker's memory; the status decides, the rest is dropped.
 MAX_RESPONSE_BYTES = 65_536
+USER_AGENT = "syt-queue-callbacks"  # some receivers' firewalls refuse requests without one
 
 
 class CallbackDeliveryError(Exception):
@@ -95,7 +96,7 @@ async def _deliver(
             addresses = await asyncio.to_thread(check_callback_url, target, allow_nets)
         except UnresolvableCallbackHost as exc:
             raise CallbackDeliveryError(str(exc)) from exc
-        headers = signed_headers(secret, task_id, data)
+        headers = signed_headers(secret, task_id, data) | {"User-Agent": USER_AGENT}
         response = await _post_to_vetted(target, addresses, data, headers, proxy, max_response_bytes)
         if response.status in _FOLLOWED_REDIRECTS and "location" in response.headers:
             target = urljoin(target, response.headers["location"])

@@ -71,3 +71,4 @@ async def test_a_host_name_is_called_at_the_address_vetted_with_its_own_host_hea
     )
     [got] = callback_receiver.received
     assert got.headers["Host"] == f"localhost:{port}" and got.path == "/hook"
+    assert got.headers["User-Agent"] == "syt-queue-callbacks"
