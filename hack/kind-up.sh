@@ -125,8 +125,14 @@ log "submitting an LLMTask"
 run kubectl -n "$NS" apply -f "$ROOT/manifests/examples/llmtask.yaml"
 run kubectl -n "$NS" wait llmtask/summarize-example --for=jsonpath='{.status.phase}'=Succeeded --timeout=180s
 run kubectl -n "$NS" get llmtasks -o wide
-log "submitting over HTTP"
+log "submitting over HTTP with the admin API key the chart generated"
+if ((DRY_RUN)); then
+  echo "api_key=\$(kubectl -n $NS get secret syt-queue-admin-key -o jsonpath='{.data.api-key}' | base64 -d)"
+  api_key='$api_key'
+else
+  api_key="$(kubectl -n "$NS" get secret syt-queue-admin-key -o jsonpath='{.data.api-key}' | base64 -d)"
+fi
 run curl -fsS http://localhost:8080/api/v1/tasks/llm -H 'content-type: application/json' \
-  -d '{"prompt": "Say hello in three languages."}'
+  -H "Authorization: Bearer $api_key" -d '{"prompt": "Say hello in three languages."}'
 ((DRY_RUN)) || echo
 log "done: kubectl -n $NS get llmtasks,llmworkerpools,pods"

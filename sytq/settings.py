@@ -25,6 +25,7 @@ from pydantic_settings import (
 from sytq.http1.proxy import DIRECT, parse_proxy
 
 DEFAULT_LLM_BASE_URL = "https://api.deepseek.com"
+PLACEHOLDER = "REPLACE-ME"  # what manifests/21-secret.yaml holds until edited
 
 
 class ConfigError(ValueError):
@@ -274,6 +275,15 @@ class Settings(BaseSettings):
     @classmethod
     def _check_queues(cls, value: str) -> str:
         parse_queue_weights(value)
+        return value
+
+    @field_validator("callback_secret", "id_secret", "api_keys", "basic_auth_users")
+    @classmethod
+    def _no_placeholder(cls, value: Any) -> Any:
+        # manifests/21-secret.yaml ships placeholders: applied unedited, every process refuses to start.
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and PLACEHOLDER in text:
+            raise ValueError(f"still holds the template placeholder {PLACEHOLDER}: set a real value")
         return value
 
     @field_validator("llm_proxy", "callback_proxy")

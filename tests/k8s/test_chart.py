@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import uuid
 from collections import Counter
@@ -25,6 +27,7 @@ from tests.harness.operator_fixtures import (
 )
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "syt-queue"
+ADMIN = f"ops:{hashlib.sha256(b'ops-key').hexdigest()}:admin"
 NON_DEFAULT = [
     "--set",
     "keda.enabled=true",
@@ -75,7 +78,7 @@ def test_default_values_render_a_complete_labelled_release(kube: KubeControlPlan
             "Role": 1,
             "RoleBinding": 1,
             "ConfigMap": 1,
-            "Secret": 1,
+            "Secret": 2,  # settings, and the generated admin key (no keys given)
             "Service": 3,  # api, controller (metrics), stub LLM
             "KopfPeering": 1,
             "LLMWorkerPool": 1,
@@ -210,10 +213,24 @@ def test_keda_on_sentinel_uses_the_redis_sentinel_trigger(kube: KubeControlPlane
         (["--set", "secrets.redisUrl="], "secrets.redisUrl is required"),
         (["--set", "stubLLM.enabled=maybe"], "/stubLLM/enabled"),
         (["--set", "workerPool.extraEnv[0].name=A", "--set", "workerPool.extraEnv[0].value=true"], "/value"),
+        (["--set", "ingress.enabled=true"], "ingress.enabled exposes the API: set secrets.apiKeys"),
+        (
+            [
+                "--set",
+                "ingress.enabled=true",
+                "--set",
+                "api.authDisabled=true",
+                "--set",
+                f"secrets.apiKeys={ADMIN}",
+            ],
+            "api.authDisabled=true is refused with an Ingress",
+        ),
+        (["--set", "secrets.apiKeys=php:plaintext-key:submit"], "/secrets/apiKeys"),
     ],
     ids=[
         "sentinel-no-master", "sentinel-no-port",
         "negative-min", "pull-policy", "typo", "no-redis", "stub-mode", "env-not-a-string",
+        "ingress-without-keys", "ingress-without-auth", "plaintext-key",
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(
@@ -368,3 +385,41 @@ def test_apiserver_refuses_an_env_from_entry_naming_two_sources(
     proc = operator_manifests.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)
     assert proc.returncode != 0
     assert "each envFrom entry names exactly one of configMapRef or secretRef" in proc.stderr
+
+
+def _secret_data(kube: KubeControlPlane, namespace: str, name: str) -> dict[str, str]:
+    found = json.loads(kube.kubectl("get", "secret", name, "-n", namespace, "-o", "json").stdout)
+    return {k: base64.b64decode(v).decode() for k, v in found["data"].items()}
+
+
+def test_a_keyless_install_generates_an_admin_key_and_callback_secret_kept_on_upgrade(
+    operator_manifests: KubeControlPlane,
+) -> None:
+    kube = operator_manifests
+    namespace = f"chart-{uuid.uuid4().hex[:8]}"
+    kube.create_namespace(namespace)
+    kube.helm("install", "sytq", str(CHART), "--namespace", namespace, "--wait=false")
+    settings = _secret_data(kube, namespace, "sytq-syt-queue-secrets")
+    admin_key = _secret_data(kube, namespace, "sytq-syt-queue-admin-key")["api-key"]
+    assert len(settings["SYTQ_CALLBACK_SECRET"]) >= 32 and len(admin_key) >= 32
+    # The API holds only the key's hash, with the admin scope.
+    assert settings["SYTQ_API_KEYS"] == f"admin:{hashlib.sha256(admin_key.encode()).hexdigest()}:admin"
+    notes = json.loads(kube.helm("status", "sytq", "--namespace", namespace, "-o", "json").stdout)["info"][
+        "notes"
+    ]
+    assert "sytq-syt-queue-admin-key" in notes and "Authorization: Bearer" in notes
+    kube.helm(
+        "upgrade", "sytq", str(CHART), "--namespace", namespace, "--set", "api.replicas=1", "--wait=false"
+    )
+    assert _secret_data(kube, namespace, "sytq-syt-queue-secrets") == settings
+    assert _secret_data(kube, namespace, "sytq-syt-queue-admin-key")["api-key"] == admin_key
+    # Keys given later replace the generated one, and no plain-text key Secret is left rendered.
+    kube.helm("upgrade", "sytq", str(CHART), "--namespace", namespace, "--set", f"secrets.apiKeys={ADMIN}")
+    after = _secret_data(kube, namespace, "sytq-syt-queue-secrets")
+    assert (
+        after["SYTQ_API_KEYS"] == ADMIN and after["SYTQ_CALLBACK_SECRET"] == settings["SYTQ_CALLBACK_SECRET"]
+    )
+    assert (
+        kube.kubectl("get", "secret", "sytq-syt-queue-admin-key", "-n", namespace, check=False).returncode
+        != 0
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pydantic
+import pytest
 import yaml
 
 from sytq.settings import Settings
@@ -65,6 +67,14 @@ def test_configmap_and_secret_keys_are_real_settings() -> None:
             assert set(obj["data"]) <= known, set(obj["data"]) - known
         if obj["kind"] == "Secret":
             assert set(obj["stringData"]) <= known, set(obj["stringData"]) - known
+
+
+def test_the_unedited_secret_template_starts_nothing() -> None:
+    """Applied as shipped, the API and worker refuse to start (no open API, no known secret)."""
+    (secret,) = [o for o in all_objects() if o["kind"] == "Secret"]
+    for name in ("SYTQ_API_KEYS", "SYTQ_CALLBACK_SECRET"):
+        with pytest.raises(pydantic.ValidationError, match="REPLACE-ME"):
+            Settings(**{name.removeprefix("SYTQ_").lower(): secret["stringData"][name]})
 
 
 def test_everything_is_accepted_by_the_apiserver(operator_manifests: KubeControlPlane) -> None:

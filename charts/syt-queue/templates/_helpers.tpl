@@ -117,3 +117,37 @@ http://{{ include "sytq.fullname" . }}-stub-llm.{{ .Release.Namespace }}.svc:{{ 
 {{- define "sytq.admissionName" -}}
 {{- printf "%s-%s-llmworkerpool" .Release.Namespace (include "sytq.fullname" .) | trunc 253 | trimSuffix "-" -}}
 {{- end -}}
+
+{{/* "true" when the release generates an admin API key: the chart's own Secret, no keys or Basic users given, auth on. */}}
+{{- define "sytq.generatesAdminKey" -}}
+{{- if and (not .Values.secrets.existingSecret) (not .Values.secrets.apiKeys) (not .Values.secrets.basicAuthUsers) (not .Values.api.authDisabled) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{- define "sytq.adminKeySecretName" -}}
+{{- printf "%s-admin-key" (include "sytq.fullname" .) -}}
+{{- end -}}
+
+{{/* The generated admin key: read back from the live Secret (kept on upgrade), else new. Memoized
+in .Values so every template of one render sees the same key. */}}
+{{- define "sytq.adminKey" -}}
+{{- if not (hasKey .Values "_generatedAdminKey") -}}
+{{- $previous := (lookup "v1" "Secret" .Release.Namespace (include "sytq.adminKeySecretName" .)) | default dict -}}
+{{- $key := get (get $previous "data" | default dict) "api-key" | b64dec | default (randAlphaNum 40) -}}
+{{- $_ := set .Values "_generatedAdminKey" $key -}}
+{{- end -}}
+{{- get .Values "_generatedAdminKey" -}}
+{{- end -}}
+
+{{/* Refuse an API exposed without keys: an Ingress needs keys or Basic users that you chose. */}}
+{{- define "sytq.checkAuth" -}}
+{{- if and .Values.api.enabled .Values.ingress.enabled -}}
+{{- if .Values.api.authDisabled -}}
+{{- fail "ingress.enabled exposes the API: api.authDisabled=true is refused with an Ingress" -}}
+{{- end -}}
+{{- if not (or .Values.secrets.existingSecret .Values.secrets.apiKeys .Values.secrets.basicAuthUsers) -}}
+{{- fail "ingress.enabled exposes the API: set secrets.apiKeys or secrets.basicAuthUsers (or secrets.existingSecret holding SYTQ_API_KEYS)" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
