@@ -84,7 +84,14 @@ async def _http(request: Request, exc: Exception) -> Response:
         # The original's gin.BasicAuth: the challenge header and no body at all.
         metrics.REJECTED.labels("401").inc()
         return Response(status_code=401, headers=headers)
+    if exc.status_code in (404, 405) and _is_legacy(request) and exc.detail in _NO_ROUTE:
+        # A path or method gin had no route for: its plain-text 404 (it did not answer 405).
+        metrics.REJECTED.labels("404").inc()
+        return Response(b"404 page not found", status_code=404, headers={"content-type": "text/plain"})
     return error_response(request, exc.status_code, str(exc.detail), headers)
+
+
+_NO_ROUTE = ("Not Found", "Method Not Allowed")  # the router's own 404 and 405
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:

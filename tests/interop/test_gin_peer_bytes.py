@@ -184,3 +184,8 @@ async def test_status_list_and_health_match_gin(
         ]
         for query in queries:
             await compare(f"/api/tasks?{query}")
+        # No route for the path or the method: gin's plain-text 404.
+        no_route = (("GET", "/api/tasks/a/b"), ("DELETE", "/api/tasks/p0"), ("PUT", "/api/tasks/llm"))
+        for method, path in no_route:
+            gin = await http.request(method, ginpeer + path)
+            _same(gin, await http.request(method, api.url + path), (method, path))
