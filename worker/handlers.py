@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
@@ -18,22 +20,28 @@ from worker.process import handle_process
 log = logging.getLogger(__name__)
 
 
+def _log_failed_attempt(task: Task, final: bool, error: str) -> None:
+    outcome = "giving up" if final else "will retry"
+    log.warning(
+        "task %s (%s) attempt %d failed, %s: %s", task.id, task.type, task.retried + 1, outcome, error
+    )
+
+
 def logging_failures(handler: Handler) -> Handler:
     """Every failed attempt of a task leaves one warning line with its id, attempt and error."""
 
     async def run(task: Task) -> None:
         try:
             await handler(task)
+        except asyncio.CancelledError:
+            # The queue cancels a run at its deadline (a failed attempt), on shutdown or a lost lease
+            # (handed back, not failed): only the first is logged.
+            if task.deadline is not None and datetime.now(UTC) >= task.deadline:
+                _log_failed_attempt(task, task.retried >= task.max_retry, "deadline exceeded")
+            raise
         except Exception as exc:
             final = isinstance(exc, SkipRetry) or task.retried >= task.max_retry
-            log.warning(
-                "task %s (%s) attempt %d failed, %s: %s",
-                task.id,
-                task.type,
-                task.retried + 1,
-                "giving up" if final else "will retry",
-                exc or type(exc).__name__,
-            )
+            _log_failed_attempt(task, final, str(exc) or type(exc).__name__)
             raise
 
     return run
