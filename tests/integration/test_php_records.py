@@ -19,8 +19,14 @@ from tests.harness.services import MariaDBServer
 PHP_DIR = Path(__file__).resolve().parents[2] / "examples" / "php"
 
 
-def _record_php(api: RunningApi, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SYTQ_API_URL": api.url, "SYTQ_API_KEY": "php-secret"}
+# The original's login (HTTP Basic, as its PHP callers sent it) or one of our API keys.
+BASIC = {"SYTQ_API_USER": "admin", "SYTQ_API_PASSWORD": "admin123"}
+BEARER = {"SYTQ_API_KEY": "php-secret"}
+
+
+def _record_php(api: RunningApi, auth: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYTQ_API")}
+    env |= {"SYTQ_API_URL": api.url, **auth}
     return subprocess.run(
         ["php", str(PHP_DIR / "record.php"), *args], env=env, capture_output=True, text=True, timeout=90
     )
@@ -37,11 +43,17 @@ async def test_php_record_helper_submits_and_polls(
     mariadb_server.execute(
         "INSERT INTO valuation_records (id, sys_message, user_message) VALUES (41, 's', 'u')", db
     )
-    api = start_api(api_keys=key_entry("php", "php-secret", "submit|read"))
+    api = start_api(
+        api_keys=key_entry("php", "php-secret", "submit|read"),
+        basic_auth_users=key_entry("admin", "admin123", "submit|read"),
+    )
     async with running_worker(pipeline_env.settings, redis_client):
-        done = await asyncio.to_thread(_record_php, api, "valuation_records", "41", "60")
-        missing = await asyncio.to_thread(_record_php, api, "valuation_records", "404", "60")
-    refused = await asyncio.to_thread(_record_php, api, "users", "1", "5")
+        done = await asyncio.to_thread(_record_php, api, BASIC, "valuation_records", "41", "60")
+        missing = await asyncio.to_thread(_record_php, api, BEARER, "valuation_records", "404", "60")
+    refused = await asyncio.to_thread(_record_php, api, BEARER, "users", "1", "5")
+    unknown = await asyncio.to_thread(
+        _record_php, api, {**BASIC, "SYTQ_API_PASSWORD": "x"}, "valuation_records", "41"
+    )
 
     task_id, state = done.stdout.split()
     assert (done.returncode, state) == (0, "completed"), done.stderr
@@ -54,3 +66,5 @@ async def test_php_record_helper_submits_and_polls(
     assert missing.returncode == 1 and missing.stdout.split()[1] == "archived", missing.stderr
     assert refused.returncode == 1
     assert "submit failed: HTTP 400: table_name 'users' is not allowed" in refused.stderr
+    # A wrong password: gin's empty 401, which the helper reports rather than parsing.
+    assert unknown.returncode == 1 and "HTTP 401" in unknown.stderr
