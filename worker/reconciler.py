@@ -166,6 +166,7 @@ class Reconciler:
     async def _give_up_callback(self, ref: RowRef, info: TaskInfo) -> None:
         """The callback task ran out of attempts without its outcome stored (its worker died)."""
         error = f"callback given up: {info.last_error or 'archived'}"
+        log.warning("callback of task %s archived while its row said pending: %s", ref.task_id, error)
         await self._pipeline.store.set_callback_state(ref.task_id, CALLBACK_FAILED, info.retried + 1, error)
 
     async def _requeue_callback(self, ref: RowRef) -> bool:
@@ -187,7 +188,8 @@ class Reconciler:
         else:
             error = f"task archived without a stored outcome: {info.last_error or 'no error recorded'}"
         new, record_ref = await self._request_of(task_id, task_type, queue, info)
-        record = await self._pipeline.store.finish_lost(new, error)
+        attempts = info.retried + 1 if info is not None else 0
+        record = await self._pipeline.store.finish_lost(new, error, attempts)
         if record is None:
             return False
         log.warning("task %s finished by the reconciler: %s", task_id, error)

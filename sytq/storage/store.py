@@ -366,16 +366,17 @@ class TaskStore:
 
         return await self._run(_fail)
 
-    async def finish_lost(self, task: NewTask, error: str) -> TaskRecord | None:
+    async def finish_lost(self, task: NewTask, error: str, attempts: int = 0) -> TaskRecord | None:
         """Fail a task the queue will not run again (archived, or gone) on its row, creating the row
         if it has none; its callback becomes pending. None when the row was final already.
 
-        A row the database refuses with the request's values (a poison payload) is written bare."""
+        ``attempts`` is how many runs the queue started (kept if the row counted more). A row the
+        database refuses with the request's values (a poison payload) is written bare."""
 
         def _finish(session: Session, new: NewTask) -> TaskRecord | None:
             row = session.get(LLMTaskRow, new.task_id, with_for_update=True)
             if row is None:
-                values = _new_values(new, STATUS_FAILED, 0) | {
+                values = _new_values(new, STATUS_FAILED, attempts) | {
                     "error": clip_text(error),
                     "finished_at": utcnow(),
                     "callback_status": CALLBACK_PENDING if new.callback_url else None,
@@ -385,6 +386,7 @@ class TaskStore:
             if TaskRecord.from_row(row).finished:
                 return None
             row.status = STATUS_FAILED
+            row.attempts = max(row.attempts, attempts)
             row.error = clip_text(error)
             row.finished_at = utcnow()
             if row.callback_url:

@@ -120,6 +120,7 @@ async def test_kill_9_on_the_last_attempt_then_lease_recovery_archives_it(
         await store.close()
     assert await state_of(redis_client, task_id) == TaskState.ARCHIVED
     assert record.status == "failed" and "task lease expired" in (record.error or "")
+    assert record.attempts == 1  # the run the kill cut short
     body = failed_callback(callback_receiver, task_id)
     assert "task lease expired" in body["error"] and body["metadata"] == {"order": 9}
     assert stub_llm.calls_for(tag) == 1
