@@ -2,7 +2,9 @@
 
 Modes: ``drip`` answers one byte every ``interval`` seconds; ``flood`` answers 200 with a 1 GiB
 body sent as fast as the socket takes it (``status`` overrides 200); ``silent`` reads the request
-and never answers. Counts open connections (and their peak), connections seen and bytes sent.
+and never answers; ``ok`` answers 200 at once (a receiver that recovered: ``mode`` may change at
+any time, for the connections that come next). Counts open connections (and their peak),
+connections seen and bytes sent.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from collections.abc import Callable
 from tests.harness.services import free_port
 
 GIB = 1 << 30
+MODES = ("drip", "flood", "silent", "ok")
 
 
 class HostileReceiver:
     def __init__(self, mode: str, *, interval: float = 1.0, status: int = 200) -> None:
-        if mode not in ("drip", "flood", "silent"):
+        if mode not in MODES:
             raise ValueError(f"unknown mode {mode}")
         self.mode, self.interval, self.status = mode, interval, status
         self.port = free_port()
@@ -58,7 +61,8 @@ class HostileReceiver:
         try:
             with conn:
                 self._read_request(conn)
-                {"drip": self._drip, "flood": self._flood, "silent": self._silent}[self.mode](conn)
+                answer = {"drip": self._drip, "flood": self._flood, "silent": self._silent, "ok": self._ok}
+                answer[self.mode](conn)
         except OSError:
             pass  # the client gave up: what these receivers are for
         finally:
@@ -104,6 +108,9 @@ class HostileReceiver:
             if self._stop.is_set():
                 return
             self._send(conn, block)
+
+    def _ok(self, conn: socket.socket) -> None:
+        self._send(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 
     def _silent(self, conn: socket.socket) -> None:
         while not self._peer_closed(conn, 0.2):

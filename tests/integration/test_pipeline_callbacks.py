@@ -77,12 +77,13 @@ async def test_unsafe_callback_target_is_refused_and_recorded(
 async def test_slow_receivers_hold_only_callback_slots_while_llm_tasks_keep_flowing(
     pipeline_env: PipelineEnv, redis_client: aioredis.Redis, stub_llm: StubLLMProcess
 ) -> None:
-    """8 tasks whose receiver drips one byte a second: their callbacks take the 2 callback slots
-    (each attempt cut at its 3 s deadline, then retried as before), and 40 LLM tasks enqueued
-    meanwhile finish as fast as with no callbacks at all. With callbacks on the user's queue, they
-    would have filled all 8 task slots for 3 s."""
+    """8 tasks whose receiver drips one byte a second: their callbacks take the 2 callback slots,
+    each attempt cut at its 6 s deadline, and 40 LLM tasks enqueued meanwhile finish as fast as
+    with no callbacks at all (with callbacks on the user's queue, all 8 task slots would have been
+    held until the deadline). Once the receiver recovers, the timed-out callback is retried and
+    delivered, as before."""
     settings = pipeline_env.settings.model_copy(
-        update={"worker_concurrency": 4, "callback_concurrency": 2, "callback_timeout_seconds": 3.0}
+        update={"worker_concurrency": 4, "callback_concurrency": 2, "callback_timeout_seconds": 6.0}
     )
     dripper = HostileReceiver("drip", interval=1.0)
     try:
@@ -91,13 +92,14 @@ async def test_slow_receivers_hold_only_callback_slots_while_llm_tasks_keep_flow
             hostile = [await enqueue(redis_client, chat_payload(f"drip {i}", dripper.url)) for i in range(8)]
             await wait_until(lambda: dripper.open_connections == 2)
             meanwhile = await _time_to_finish(pipeline, redis_client, "meanwhile")
-            assert dripper.open_connections == 2  # still held: the slots were full the whole time
             print(f"40 LLM tasks: {baseline:.2f}s alone, {meanwhile:.2f}s beside the slow receivers")
-            assert meanwhile < max(2 * baseline, 1.5) < 3.0
-            retried = await wait_row(pipeline.store, hostile[0], lambda r: r.callback_attempts >= 2, 30)
-        assert retried.status == "succeeded" and retried.callback_status == "pending"
-        assert "timed out" in (retried.callback_error or "")
-        assert dripper.peak_open_connections == 2 and dripper.connections > 8  # retried, 2 at a time
+            assert meanwhile < max(3 * baseline, 3.0) and meanwhile < 6.0
+            cut = await wait_row(pipeline.store, hostile[0], lambda r: "timed out" in str(r.callback_error))
+            assert (cut.status, cut.callback_status, cut.callback_attempts) == ("succeeded", "pending", 1)
+            dripper.mode = "ok"
+            delivered = await wait_callback_state(pipeline.store, hostile[0], "delivered")
+        assert delivered.callback_attempts >= 2 and delivered.callback_error is None
+        assert dripper.peak_open_connections == 2  # never more than the callback slots
     finally:
         dripper.close()
 

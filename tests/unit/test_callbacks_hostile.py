@@ -53,7 +53,7 @@ async def test_a_receiver_that_drips_or_never_answers_is_cut_at_the_deadline(
     receivers.append(receiver)
     took, outcome = await deliver(receiver.url, deadline=2.0)
     assert isinstance(outcome, CallbackDeliveryError) and "timed out" in str(outcome)
-    assert 2.0 <= took < 3.0
+    assert 2.0 <= took < 3.5
     if mode == "drip":
         assert 1 <= receiver.bytes_sent < 10  # it did answer, a byte at a time
     for _ in range(100):  # the connection is closed at the deadline, not left behind
@@ -75,7 +75,7 @@ async def test_a_gigabyte_answer_is_read_up_to_the_cap_and_dropped(
         assert getattr(outcome, "status_code", None) == 200  # the status decides; the body is dropped
     else:
         assert isinstance(outcome, CallbackDeliveryError) and "HTTP 500" in str(outcome)
-    assert took < 2.0
+    assert took < 5.0
     await asyncio.sleep(0.2)  # the receiver's last sends fail once the connection is gone
     # What the receiver got into the socket: the cap plus the kernel's buffers, not the gigabyte.
     assert receiver.bytes_sent < 32 * 1024 * 1024 < GIB
