@@ -328,8 +328,36 @@ def _field_value(name: str, literal: bytes) -> str | int:
 _REQUIRED = "Key: 'CreateTaskRequest.{0}' Error:Field validation for '{0}' failed on the 'required' tag"
 
 
+# The body every caller sends, in either key order: plain table name, non-zero integer id, nothing
+# else. Go decodes it to exactly these two values, so the scanner below is only for everything else.
+_WS = rb"[ \t\r\n]*"  # JSON's whitespace only (\s would admit \f and \v)
+_PLAIN_TABLE = rb'"table_name"' + _WS + rb":" + _WS + rb'"([A-Za-z0-9_]+)"'
+_PLAIN_ID = rb'"id"' + _WS + rb":" + _WS + rb"(-?[1-9][0-9]{0,18})"
+_PLAIN_BODIES = tuple(
+    re.compile(_WS + rb"\{" + _WS + first + _WS + rb"," + _WS + second + _WS + rb"\}" + _WS)
+    for first, second in ((_PLAIN_TABLE, _PLAIN_ID), (_PLAIN_ID, _PLAIN_TABLE))
+)
+_INT64 = range(-(2**63), 2**63)
+
+
+def _plain_body(raw: bytes) -> tuple[str, int] | None:
+    for at, pattern in enumerate(_PLAIN_BODIES):
+        match = pattern.fullmatch(raw)
+        if match is not None:
+            table, number = match.groups() if at == 0 else reversed(match.groups())
+            record_id = int(number)
+            return (table.decode(), record_id) if record_id in _INT64 else None
+    return None
+
+
 def bind_create_task(raw: bytes) -> tuple[str, int]:
     """``(table_name, id)`` from a body, or BindError with the message gin answered."""
+    plain = _plain_body(raw)
+    return plain if plain is not None else bind_scanned(raw)
+
+
+def bind_scanned(raw: bytes) -> tuple[str, int]:
+    """``bind_create_task`` for any body, through Go's scanner and decoder rules."""
     value, members = _first_value(raw)
     if value != b"null" and value[0] != 0x7B:
         raise BindError(f"json: cannot unmarshal {_kind(value)} into Go value of type {_REQUEST_TYPE}")

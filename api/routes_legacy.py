@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from api import metrics
 from api.auth import ApiKey
 from api.gobind import BindError, bind_create_task, bind_list_query
-from api.gojson import GoMap, envelope, gin_json
+from api.gojson import GIN_JSON_TYPE, GoMap, envelope, gin_json, go_string
 from api.models import Envelope, ProcessTaskRequest
 from api.ownership import may_see, owner_of
 from api.security import require
@@ -80,7 +80,12 @@ async def submit_process(
         log.warning("enqueue of llm:process %s/%s failed: %s", table_name, record_id, exc)
         return gin_json(500, envelope(500, "Failed to enqueue task"), {"Retry-After": "2"})
     _PROCESS_SUBMITTED.inc()
-    return gin_json(200, envelope(200, "Success", {"task_id": task_id, "status": "enqueued"}))
+    # marshal(envelope(200, "Success", {"task_id": …, "status": "enqueued"})), written directly.
+    body = (
+        b'{"code":200,"message":"Success","data":{"task_id":%s,"status":"enqueued"}}'
+        % go_string(task_id).encode()
+    )
+    return Response(body, media_type=GIN_JSON_TYPE)
 
 
 async def _queue_registered(state: AppState, queue: str) -> bool:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from api.gobind import BindError, bind_create_task, bind_list_query, go_parse_int, go_quote, parse_query
+from api.gobind import (
+    BindError,
+    bind_create_task,
+    bind_list_query,
+    bind_scanned,
+    go_parse_int,
+    go_quote,
+    parse_query,
+)
 from api.gojson import GoMap, envelope, go_text, marshal
 
 REQUIRED_TABLE = (
@@ -175,3 +183,17 @@ def test_query_parsed_as_net_url() -> None:
     assert (query.status, query.queue_name, query.limit, query.offset) == ("pending", "q", 0, 5)
     with pytest.raises(BindError, match='parsing "x"'):
         bind_list_query(b"offset=y&limit=x")  # fields bind in struct order: limit first
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"table_name":"valuation_records","id":123}',
+        b' {\n"id" : -5 ,\t"table_name":"t"} \n',
+        b'{"table_name":"t","id":9223372036854775807}',
+        b'{"table_name":"t","id":-9223372036854775808}',
+        b'{"table_name":"t","id":1}\x0c trailing',
+    ],
+)
+def test_plain_bodies_bind_as_the_scanner_does(body: bytes) -> None:
+    assert bind_create_task(body) == bind_scanned(body)
