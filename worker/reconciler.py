@@ -215,7 +215,12 @@ class Reconciler:
                 metadata = {"table_name": process.table_name, "id": process.id}
                 url = record.callback_url if record is not None else None
                 new = NewTask(task_id, task_type, queue, metadata=metadata, callback_url=url)
-                return new, ((process.table_name, process.id) if record is not None else None)
+                # Only a record its run left "processing" is marked failed: one that already says
+                # failed (an attempt's error, or the Go original's own worker) keeps its count.
+                stuck = (
+                    record is not None and record.status == self._pipeline.settings.record_status_processing
+                )
+                return new, ((process.table_name, process.id) if stuck else None)
             chat = LLMChatPayload.model_validate_json(info.payload)
         except (ValidationError, RecordTableNotAllowed, QueueError):
             return bare, None

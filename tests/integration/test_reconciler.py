@@ -25,6 +25,7 @@ from tests.harness.llm_fixtures import (
     running_worker,
     wait_callback_state,
 )
+from tests.harness.records import insert_record, read_record
 from tests.harness.services import MariaDBServer
 from worker.pipeline import Pipeline
 from worker.reconciler import GONE, Reconciler
@@ -243,3 +244,30 @@ async def test_one_reconciler_at_a_time(redis_client: aioredis.Redis) -> None:
     # A holder that stops renewing (its worker was killed) loses the lease when it runs out.
     await eventually(first.acquire, "lease taken over after it ran out", within=5)
     assert not await second.acquire()
+
+
+async def test_record_mode_task_cancelled_while_running(
+    pipeline_env: PipelineEnv,
+    redis_client: aioredis.Redis,
+    stub_llm: StubLLMProcess,
+    mariadb_server: MariaDBServer,
+) -> None:
+    tag = uuid.uuid4().hex
+    stub_llm.configure(faults=[{"kind": "hang", "match": tag}])
+    db = pipeline_env.record_database
+    record_id = insert_record(
+        mariadb_server, db, status="待处理", user_message=f"value {tag}", failed_times=0
+    )
+    async with running_worker(pipeline_env.settings, redis_client) as pipeline:
+        task_id = f"rec-{uuid.uuid4()}"
+        body = json.dumps({"table_name": "valuation_records", "id": record_id}).encode()
+        await QueueClient(redis_client).enqueue("llm:process", body, task_id=task_id, max_retry=0)
+        await eventually(lambda: asyncio.to_thread(lambda: stub_llm.calls_for(tag) == 1), "call in flight")
+        assert read_record(mariadb_server, db, record_id)["status"] == "处理中"
+        await Inspector(redis_client).cancel_task(task_id)
+        await eventually(lambda: _is(state_of(redis_client, task_id), TaskState.ARCHIVED), "archived")
+        record = await reconcile_until_final(reconciler_for(pipeline, redis_client), pipeline.store, task_id)
+    assert record.status == "failed" and "context canceled" in (record.error or "")
+    assert record.metadata == {"table_name": "valuation_records", "id": record_id}
+    row = read_record(mariadb_server, db, record_id)
+    assert row["status"] == "失败" and row["failed_times"] == 1 and "context canceled" in row["failed_info"]
