@@ -1,1 +1,1 @@
-"""SYT Queue HTTP ingress (FastAPI). Build the app with ``api.app.create_app``."""
+"""SYT Queue HTTP ingress (FastAPI). ``api.app.create_asgi_app`` builds what is served."""

@@ -1,4 +1,4 @@
-"""The FastAPI application: ``uvicorn --factory api.app:create_app`` (or ``sytq api``)."""
+"""The FastAPI application and what is served: ``api.app:create_asgi_app`` (``sytq api``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from api import (
     resource_lookup,
@@ -23,6 +24,7 @@ from api import (
 )
 from api.auth import load_identities
 from api.errors import install_error_handlers
+from api.fast_lane import SubmitFastLane
 from api.middleware import BodyLimitMiddleware, JsonByDefaultMiddleware
 from api.openapi import install_openapi
 from api.state import AppState
@@ -142,3 +144,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     install_openapi(app, routes_submit.SELF_PARSED_BODIES)
     return app
+
+
+def create_asgi_app(settings: Settings | None = None) -> ASGIApp:
+    """What the server runs: the FastAPI app behind the submit routes' fast lane."""
+    settings = settings or get_settings()
+    app = create_app(settings)
+    routes = {
+        routes_submit.SUBMIT_PATH: routes_submit.submit_llm,
+        routes_submit.BATCH_PATH: routes_submit.submit_llm_batch,
+        routes_legacy.SUBMIT_PATH: routes_legacy.submit_process,
+    }
+    return SubmitFastLane(app, routes, settings.api_max_body_bytes)

@@ -241,7 +241,7 @@ def run(quick: bool) -> dict[str, Any]:
                 )
                 port = free_port()
                 sample(
-                    uvicorn_cmd("api.app:create_app", port, workers, True),
+                    uvicorn_cmd("api.app:create_asgi_app", port, workers, True),
                     env,
                     port,
                     [

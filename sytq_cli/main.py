@@ -26,7 +26,7 @@ def _cmd_api(args: argparse.Namespace) -> int:
     settings = get_settings()
     load_identities(settings)  # no keys and no SYTQ_AUTH_DISABLED: refuse here, in one clear line
     uvicorn.run(
-        "api.app:create_app",
+        "api.app:create_asgi_app",
         factory=True,
         host=args.host or settings.api_host,
         port=args.port or settings.api_port,

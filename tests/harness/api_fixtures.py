@@ -60,7 +60,7 @@ def serve_in_thread(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thre
 def start_api(
     redis_server: RedisServer, redis_client: aioredis.Redis, api_database_url: str
 ) -> Iterator[Callable[..., RunningApi]]:
-    from api.app import create_app
+    from api.app import create_asgi_app
 
     started: list[RunningApi] = []
 
@@ -78,7 +78,7 @@ def start_api(
         }
         settings = Settings(**values)
         port = free_port()
-        server, thread = serve_in_thread(create_app(settings), port)
+        server, thread = serve_in_thread(create_asgi_app(settings), port)
         running = RunningApi(f"http://127.0.0.1:{port}", port, settings, server, thread)
         started.append(running)
         return running

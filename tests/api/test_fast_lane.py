@@ -1,0 +1,85 @@
+"""The submit fast lane answers exactly as the full FastAPI app does, for good and bad requests."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from fastapi.routing import APIRoute
+
+from api import routes_legacy, routes_submit
+from api.app import create_app, create_asgi_app
+from api.fast_lane import SubmitFastLane
+from sytq.settings import Settings
+from tests.api.helpers import key_entry
+from tests.harness.services import RedisServer
+
+KEY = "fast-lane-key"
+UUID = rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+GOOD = {"Authorization": f"Bearer {KEY}"}
+JSON = {**GOOD, "Content-Type": "application/json"}
+
+# (method, path, headers, body): every answer must be the same from both apps.
+CASES: list[tuple[str, dict[str, str], bytes]] = [
+    ("/api/v1/tasks/llm", JSON, b'{"prompt": "hi", "model": "deepseek-chat"}'),
+    ("/api/v1/tasks/llm", GOOD, b'{"prompt": "no content type"}'),
+    ("/api/v1/tasks/llm", {}, b'{"prompt": "no key"}'),
+    ("/api/v1/tasks/llm", {"Authorization": "Bearer wrong"}, b'{"prompt": "bad key"}'),
+    ("/api/v1/tasks/llm", JSON, b'{"prompt": "p", "metadata": {"x": NaN}}'),
+    ("/api/v1/tasks/llm", JSON, b'{"prompt": 5}'),
+    ("/api/v1/tasks/llm", JSON, b"not json"),
+    ("/api/v1/tasks/llm", JSON, b'{"prompt": "p", "queue": "nobody-serves-this"}'),
+    ("/api/v1/tasks/llm", JSON, b'{"prompt": "p", "callback_url": "http://169.254.169.254/x"}'),
+    ("/api/v1/tasks/llm", JSON, b'{"prompt": "' + b"x" * 70_000 + b'"}'),
+    ("/api/v1/tasks/llm:batch", JSON, b'{"tasks": [{"prompt": "a"}, {"prompt": "b"}]}'),
+    ("/api/v1/tasks/llm:batch", JSON, b'{"tasks": []}'),
+    ("/api/tasks/llm", GOOD, b'{"table_name": "valuation_records", "id": 1}'),
+    ("/api/tasks/llm", GOOD, b'{"table_name": "valuation_records"}'),
+    ("/api/tasks/llm", GOOD, b'{"table_name": "users", "id": 1}'),
+    ("/api/tasks/llm", {}, b'{"table_name": "valuation_records", "id": 1}'),
+]
+
+
+def _masked(content: bytes) -> bytes:
+    return re.sub(UUID, b"<id>", content)
+
+
+@pytest.fixture
+def settings(redis_server: RedisServer, redis_client: aioredis.Redis) -> Settings:
+    return Settings(
+        redis_url=redis_server.url,
+        database_url="sqlite://",
+        api_keys=key_entry("php", KEY, "submit|read"),
+        id_secret="test-id-secret",
+        api_max_body_bytes=65_536,
+    )
+
+
+async def test_fast_lane_serves_the_functions_fastapi_registered(settings: Settings) -> None:
+    served = create_asgi_app(settings)
+    assert isinstance(served, SubmitFastLane)
+    registered = {
+        (route.path, method): route.endpoint
+        for router in (routes_submit.router, routes_legacy.router)
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+    assert set(served.routes) == {"/api/v1/tasks/llm", "/api/v1/tasks/llm:batch", "/api/tasks/llm"}
+    for path, function in served.routes.items():
+        assert registered[(path, "POST")] is function
+
+
+@pytest.mark.parametrize(("path", "headers", "body"), CASES, ids=[f"case{i}" for i in range(len(CASES))])
+async def test_fast_lane_answers_as_the_full_app(
+    settings: Settings, path: str, headers: dict[str, str], body: bytes
+) -> None:
+    answers = []
+    for app in (create_app(settings), create_asgi_app(settings)):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+            response = await http.post(path, content=body, headers=headers)
+        answers.append((response.status_code, sorted(response.headers.items()), _masked(response.content)))
+    full, fast = answers
+    assert fast == full
