@@ -14,10 +14,10 @@ from api import routes_tasks
 from api.auth import ApiKey
 from api.models import TaskResult, TaskView
 from api.ownership import may_see
-from api.resource_submitter import CLIENT_ANNOTATION, ResourceSubmitter
+from api.resource_submitter import ResourceSubmitter
 from api.security import require
 from api.state import app_state
-from sytq.k8s_resources import PHASE_PENDING, PHASE_QUEUED, PHASE_RUNNING, PHASE_SUCCEEDED
+from sytq.k8s_resources import CLIENT_ANNOTATION, PHASE_PENDING, PHASE_QUEUED, PHASE_RUNNING, PHASE_SUCCEEDED
 from sytq.tasks import DEFAULT_QUEUE, TYPE_LLM_CHAT
 
 router = APIRouter(tags=["tasks"])

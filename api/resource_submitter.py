@@ -30,14 +30,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.errors import FieldError
 from api.submitter import AlreadySubmitted, ChatSubmission, QueueSubmitter
 from sytq import redis_keys
-from sytq.k8s_resources import GROUP, LLMTASK_PLURAL, TASK_ID_PREFIX, VERSION, build_llmtask, task_id_for_uid
+from sytq.k8s_resources import (
+    CLIENT_ANNOTATION,
+    GROUP,
+    LLMTASK_PLURAL,
+    TASK_ID_PREFIX,
+    VERSION,
+    build_llmtask,
+    task_id_for_uid,
+)
 from sytq.queue import QueueClient
 from sytq.settings import ConfigError, Settings
 from sytq.tasks import LLMChatPayload
 
 OBJECT_NAME_PREFIX = "api-"
 SUBMITTED_BY_LABEL = "llm.syt.io/submitted-by"
-CLIENT_ANNOTATION = "llm.syt.io/client"
 KUBE_REQUEST_SECONDS = 10.0
 CREATES_AT_ONCE = 32  # a batch creates its objects in parallel, this many in flight
 # How long GET can find a task that the controller has not enqueued yet (e.g. while it is down).

@@ -23,6 +23,7 @@ from controller.context import ControllerContext
 from controller.kube_events import drain
 from controller.status import changed_fields, condition, rfc3339, status_from_task
 from sytq.k8s_resources import (
+    CLIENT_ANNOTATION,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT_SECONDS,
     FINAL_PHASES,
@@ -227,6 +228,8 @@ class _Mirror:
                 namespace=self.namespace,
                 name=self.name,
                 default_model=self.ctx.settings.llm_default_model,
+                # the API's tenant who asked for it (resource mode): it may read and cancel the task
+                client_id=(self.body.metadata.annotations or {}).get(CLIENT_ANNOTATION),
             )
         except ValueError as exc:
             failed = condition("Failed", True, "InvalidSpec", str(exc)[:500], now=now, previous=self.status)

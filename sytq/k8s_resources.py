@@ -25,6 +25,8 @@ LLMWORKERPOOL_KIND = "LLMWorkerPool"
 LLMWORKERPOOL_PLURAL = "llmworkerpools"
 
 TASK_ID_PREFIX = "llmtask-"
+# The API caller that asked for an LLMTask (resource mode): its tenant, carried onto the queue task.
+CLIENT_ANNOTATION = "llm.syt.io/client"
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_TIMEOUT_SECONDS = 900
 RESULT_PREVIEW_MAX_BYTES = 1024
@@ -120,7 +122,7 @@ def _parameters_to_spec(parameters: LLMParameters) -> dict[str, Any]:
 
 
 def payload_from_spec(
-    spec: Mapping[str, Any], *, namespace: str, name: str, default_model: str
+    spec: Mapping[str, Any], *, namespace: str, name: str, default_model: str, client_id: str | None = None
 ) -> LLMChatPayload:
     """The ``llm:chat`` payload for an LLMTask spec (already validated by the apiserver's schema).
 
@@ -141,6 +143,7 @@ def payload_from_spec(
         messages=build_messages(spec.get("prompt"), messages, spec.get("system")),
         parameters=parameters,
         callback_url=spec.get("callbackUrl"),
+        client_id=client_id or None,
         resource=resource_key(namespace, name),
     )
 

@@ -157,3 +157,36 @@ def test_openapi_documents_the_resource_aware_get_once(resource_api: RunningApi)
     assert operation["operationId"].startswith("get_task_or_llmtask")
     operation_ids = [op["operationId"] for ops in document["paths"].values() for op in ops.values()]
     assert not any(op_id.startswith("get_task_api") for op_id in operation_ids)
+
+
+def test_a_tenant_follows_and_cancels_its_llmtask_after_the_controller_enqueued_it(
+    operator_env: OperatorEnv, start_api: Callable[..., RunningApi], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The controller carries the submitter's name onto the queue task, so the tenant (not only an
+    admin) sees the task's live queue state and can steer it; another tenant gets 404."""
+    from tests.api.helpers import bearer, key_entry
+
+    env = operator_env
+    monkeypatch.setenv("KUBECONFIG", str(env.kube.service_account_kubeconfig(NAMESPACE, API_SA)))
+    keys = f"{key_entry('tenant-a', 'a', 'submit|read')},{key_entry('tenant-b', 'b', 'submit|read')}"
+    api = start_api(api_resource_mode=True, api_resource_namespace=NAMESPACE, api_keys=keys)
+    submitted = httpx.post(
+        f"{api.url}/api/v1/tasks/llm",
+        json={"prompt": "later"},
+        headers=bearer("a"),
+        timeout=10,
+    )
+    task_id = _accepted_id(submitted)
+    controller = env.start_controller()  # no worker: the task stays pending on the queue
+    wait_until(
+        lambda: env.llmtasks(API_CREATED)[0].get("status", {}).get("phase") == "Queued",
+        30,
+        lambda: f"LLMTask Queued; controller log:\n{controller.log()}",
+    )
+    url = f"{api.url}/api/v1/tasks/{task_id}"
+    mine = httpx.get(url, headers=bearer("a"), timeout=10)
+    assert mine.status_code == 200 and mine.json()["type"] == "llm:chat", mine.text  # the queue's view
+    assert httpx.get(url, headers=bearer("b"), timeout=10).status_code == 404
+    assert httpx.post(f"{url}/cancel", headers=bearer("b"), timeout=10).status_code == 404
+    cancelled = httpx.post(f"{url}/cancel", headers=bearer("a"), timeout=10)
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "archived", cancelled.text
