@@ -125,7 +125,7 @@ def callback_secret_file(data_dir: Path) -> tuple[str, bool]:
     return secret, True
 
 
-def _secure_local_defaults(settings: Settings, env: dict[str, str]) -> str:
+def secure_local_defaults(settings: Settings, env: dict[str, str]) -> str:
     """Fill the auth and signing settings a local trial lacks; returns the API's listen address."""
     keyed = bool(settings.api_keys or settings.basic_auth_users)
     if not keyed:
@@ -184,7 +184,7 @@ def run_all(port: int | None = None) -> int:
                 f"DEEPSEEK_API_KEY is not set: answers come from the STUB LLM at {env['SYTQ_LLM_BASE_URL']}"
                 " (canned text, not a real model)"
             )
-        host = _secure_local_defaults(settings, env)
+        host = secure_local_defaults(settings, env)
         api_port = port or settings.api_port
         api = children.start(_sytq("api", "--host", host, "--port", str(api_port)), env)
         children.start(_sytq("worker"), env)
