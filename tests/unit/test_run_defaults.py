@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sytq.settings import Settings
-from sytq_cli.run import LOOPBACK, secure_local_defaults, callback_secret_file
+from sytq_cli.run import LOOPBACK, callback_secret_file, secure_local_defaults
 from tests.api.helpers import key_entry
 
 
