@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from sytq.k8s_resources import payload_from_spec
+from sytq.settings import Settings
 from sytq.strict_json import MAX_BYTES, MAX_DEPTH, json_value_problem
 from sytq.tasks import LLMChatPayload, salvage_callback_url
 
@@ -56,3 +58,9 @@ def test_payload_reader_refuses_poison_and_salvages_its_callback_url() -> None:
     assert salvage_callback_url(raw) == "https://h/cb"
     assert salvage_callback_url(b"[" * 100_000) is None
     assert salvage_callback_url(b'{"callback_url": 5}') is None
+
+
+def test_body_cap_stays_under_the_database_packet_limit() -> None:
+    assert Settings(api_max_body_bytes=8 * 1024 * 1024).api_max_body_bytes == 8 * 1024 * 1024
+    with pytest.raises(ValidationError, match="api_max_body_bytes"):
+        Settings(api_max_body_bytes=64 * 1024 * 1024)
