@@ -66,7 +66,8 @@ class Reconciler:
         self._grace = grace
         # Held across passes; runs out three intervals after its holder stops renewing it.
         self._lease = LeaseLock(redis, redis_keys.RECONCILER_LEASE, ttl_seconds=max(3 * interval, 5.0))
-        self._archived_read_to: dict[str, float] = {}  # queue -> archive time read up to (exclusive)
+        # queue -> (archive time to read from, tasks archived at that time already read)
+        self._archived_read_to: dict[str, tuple[float, int]] = {}
 
     async def run(self) -> None:
         """Reconcile every interval while holding the lease (cancel to stop)."""
@@ -116,20 +117,25 @@ class Reconciler:
         # hosts whose clocks disagree.
         read_to = float(math.floor(time.time() - self._grace))
         for queue in await self._inspector.queues():
-            since = self._archived_read_to.get(queue, 0.0)
+            since, skip = self._archived_read_to.get(queue, (0.0, 0))
+            last, at_last = since, 0  # the latest archive time read, and how many tasks had it
             for page_number in range(MAX_PAGES):
                 page = await self._inspector.list_archived_between(
-                    queue, since, read_to, limit=PAGE, offset=page_number * PAGE
+                    queue, since, read_to, limit=PAGE, offset=skip + page_number * PAGE
                 )
                 llm = [info for info, _ in page if info.type in LLM_TYPES]
                 stuck = await self._rows.without_final_row([info.id for info in llm])
                 for info in llm:
                     if info.id in stuck and await self._finish(info.id, info.type, queue, info):
                         counts.archived_finished += 1
+                for _, archived_at in page:
+                    last, at_last = (last, at_last + 1) if archived_at == last else (archived_at, 1)
                 await self._keep_lease()
                 if len(page) < PAGE:
-                    self._archived_read_to[queue] = read_to
+                    self._archived_read_to[queue] = (read_to, 0)
                     break
+            else:  # more than a pass reads: the next one goes on after the last task read
+                self._archived_read_to[queue] = (last, at_last + (skip if last == since else 0))
 
     # --- 2. rows left queued/running -------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
 from sytq.lease_lock import LeaseLock
@@ -27,6 +28,7 @@ from tests.harness.llm_fixtures import (
 )
 from tests.harness.records import insert_record, read_record
 from tests.harness.services import MariaDBServer
+from worker import reconciler as reconciler_module
 from worker.pipeline import Pipeline
 from worker.reconciler import GONE, Reconciler
 
@@ -271,3 +273,25 @@ async def test_record_mode_task_cancelled_while_running(
     assert record.metadata == {"table_name": "valuation_records", "id": record_id}
     row = read_record(mariadb_server, db, record_id)
     assert row["status"] == "失败" and row["failed_times"] == 1 and "context canceled" in row["failed_info"]
+
+
+async def test_an_archive_larger_than_a_pass_is_read_across_passes(
+    pipeline_env: PipelineEnv, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reconciler_module, "PAGE", 2)
+    monkeypatch.setattr(reconciler_module, "MAX_PAGES", 2)  # 4 archived tasks a pass
+    inspector = Inspector(redis_client)
+    ids = [await enqueue(redis_client, f"archived {i}", "", max_retry=0) for i in range(7)]
+    for task_id in ids:
+        await inspector.archive_task("default", task_id)
+    async with running_worker(pipeline_env.settings, redis_client) as pipeline:
+        reconciler = reconciler_for(pipeline, redis_client)
+        await eventually(lambda: _archive_read(reconciler), "a pass read the first page")
+        assert (await reconciler.reconcile_once()).archived_finished == 3
+        records = [await pipeline.store.get(task_id) for task_id in ids]
+    assert all(r is not None and r.status == "failed" for r in records)
+
+
+async def _archive_read(reconciler: Reconciler) -> bool:
+    """One pass; True once it read archived tasks (their second must be over first)."""
+    return (await reconciler.reconcile_once()).archived_finished == 4
