@@ -38,9 +38,12 @@ from sytq.storage import TaskStore, upgrade
 from tests.harness.hostile_receivers import HostileReceiver
 from tests.harness.llm_fixtures import CallbackReceiver, StubLLMProcess, WorkerProcess, settings_env
 from tests.harness.services import MariaDBServer, RedisServer, free_port, wait_for_port
+from worker.reconciler import GONE
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RECEIVERS = ("none", "good", "failing", "slow")
+RECONCILED_ERRORS = ("task archived without a stored outcome", GONE)
+GAVE_UP = "callback given up"
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class ChaosReport:
     callbacks_good: int = 0
     callbacks_failing: int = 0
     duplicate_good_callbacks: int = 0
+    finished_by_reconciler: int = 0  # tasks whose run ended without a stored outcome
+    callbacks_given_up_by_reconciler: int = 0  # callback tasks archived while the row said pending
     settle_seconds: float = 0.0
     violations: list[str] = field(default_factory=list)
 
@@ -294,6 +299,8 @@ class Chaos:
                 continue
             report.succeeded += record.status == "succeeded"
             report.failed += record.status == "failed"
+            report.finished_by_reconciler += (record.error or "").startswith(RECONCILED_ERRORS)
+            report.callbacks_given_up_by_reconciler += (record.callback_error or "").startswith(GAVE_UP)
             made = sum(n for prompt, n in calls.items() if task.prompt in prompt)
             report.llm_calls += made
             if made > max(record.attempts, 0) or made > plan.max_retry + 1:
@@ -340,6 +347,10 @@ def write_results(report: ChaosReport, name: str = "chaos") -> Path:
             f"{report.callbacks_good} ({report.duplicate_good_callbacks})",
         ),
         ("POSTs to the failing receiver", str(report.callbacks_failing)),
+        (
+            "finished by the reconciler: tasks / callbacks given up",
+            f"{report.finished_by_reconciler} / {report.callbacks_given_up_by_reconciler}",
+        ),
         ("seconds to settle after the last submit", str(report.settle_seconds)),
         ("violations", str(len(report.violations))),
     ]
