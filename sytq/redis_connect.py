@@ -1,4 +1,4 @@
-"""One way for every process to open Redis: a single server or a Sentinel deployment, from one URL.
+"""One way for every process to open Redis: a single server, a Sentinel deployment or a Cluster, from one URL.
 
 ``redis://`` / ``rediss://`` / ``unix://`` name one server (redis-py's own URL rules, ACL user and
 password included). ``redis+sentinel://`` (``rediss+sentinel://`` for TLS to the master) names a
@@ -10,15 +10,24 @@ The user and password are the master's; Sentinels that require their own credent
 ``sentinel_username`` / ``sentinel_password`` query parameters. The client asks the Sentinels for
 the current master on every new connection, so after a failover it reconnects to the new master
 by itself; a connection to a demoted master is dropped on its first READONLY answer.
+
+``redis+cluster://`` (``rediss+cluster://`` for TLS) names a Redis Cluster by some of its nodes::
+
+    redis+cluster://[user:password@]host1:6379,host2:6379[/]
+
+redis-py's RedisCluster learns the rest of the cluster from them and follows slot moves and
+failovers itself. It is returned typed as ``Redis`` (it has the same command methods); the few places
+that must treat it differently ask ``is_cluster()``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
@@ -26,7 +35,8 @@ from sytq.settings import ConfigError
 
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
 DEFAULT_SENTINEL_PORT = 26379
-UNSUPPORTED_SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
+DEFAULT_CLUSTER_PORT = 6379
 
 
 @dataclass(frozen=True)
@@ -78,15 +88,54 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     )
 
 
-def _host_port(item: str, url: str) -> tuple[str, int]:
+@dataclass(frozen=True)
+class ClusterTarget:
+    """A Redis Cluster as named by some of its nodes."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+    ssl: bool = False
+
+
+def is_cluster_url(url: str) -> bool:
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
+
+
+def is_cluster(client: object) -> bool:
+    """Whether ``client`` (from ``connect``) talks to a Redis Cluster."""
+    return isinstance(client, RedisCluster)
+
+
+def parse_cluster_url(url: str) -> ClusterTarget:
+    parts = urlsplit(url)
+    if parts.scheme not in CLUSTER_SCHEMES:
+        raise ConfigError(f"not a Cluster URL (redis+cluster://…): {redact(url)}")
+    netloc = parts.netloc.rpartition("@")[2]
+    nodes = tuple(_host_port(item, url, DEFAULT_CLUSTER_PORT) for item in netloc.split(",") if item)
+    if not nodes:
+        raise ConfigError(f"a Cluster URL needs at least one host:port: {redact(url)}")
+    if parts.path.strip("/"):
+        raise ConfigError(f"a Cluster has only database 0; no path after the hosts: {redact(url)}")
+    if parts.query:
+        raise ConfigError(f"a Cluster URL takes no parameters: {redact(url)}")
+    return ClusterTarget(
+        nodes=nodes,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        ssl=CLUSTER_SCHEMES[parts.scheme],
+    )
+
+
+def _host_port(item: str, url: str, default_port: int = DEFAULT_SENTINEL_PORT) -> tuple[str, int]:
     if item.startswith("["):  # [IPv6]:port
         host, _, rest = item[1:].partition("]")
         port = rest.removeprefix(":")
     else:
         host, _, port = item.partition(":")
     if not host or (port and not port.isdigit()):
-        raise ConfigError(f"bad Sentinel address {item!r} in {redact(url)}")
-    return host, int(port) if port else DEFAULT_SENTINEL_PORT
+        raise ConfigError(f"bad address {item!r} in {redact(url)}")
+    return host, int(port) if port else default_port
 
 
 def redact(url: str) -> str:
@@ -105,10 +154,11 @@ def connect(
     url: str, *, max_connections: int | None = None, wait_for_connection: float | None = None, **options: Any
 ) -> aioredis.Redis:
     """A client for ``url``. ``max_connections`` with ``wait_for_connection`` gives a pool whose
-    callers wait (up to that many seconds) for a free connection rather than failing."""
+    callers wait (up to that many seconds) for a free connection rather than failing; on a Cluster,
+    whose per-node pools cannot wait, connections are not capped."""
     blocking = max_connections is not None and wait_for_connection is not None
-    if urlsplit(url).scheme in UNSUPPORTED_SCHEMES:
-        raise ConfigError(f"Redis Cluster URLs are not supported yet (see docs/redis.md): {redact(url)}")
+    if is_cluster_url(url):
+        return _cluster_client(parse_cluster_url(url), options)
     if is_sentinel_url(url):
         return _sentinel_client(parse_sentinel_url(url), max_connections, wait_for_connection, options)
     if blocking:
@@ -152,3 +202,15 @@ def _sentinel_client(
         target.master, redis_class=aioredis.Redis, connection_pool_class=pool_class, **kwargs
     )
     return client
+
+
+def _cluster_client(target: ClusterTarget, options: dict[str, Any]) -> aioredis.Redis:
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+        username=target.username,
+        password=target.password,
+        ssl=target.ssl,
+        **options,
+    )
+    # Same command methods as Redis; callers that need the difference ask is_cluster().
+    return cast(aioredis.Redis, client)

@@ -115,8 +115,8 @@ class Settings(BaseSettings):
     # --- connections -------------------------------------------------------------------
     redis_url: str | None = Field(
         default=None,
-        description="Redis URL (redis://, rediss://, unix://, or redis+sentinel://host:26379,…/<master>/<db>);"
-        " unset = embedded Valkey",
+        description="Redis URL (redis://, rediss://, unix://, redis+sentinel://host:26379,…/<master>/<db>"
+        " or redis+cluster://host:port,…); unset = embedded Valkey",
     )
     redis_wait_replicas: int = Field(
         default=0, ge=0, description="API submits are answered only once this many replicas hold them (WAIT)"
@@ -301,6 +301,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"SYTQ_CALLBACK_QUEUE {self.callback_queue!r} is also in SYTQ_QUEUES: callbacks have a queue "
                 "of their own, so that slow receivers never take the slots of LLM calls"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _no_wait_on_a_cluster(self) -> Settings:
+        if self.redis_wait_replicas and (self.redis_url or "").partition("://")[0].endswith("+cluster"):
+            raise ValueError(
+                "SYTQ_REDIS_WAIT_REPLICAS is not supported on a Redis Cluster: WAIT acts on one node, while a"
+                " submit may write to several masters"
             )
         return self
 

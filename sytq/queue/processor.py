@@ -81,9 +81,7 @@ class Processor:
             lease_until = time.monotonic() + self._config.lease_seconds
             order = queue_order(self._config.queues, self._config.strict_priority)
             try:
-                rows = await self._ops.run_one(
-                    redis_ops.dequeue_call(order, want, math.ceil(now + self._config.lease_seconds))
-                )
+                rows = await self._ops.dequeue(order, want, math.ceil(now + self._config.lease_seconds))
             except REDIS_ERRORS as exc:
                 log.warning("dequeue failed, retrying: %s", exc)
                 await self._sleep_unless_stopping(1.0)

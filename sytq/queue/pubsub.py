@@ -1,14 +1,23 @@
-"""Redis pub/sub subscription that outlives connection losses: the one ``subscribe()`` of the product."""
+"""Redis pub/sub subscription that outlives connection losses: the one ``subscribe()`` of the product.
+
+On a Redis Cluster a PUBLISH reaches every node, so the subscription is made on one node picked at
+random (and another one after a loss).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import ConnectionPool
 from redis.exceptions import RedisError
+
+from sytq.redis_connect import is_cluster
 
 log = logging.getLogger(__name__)
 RESUBSCRIBE_DELAY_SECONDS = 1.0
@@ -25,7 +34,14 @@ async def subscribe(
     connection it subscribes again; messages sent in between are lost, so ``on_subscribed`` (called
     after every subscribe) is where a listener catches up."""
     while True:
-        pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        node = None
+        if is_cluster(redis):
+            node = await _any_node(redis)
+            if node is None:
+                log.warning("no node of the Redis Cluster answers; subscribing to %s again soon", channel)
+                await asyncio.sleep(RESUBSCRIBE_DELAY_SECONDS)
+                continue
+        pubsub = (node or redis).pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(channel)
             if on_subscribed is not None:
@@ -44,3 +60,18 @@ async def subscribe(
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+            if node is not None:
+                with contextlib.suppress(Exception):
+                    await node.aclose()
+
+
+async def _any_node(cluster: aioredis.Redis) -> aioredis.Redis | None:
+    """A plain client to one node of the cluster (None when the cluster cannot be reached now)."""
+    assert isinstance(cluster, RedisCluster)
+    try:
+        await cluster.initialize()
+    except (RedisError, OSError):
+        return None
+    node = random.choice(cluster.get_nodes())
+    pool = ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+    return aioredis.Redis(connection_pool=pool)

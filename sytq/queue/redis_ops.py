@@ -2,7 +2,8 @@
 
 Scripts run with EVALSHA; when Redis answers NOSCRIPT (first use, or after a restart) they are
 loaded and only the calls that did not run are sent again, which is safe because a NOSCRIPT
-call changed nothing.
+call changed nothing. On a Redis Cluster every script call touches the keys of one queue (one hash
+slot) and redis-py's cluster pipeline sends each call to the master of its slot.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sytq import redis_keys as keys
 from sytq.coalesce import Coalescer
 from sytq.queue import scripts
 from sytq.queue.models import QueueUnavailableError
+from sytq.redis_connect import is_cluster
 
 STATS_TTL_SECONDS = 90 * 24 * 3600  # asynq keeps daily counters for 90 days
 ARCHIVE_MAX_SIZE = 10_000  # asynq's archive caps
@@ -31,6 +33,11 @@ _UNAVAILABLE = (
     redis_errors.TimeoutError,
     redis_errors.BusyLoadingError,
     OSError,
+    # A Cluster while a master fails over: slots uncovered, or no node answers at all.
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.SlotNotCoveredError,
+    redis_errors.ClusterError,
 )
 
 
@@ -47,6 +54,8 @@ _TRANSIENT_REPLIES = (
     redis_errors.BusyLoadingError,
     redis_errors.OutOfMemoryError,
     redis_errors.MasterDownError,
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
 )
 
 
@@ -143,8 +152,14 @@ async def unavailable_as_queue_error() -> AsyncIterator[None]:
         raise
 
 
+def _connection_kwargs(client: aioredis.Redis) -> dict[str, Any]:
+    if is_cluster(client):
+        return dict(client.connection_kwargs)  # type: ignore[attr-defined]
+    return dict(client.connection_pool.connection_kwargs)
+
+
 def check_client(client: aioredis.Redis) -> None:
-    if client.connection_pool.connection_kwargs.get("decode_responses"):
+    if _connection_kwargs(client).get("decode_responses"):
         raise ValueError(
             "the queue needs a Redis client with decode_responses=False (task messages are bytes)"
         )
@@ -156,11 +171,19 @@ class RedisOps:
     def __init__(self, client: aioredis.Redis) -> None:
         check_client(client)
         self.client = client
-        # The packed path speaks RESP2 on pooled connections; anything else takes redis-py's own path.
-        protocol = client.connection_pool.connection_kwargs.get("protocol")
-        self._packed_ok = protocol in (None, 2, "2") and not client.single_connection_client
+        self.cluster = is_cluster(client)
+        # The packed path speaks RESP2 on pooled connections to one server; anything else (a Cluster
+        # included, whose calls go to the master of their slot) takes redis-py's own path.
+        protocol = _connection_kwargs(client).get("protocol")
+        self._packed_ok = (
+            protocol in (None, 2, "2") and not self.cluster and not client.single_connection_client
+        )
 
     async def load_scripts(self) -> None:
+        if self.cluster:  # SCRIPT LOAD goes to every master
+            for script in _ALL_SCRIPTS:
+                await self.client.script_load(script.source)
+            return
         pipe = self.client.pipeline(transaction=False)
         for script in _ALL_SCRIPTS:
             pipe.execute_command("SCRIPT", "LOAD", script.source)
@@ -190,6 +213,22 @@ class RedisOps:
 
     async def run_one(self, call: Call) -> Any:
         return (await self.run([call]))[0]
+
+    async def dequeue(self, queues: Sequence[str], max_tasks: int, lease_expiry: int) -> list[Any]:
+        """Up to ``max_tasks`` tasks from ``queues`` in their order: queue index, id, msg, ...
+
+        One script call over all queues on a single server. On a Cluster the queues live in different
+        slots, so (as asynq does) each queue gets its own call, in order, until enough were taken."""
+        if not self.cluster:
+            return list(await self.run_one(dequeue_call(queues, max_tasks, lease_expiry)))
+        rows: list[Any] = []
+        for index, queue in enumerate(queues):
+            got = await self.run_one(dequeue_call([queue], max_tasks - len(rows) // 3, lease_expiry))
+            for i in range(0, len(got), 3):
+                rows += [index, got[i + 1], got[i + 2]]
+            if len(rows) // 3 >= max_tasks:
+                break
+        return rows
 
     async def _send(self, calls: Sequence[Call]) -> list[Any]:
         if self._packed_ok and all(c.script is not None or c.args[0] in _INT_REPLY_COMMANDS for c in calls):

@@ -53,10 +53,9 @@ def test_sentinel_url_is_parsed_with_credentials_db_and_ipv6() -> None:
     [
         ("redis+sentinel://h:1", "path is /<master-name>"),
         ("redis+sentinel://h:1/m/x", "is a number"),
-        ("redis+sentinel://h:port/m", "bad Sentinel address"),
+        ("redis+sentinel://h:port/m", "bad address"),
         ("redis+sentinel://h:1/m?color=red", "unknown Sentinel URL parameter"),
         ("redis+sentinel://:pw@/m", "at least one host"),
-        ("redis+cluster://:pw@h:7000,h:7001", "not supported yet"),
     ],
 )
 def test_bad_sentinel_urls_are_config_errors(url: str, complaint: str) -> None:

@@ -1,0 +1,135 @@
+"""The queue engine on a real Redis Cluster: three masters, three replicas (redis-server processes).
+
+Queues are chosen so that they live on different masters: every script must touch one slot, the
+multi-queue fetch must reach them all, and the global keys, the inspector and the task-event channel
+must work across slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from sytq import redis_keys as keys
+from sytq.queue import TASK_EVENTS_CHANNEL, Inspector, QueueClient, Task, subscribe
+from sytq.queue.redis_ops import RedisOps
+from sytq.redis_connect import connect, is_cluster, parse_cluster_url
+from sytq.settings import ConfigError, Settings
+from tests.harness.queue_fixtures import running_server, wait_until
+from tests.harness.redis_cluster import RedisClusterDeployment
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisClusterDeployment]:
+    deployment = RedisClusterDeployment(masters=3, replicas=1)
+    yield deployment
+    deployment.close()
+
+
+@pytest.fixture
+async def cluster_client(cluster: RedisClusterDeployment) -> AsyncIterator[aioredis.Redis]:
+    client = connect(cluster.url, socket_connect_timeout=1.0, socket_timeout=2.0)
+    yield client
+    await client.aclose()
+
+
+def queues_on_every_master(cluster: RedisClusterDeployment, prefix: str) -> list[str]:
+    """One queue name per master (the names' hash tags fall into each master's slots)."""
+    by_master: dict[int, str] = {}
+    n = 0
+    while len(by_master) < len(cluster.masters()):
+        name = f"{prefix}{n}"
+        by_master.setdefault(cluster.master_of(keys.pending_key(name)).port, name)
+        n += 1
+    return sorted(by_master.values())
+
+
+def test_cluster_url_is_parsed_with_credentials_tls_and_ipv6() -> None:
+    target = parse_cluster_url("rediss+cluster://app:s%40cret@10.0.0.1:7000,[::1]:7001,node-c/")
+    assert target.nodes == (("10.0.0.1", 7000), ("::1", 7001), ("node-c", 6379))
+    assert (target.username, target.password, target.ssl) == ("app", "s@cret", True)
+    assert not parse_cluster_url("redis+cluster://h:1").ssl
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("redis+cluster://:pw@h:7000/1", "only database 0"),
+        ("redis+cluster://h:7000?db=1", "takes no parameters"),
+        ("redis+cluster://:pw@h:port", "bad address"),
+        ("redis+cluster://:pw@/", "at least one host"),
+    ],
+)
+def test_bad_cluster_urls_are_config_errors(url: str, complaint: str) -> None:
+    with pytest.raises(ConfigError, match=complaint) as caught:
+        connect(url)
+    assert ":pw@" not in str(caught.value)
+
+
+async def test_connect_opens_a_cluster_client(cluster_client: aioredis.Redis) -> None:
+    assert is_cluster(cluster_client)
+    await cluster_client.set("sytq:test:{a}", "1")
+    await cluster_client.set("sytq:test:{b}", "2")
+    assert await cluster_client.get("sytq:test:{a}") == b"1"
+
+
+async def test_tasks_of_queues_on_every_master_are_enqueued_run_and_inspected(
+    cluster: RedisClusterDeployment, cluster_client: aioredis.Redis
+) -> None:
+    queues = queues_on_every_master(cluster, "spread")
+    assert len({cluster.master_of(keys.pending_key(q)).port for q in queues}) == 3
+    client, inspector = QueueClient(cluster_client), Inspector(cluster_client)
+    events: list[bytes] = []
+    subscribed = asyncio.Event()
+    listener = asyncio.create_task(
+        subscribe(cluster_client, TASK_EVENTS_CHANNEL, events.append, on_subscribed=subscribed.set)
+    )
+    ran: list[tuple[str, str]] = []
+
+    async def handler(task: Task) -> None:
+        ran.append((task.queue, task.id))
+
+    try:
+        await asyncio.wait_for(subscribed.wait(), 10)
+        infos = [await client.enqueue("noop", b"", queue=q, retention=600) for q in queues for _ in range(4)]
+        assert set(await inspector.queues()) >= set(queues)
+        async with running_server(cluster_client, {"noop": handler}, queues=dict.fromkeys(queues, 1),
+                                  publish_events=True) as server:  # fmt: skip
+            await wait_until(lambda: len(ran) == len(infos), within=20)
+            await wait_until(lambda: len(events) >= len(infos), within=10)
+            servers = await inspector.servers()
+            assert any(s.id == server.server_id for s in servers)
+        assert sorted(ran) == sorted((i.queue, i.id) for i in infos)
+        for queue in queues:
+            stats = await inspector.queue_stats(queue)
+            assert (stats.pending, stats.active, stats.completed, stats.processed_today) == (0, 0, 4, 4)
+        found = await inspector.find_task(infos[-1].id)
+        assert found.queue == infos[-1].queue
+        assert {json.loads(e)["task_id"] for e in events} >= {i.id for i in infos}
+    finally:
+        listener.cancel()
+
+
+async def test_dequeue_takes_queues_in_order_and_stops_at_the_batch_size(
+    cluster: RedisClusterDeployment, cluster_client: aioredis.Redis
+) -> None:
+    queues = queues_on_every_master(cluster, "order")
+    client, ops = QueueClient(cluster_client), RedisOps(cluster_client)
+    for queue in queues:
+        for _ in range(3):
+            await client.enqueue("noop", b"", queue=queue)
+    rows = await ops.dequeue(queues, 5, 2_000_000_000)
+    taken = [queues[int(rows[i])] for i in range(0, len(rows), 3)]
+    assert taken == [queues[0]] * 3 + [queues[1]] * 2
+    stats = [await Inspector(cluster_client).queue_stats(q) for q in queues]
+    assert [(s.pending, s.active) for s in stats] == [(0, 3), (1, 2), (3, 0)]
+
+
+def test_waiting_for_replicas_is_refused_on_a_cluster() -> None:
+    with pytest.raises(ValueError, match="not supported on a Redis Cluster"):
+        Settings(redis_url="redis+cluster://h:7000", redis_wait_replicas=1)
+    assert Settings(redis_url="redis+sentinel://h:1/m", redis_wait_replicas=1).redis_wait_replicas == 1
