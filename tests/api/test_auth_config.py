@@ -80,3 +80,16 @@ def test_contradictory_auth_settings_are_refused(values: dict[str, object], comp
     settings = {("basic_auth_users" if k == "basic_users" else k): v for k, v in values.items()}
     with pytest.raises(ConfigError, match=complaint):
         load_identities(Settings(**settings))  # type: ignore[arg-type]
+
+
+def test_sytq_api_without_keys_exits_with_one_clear_line() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYTQ_")}
+    run = subprocess.run(
+        [sys.executable, "-m", "sytq_cli", "api"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 2
+    assert "no API keys: set SYTQ_API_KEYS" in run.stderr and "Traceback" not in run.stderr
