@@ -77,7 +77,9 @@ async def charge(state: AppState, key: ApiKey, units: int) -> None:
 
 
 def _challenge(state: AppState, compat: bool) -> dict[str, str]:
-    basic = f'Basic realm="{state.settings.basic_auth_realm}"'
+    # Quoted as Go's strconv.Quote does for gin (backslash and double quote escaped).
+    realm = state.settings.basic_auth_realm.replace("\\", "\\\\").replace('"', '\\"')
+    basic = f'Basic realm="{realm}"'
     if compat:
         return {"WWW-Authenticate": basic}
     return {"WWW-Authenticate": f"Bearer, {basic}" if state.identities.basic_users else "Bearer"}

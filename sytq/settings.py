@@ -225,7 +225,10 @@ class Settings(BaseSettings):
         description="HTTP Basic users: comma-separated name:sha256hex:scope|scope (SHA-256 of the password)",
     )
     basic_auth_realm: str = Field(
-        default="Authorization Required", max_length=200, description="Realm of the Basic challenge"
+        default="Authorization Required",
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f]*$",  # it goes into a response header
+        description="Realm of the Basic challenge",
     )
     auth_disabled: bool = Field(
         default=False, description="Run the API with no authentication (only for trials on loopback)"

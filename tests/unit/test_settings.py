@@ -70,3 +70,22 @@ def test_the_id_secret_is_its_own_setting_or_derived_from_the_callback_secret() 
         and derived != b"c"
         and derived == Settings(callback_secret="c").effective_id_secret
     )
+
+
+def test_a_realm_with_control_characters_is_refused() -> None:
+    with pytest.raises(ValueError, match="basic_auth_realm"):
+        Settings(basic_auth_realm="a\r\nSet-Cookie: x")
+
+
+def test_sytq_worker_without_a_callback_secret_exits_with_one_clear_line() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYTQ_")}
+    env["SYTQ_REDIS_URL"] = "redis://127.0.0.1:1/0"  # never reached: the check comes first
+    run = subprocess.run(
+        [sys.executable, "-m", "sytq_cli", "worker"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 2, run.stderr
+    assert "SYTQ_CALLBACK_SECRET is empty" in run.stderr and "Traceback" not in run.stderr
