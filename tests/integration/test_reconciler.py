@@ -25,9 +25,10 @@ from tests.harness.llm_fixtures import (
     WorkerProcess,
     running_worker,
     wait_callback_state,
+    wait_row,
 )
 from tests.harness.records import insert_record, read_record
-from tests.harness.services import MariaDBServer
+from tests.harness.services import MariaDBServer, RedisServer
 from worker import reconciler as reconciler_module
 from worker.pipeline import Pipeline
 from worker.reconciler import GONE, Reconciler
@@ -295,3 +296,29 @@ async def test_an_archive_larger_than_a_pass_is_read_across_passes(
 async def _archive_read(reconciler: Reconciler) -> bool:
     """One pass; True once it read archived tasks (their second must be over first)."""
     return (await reconciler.reconcile_once()).archived_finished == 4
+
+
+async def test_redis_error_on_the_last_attempt(
+    pipeline_env: PipelineEnv,
+    redis_client: aioredis.Redis,
+    stub_llm: StubLLMProcess,
+    callback_receiver: CallbackReceiver,
+    redis_server: RedisServer,
+) -> None:
+    tag = uuid.uuid4().hex
+    stub_llm.configure(faults=[{"kind": "400", "match": tag}], latency="1")
+    async with running_worker(pipeline_env.settings, redis_client) as pipeline:
+        task_id = await enqueue(
+            redis_client, f"redis down {tag}", callback_receiver.url + "/hook", max_retry=0
+        )
+        await eventually(lambda: asyncio.to_thread(lambda: stub_llm.stats()["in_flight"] == 1), "in flight")
+        redis_server.stop()  # the failure is stored, but its callback cannot be queued nor the task acked
+        try:
+            row = await wait_row(pipeline.store, task_id, lambda r: r.finished)
+        finally:
+            redis_server.start()  # without persistence: the task and any trace of its callback are gone
+        assert row.status == "failed" and row.callback_status == "pending"
+        counts = await reconciler_for(pipeline, redis_client).reconcile_once()
+        assert counts.callbacks_requeued == 1
+        await wait_callback_state(pipeline.store, task_id, "delivered")
+    assert "HTTP 400" in failed_callback(callback_receiver, task_id)["error"]
