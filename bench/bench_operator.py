@@ -45,7 +45,7 @@ import redis.asyncio as aioredis
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
 
-from sytq.k8s_resources import kube_api_client
+from sytq.k8s_resources import LLMTASK_FINALIZER, kube_api_client
 from sytq.queue import TASK_EVENTS_CHANNEL, EnqueueRequest, QueueClient
 from tests.harness.kube import KubeControlPlane
 from tests.harness.operator_fixtures import (
@@ -317,7 +317,8 @@ def _llmtask(name: str) -> dict[str, Any]:
     return {
         "apiVersion": "llm.syt.io/v1alpha1",
         "kind": "LLMTask",
-        "metadata": {"name": name, "namespace": NAMESPACE},
+        # with the finalizer, as the API's resource mode creates them (no finalizer patch per task)
+        "metadata": {"name": name, "namespace": NAMESPACE, "finalizers": [LLMTASK_FINALIZER]},
         "spec": {"prompt": f"benchmark prompt {name}", "maxRetries": 1},
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -86,6 +87,8 @@ class ControllerContext:
     task_reads: Coalescer[tuple[str, str], TaskInfo]  # (queue, task id) -> the task
     warmer: ConnectionWarmer
     wakeups: Wakeups = field(default_factory=Wakeups)
+    # task id -> its enqueue in flight: a deletion waits for it before taking the task off the queue
+    enqueues: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
 
     @classmethod
     async def create(cls, settings: Settings) -> ControllerContext:

@@ -28,27 +28,28 @@ from sytq.k8s_resources import (
     DEFAULT_TIMEOUT_SECONDS,
     FINAL_PHASES,
     GROUP,
+    LLMTASK_FINALIZER,
     LLMTASK_PLURAL,
     PHASE_CANCELLED,
     PHASE_FAILED,
     PHASE_PENDING,
-    PHASE_QUEUED,
-    PHASE_RUNNING,
     VERSION,
     payload_from_spec,
     task_id_for_uid,
 )
 from sytq.metrics import CONTROLLER_STATUS_LAG, CONTROLLER_STATUS_PATCHES, labelled
 from sytq.queue import QueueError, TaskIdConflictError, TaskInfo, TaskNotFoundError, TaskState
-from sytq.tasks import DEFAULT_QUEUE, TYPE_LLM_CHAT
+from sytq.tasks import DEFAULT_QUEUE, TYPE_LLM_CHAT, LLMChatPayload
 
 ENQUEUE_RETRY_SECONDS = 2.0
 CANCEL_WAIT_ATTEMPTS = 60
 MIRROR_RESTART_SECONDS = 2.0
-UNFINISHED_PHASES = frozenset({PHASE_PENDING, PHASE_QUEUED, PHASE_RUNNING})
 # Progress phases (Queued, Running) wait this long for the task to move on before they are
 # patched: well inside the 1 s lag budget, and enough for a quick task to finish first.
 PROGRESS_DELAY_SECONDS = 0.3
+# A task gone from Redis is enqueued again at most this often in a row before the mirror gives up
+# for this round (and tries again at the next resync).
+REQUEUE_ATTEMPTS = 3
 
 _EVENT_REASONS = {
     "Queued": ("Normal", "Enqueued"),
@@ -216,32 +217,69 @@ class _Mirror:
             text += f": {self.status['error']}"
         return text
 
-    async def enqueue(self) -> bool:
-        """Put the task on the queue (once, whatever happens); False if the LLMTask is gone.
-
-        No status patch here: the first sync reports Queued, or whatever the task has reached by
-        the time a patch slot is free (under a burst, one patch instead of three)."""
-        now = datetime.now(UTC)
-        try:
-            payload = payload_from_spec(
-                self.spec,
-                namespace=self.namespace,
-                name=self.name,
-                default_model=self.ctx.settings.llm_default_model,
-                # the API's tenant who asked for it (resource mode): it may read and cancel the task
-                client_id=(self.body.metadata.annotations or {}).get(CLIENT_ANNOTATION),
-            )
-        except ValueError as exc:
-            failed = condition("Failed", True, "InvalidSpec", str(exc)[:500], now=now, previous=self.status)
-            desired = {
-                "phase": PHASE_FAILED,
-                "error": f"invalid spec: {exc}"[:2000],
-                "completionTime": rfc3339(now),
-                "conditions": [failed],
+    async def hold(self) -> bool:
+        """Put the finalizer on (before anything is enqueued; a no-op if it is on), so that from
+        now on a deletion waits for ``release`` to take the task off the queue; False if the
+        LLMTask is gone or its deletion has begun (the apiserver then refuses new finalizers)."""
+        meta: Mapping[str, Any] = self.body.metadata
+        while LLMTASK_FINALIZER not in (meta.get("finalizers") or []):
+            if meta.get("deletionTimestamp"):
+                return False
+            change = {
+                "finalizers": [*(meta.get("finalizers") or []), LLMTASK_FINALIZER],
+                "resourceVersion": meta.get("resourceVersion"),  # not over someone else's change
             }
-            return await self.apply_in_slot(desired)
+            try:
+                response: aiohttp.ClientResponse = await self.ctx.custom.patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    LLMTASK_PLURAL,
+                    self.name,
+                    {"metadata": change},
+                    _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+                    _preload_content=False,
+                )
+                await drain(response)
+                return True
+            except ApiException as exc:
+                if exc.status in (404, 422):
+                    return False
+                if exc.status != 409:
+                    raise
+            try:  # changed meanwhile: look again
+                fresh = await self.ctx.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, LLMTASK_PLURAL, self.name
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                raise
+            meta = fresh["metadata"]
+        return True
+
+    def _payload(self) -> LLMChatPayload:
+        return payload_from_spec(
+            self.spec,
+            namespace=self.namespace,
+            name=self.name,
+            default_model=self.ctx.settings.llm_default_model,
+            # the API's tenant who asked for it (resource mode): it may read and cancel the task
+            client_id=(self.body.metadata.annotations or {}).get(CLIENT_ANNOTATION),
+        )
+
+    async def _dispatch(self, payload: LLMChatPayload) -> bool | None:
+        """Finalizer on, then enqueue under the LLMTask's task id: True if enqueued now, False if a
+        task with that id was there already, None if the LLMTask is gone or being deleted.
+
+        Shielded and registered in ``ctx.enqueues`` from before the finalizer patch: if the
+        LLMTask is deleted meanwhile (kopf stops this mirror), ``release`` waits for the dispatch
+        to finish before it takes the task off the queue, so no task is left behind."""
         ttl = int(self.spec.get("ttlSecondsAfterFinished") or 0)
-        while True:
+
+        async def hold_then_enqueue() -> bool | None:
+            if not await self.hold():
+                return None
             try:
                 await self.ctx.queue.enqueue(
                     TYPE_LLM_CHAT,
@@ -253,7 +291,48 @@ class _Mirror:
                     retention=max(ttl, self.ctx.settings.controller_result_retention_seconds),
                 )
             except TaskIdConflictError:
-                self.logger.info("task %s was enqueued before; not enqueuing again", self.task_id)
+                return False
+            return True
+
+        job: asyncio.Future[Any] = asyncio.ensure_future(hold_then_enqueue())
+        in_flight = self.ctx.enqueues
+        in_flight[self.task_id] = job
+
+        def finished(done: asyncio.Future[Any]) -> None:
+            if in_flight.get(self.task_id) is done:
+                del in_flight[self.task_id]
+            if not done.cancelled():
+                done.exception()  # retrieved here in case nobody awaits it any more
+
+        job.add_done_callback(finished)
+        outcome: bool | None = await asyncio.shield(job)
+        return outcome
+
+    async def enqueue(self) -> bool:
+        """Put the task on the queue (once, whatever happens); False if the LLMTask is gone.
+
+        The finalizer goes on first (``_dispatch``). No status patch here: the first sync reports
+        Queued, or whatever the task has reached by the time a patch slot is free (under a burst,
+        one patch instead of three)."""
+        now = datetime.now(UTC)
+        try:
+            payload = self._payload()
+        except ValueError as exc:
+            failed = condition("Failed", True, "InvalidSpec", str(exc)[:500], now=now, previous=self.status)
+            desired = {
+                "phase": PHASE_FAILED,
+                "error": f"invalid spec: {exc}"[:2000],
+                "completionTime": rfc3339(now),
+                "conditions": [failed],
+            }
+            return await self.apply_in_slot(desired)
+        while True:
+            try:
+                dispatched = await self._dispatch(payload)
+                if dispatched is None:
+                    return False
+                if not dispatched:
+                    self.logger.info("task %s was enqueued before; not enqueuing again", self.task_id)
                 return True
             except (QueueError, RedisError, OSError) as exc:
                 self.logger.warning("cannot enqueue %s: %s", self.task_id, exc)
@@ -268,10 +347,34 @@ class _Mirror:
                 if not await self.apply_in_slot({"phase": PHASE_PENDING, "conditions": [waiting]}):
                     return False
                 await asyncio.sleep(ENQUEUE_RETRY_SECONDS)
-                continue
-            return True
 
-    def _desired(self, info: TaskInfo | None) -> dict[str, Any]:
+    async def requeue(self) -> bool:
+        """The queue task is gone although the LLMTask never finished (Redis was flushed or lost
+        its data): enqueue it again from the spec, under the same task id. False if the LLMTask
+        is being deleted (then there is nothing to run)."""
+        dispatched = await self._dispatch(self._payload())
+        if dispatched is None:
+            return False
+        if dispatched:
+            message = (
+                f"task {self.task_id} was gone from the queue (Redis flushed?) before it finished;"
+                " enqueued again from the spec"
+            )
+            self.logger.warning("%s/%s: %s", self.namespace, self.name, message)
+            self.ctx.events.post(self.body, "Warning", "Requeued", message)
+        return True
+
+    async def read(self) -> TaskInfo | None:
+        """The task, enqueued again first if it is gone; None if the LLMTask is being deleted."""
+        for _ in range(REQUEUE_ATTEMPTS):
+            info = await get_task(self.ctx, self.queue, self.task_id)
+            if info is not None:
+                return info
+            if not await self.requeue():
+                return None
+        raise QueueError(f"task {self.task_id} vanished again right after it was enqueued")
+
+    def _desired(self, info: TaskInfo) -> dict[str, Any]:
         return {
             **self.identity,
             **status_from_task(
@@ -294,7 +397,9 @@ class _Mirror:
         task is read again; once a slot is held it is read once more, so the patch carries the
         freshest state. ``held_back``: the caller has already waited that long."""
         while True:
-            desired = self._desired(await get_task(self.ctx, self.queue, self.task_id))
+            if (info := await self.read()) is None:
+                return True  # being deleted: release takes over
+            desired = self._desired(info)
             if not changed_fields(self.status, desired):
                 return True
             if desired["phase"] in FINAL_PHASES:
@@ -302,13 +407,17 @@ class _Mirror:
                 waited = slots.locked()
                 async with slots:
                     if waited:  # read again: the task may have moved on (e.g. retried) meanwhile
-                        desired = self._desired(await get_task(self.ctx, self.queue, self.task_id))
+                        if (info := await self.read()) is None:
+                            return True
+                        desired = self._desired(info)
                     return await self.apply(desired)
             if (held_back or not await _news_within(wake, PROGRESS_DELAY_SECONDS)) and await _acquire_unless(
                 self.ctx.patch_slots, wake
             ):
                 try:
-                    return await self.apply(self._desired(await get_task(self.ctx, self.queue, self.task_id)))
+                    if (info := await self.read()) is None:
+                        return True
+                    return await self.apply(self._desired(info))
                 finally:
                     self.ctx.patch_slots.release()
             held_back = False
@@ -366,10 +475,13 @@ async def mirror_llmtask(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, 
             enqueuing = mirror.phase in (None, PHASE_PENDING)
             if enqueuing and not await mirror.enqueue():
                 return
-            if not await mirror.follow(wake, just_enqueued=enqueuing and mirror.phase not in FINAL_PHASES):
-                # Deleted before kopf put the finalizer on (see holds_a_task): nobody waits for
-                # the answer any more.
+            if not enqueuing and not await mirror.hold():
+                # Enqueued by a controller that put no finalizer on first, and now deleted:
+                # nobody waits for the answer any more.
                 await mirror.take_off_queue()
+                return
+            if not await mirror.follow(wake, just_enqueued=enqueuing and mirror.phase not in FINAL_PHASES):
+                await mirror.take_off_queue()  # gone without a finalizer (removed by hand)
                 return
         finally:
             ctx.wakeups.unregister(mirror.task_id)
@@ -377,15 +489,14 @@ async def mirror_llmtask(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, 
 
 
 def holds_a_task(body: kopf.Body, **_: Any) -> bool:
-    """Whether deleting this LLMTask must wait for its task to leave the queue (the filter of
-    ``release``, so kopf keeps its finalizer on exactly then).
+    """Whether kopf must keep the finalizer (the filter of ``release``): exactly while it is on.
 
-    Its status shows the task unfinished, or a deletion is under way (the release then runs to
-    its end). So a quick task, finished before its first progress patch, never gets a finalizer:
-    under a burst that saves two writes per task (put on, and taken off on deletion). The
-    finalizer comes with the first progress patch and goes when the task is final."""
-    phase = body.status.get("phase")
-    return phase in UNFINISHED_PHASES or body.metadata.get("deletionTimestamp") is not None
+    The mirror puts it on itself, right before it enqueues (kopf adding it at first sight would
+    race with the enqueue), or the creator did (``build_llmtask``). kopf so never adds it and
+    never takes it off before ``release`` has run on deletion, which also removes a finished
+    task's retained copy from Redis. A task with an invalid spec is never enqueued and never
+    gets one."""
+    return LLMTASK_FINALIZER in (body.metadata.get("finalizers") or [])
 
 
 @kopf.on.delete(GROUP, VERSION, LLMTASK_PLURAL, id="release", when=holds_a_task)
@@ -395,6 +506,9 @@ async def release_llmtask(
     """Take the task off the queue; a running one is cancelled first, then removed."""
     ctx = _ctx(memo)
     mirror = _Mirror(ctx, body, logger)
+    in_flight = ctx.enqueues.get(mirror.task_id)
+    if in_flight is not None:  # the stopped mirror's enqueue: let it land, then take it off
+        await asyncio.wait([in_flight])
     if await mirror.take_off_queue():
         await _mark_cancelled(mirror, "cancelling the running task")
         if retry < CANCEL_WAIT_ATTEMPTS:

@@ -15,7 +15,7 @@ from controller import llmtasks, pools, task_event_listener
 from controller.context import ControllerContext
 from sytq.gc_tuning import freeze_startup_objects
 from sytq.health_server import HealthServer, redis_problem
-from sytq.k8s_resources import LLMTASK_KIND
+from sytq.k8s_resources import LLMTASK_FINALIZER, LLMTASK_KIND
 from sytq.metrics import CONTROLLER_EVENT_BACKLOG, CONTROLLER_MIRRORS
 from sytq.settings import Settings, get_settings
 
@@ -63,7 +63,7 @@ def kopf_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     # Our own finalizer and annotations (not kopf.zalando.org/*), and no status.kopf: the CRD
     # schemas stay exact and kopf's bookkeeping never fights with our status.
-    settings.persistence.finalizer = "llm.syt.io/finalizer"
+    settings.persistence.finalizer = LLMTASK_FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="llm.syt.io")
     settings.persistence.diffbase_storage = PoolsOnlyDiffBaseStorage(
         prefix="llm.syt.io", key="last-handled-configuration"

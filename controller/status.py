@@ -91,18 +91,10 @@ def condition(
 
 
 def status_from_task(
-    current: Mapping[str, Any], info: TaskInfo | None, *, task_id: str, result_ref: str, now: datetime
+    current: Mapping[str, Any], info: TaskInfo, *, task_id: str, result_ref: str, now: datetime
 ) -> dict[str, Any]:
-    """The status an LLMTask should have for the task's queue state (fields we own only)."""
-    if info is None:
-        return {
-            "phase": PHASE_FAILED,
-            "error": "the queue task is gone (Redis flushed or its retention ran out before it was seen)",
-            "completionTime": current.get("completionTime") or rfc3339(now),
-            "conditions": [
-                condition("Failed", True, "TaskLost", f"task {task_id} not found", now=now, previous=current)
-            ],
-        }
+    """The status an LLMTask should have for the task's queue state (fields we own only). A task
+    gone from the queue has no status of its own: the mirror enqueues it again (llmtasks.py)."""
     phase = _PHASE_OF_STATE[info.state]
     status: dict[str, Any] = {"phase": phase, "taskId": task_id, "attempts": attempts_of(info)}
     if phase != PHASE_QUEUED or info.retried:

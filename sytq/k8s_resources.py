@@ -27,6 +27,9 @@ LLMWORKERPOOL_PLURAL = "llmworkerpools"
 TASK_ID_PREFIX = "llmtask-"
 # The API caller that asked for an LLMTask (resource mode): its tenant, carried onto the queue task.
 CLIENT_ANNOTATION = "llm.syt.io/client"
+# Holds an LLMTask until its queue task is off the queue. The controller adds it before it
+# enqueues; creators that set it themselves (build_llmtask) save the controller that write.
+LLMTASK_FINALIZER = f"{GROUP}/finalizer"
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_TIMEOUT_SECONDS = 900
 RESULT_PREVIEW_MAX_BYTES = 1024
@@ -81,7 +84,7 @@ def build_llmtask(
         raise ValueError("give exactly one of prompt or messages")
     if name is not None and not _DNS_LABEL.match(name):
         raise ValueError(f"LLMTask name {name!r} is not a DNS-1123 label")
-    metadata: dict[str, Any] = {"namespace": namespace}
+    metadata: dict[str, Any] = {"namespace": namespace, "finalizers": [LLMTASK_FINALIZER]}
     if name is not None:
         metadata["name"] = name
     else:

@@ -12,6 +12,7 @@ from kubernetes_asyncio import client as kclient
 from kubernetes_asyncio import config as kconfig
 
 from controller.kube_events import COMPONENT, EventPoster, InFlight
+from sytq.k8s_resources import LLMTASK_FINALIZER
 from tests.harness.operator_fixtures import (
     NAMESPACE,
     OperatorEnv,
@@ -122,8 +123,9 @@ async def test_a_full_event_backlog_drops_the_oldest() -> None:
 
 def test_quick_tasks_get_one_status_patch_and_one_event_each(operator_env: OperatorEnv) -> None:
     """With a zero-latency model a task finishes before its Queued patch would go out: the
-    controller patches Succeeded once (not Queued, Running, Succeeded), puts no finalizer on
-    (nothing is left to cancel) and still records the Succeeded Event for every task."""
+    controller patches Succeeded once (not Queued, Running, Succeeded) and still records the
+    Succeeded Event for every task. The tasks are created with the finalizer, as the API's
+    resource mode does, so the controller has no finalizer patch to make either."""
     env = operator_env
     env.start_stub()
     env.start_worker()
@@ -140,7 +142,10 @@ def test_quick_tasks_get_one_status_patch_and_one_event_each(operator_env: Opera
     count = 20
     names = [f"quick-{i}" for i in range(count)]
     before = apiserver_writes(env.kube)
-    env.kube.apply([llmtask_body(name, prompt=f"quick {name}") for name in names], kubeconfig=None)
+    bodies = [llmtask_body(name, prompt=f"quick {name}") for name in names]
+    for body in bodies:
+        body["metadata"]["finalizers"] = [LLMTASK_FINALIZER]
+    env.kube.apply(bodies, kubeconfig=None)
 
     def phases() -> dict[str, str | None]:
         return {
@@ -167,10 +172,9 @@ def test_quick_tasks_get_one_status_patch_and_one_event_each(operator_env: Opera
         status = obj["status"]
         assert status["attempts"] == 1 and status["usage"]["totalTokens"] > 0 and status["resultPreview"]
     writes = apiserver_writes(env.kube) - before
-    # A finalizer (put on, then taken off) only for a task shown unfinished: kopf used to put
-    # one on every LLMTask at first sight.
-    assert writes["PATCH llmtasks"] < count // 2, writes
-    assert not any(obj["metadata"].get("finalizers") for obj in objs)
+    # No metadata writes at all: the finalizer came with the object and stays until deletion.
+    assert writes["PATCH llmtasks"] == 0, writes
+    assert all(obj["metadata"]["finalizers"] == [LLMTASK_FINALIZER] for obj in objs)
     # Queued/Running are held back briefly, so most tasks are patched once; the old behaviour
     # patched Queued, Running and Succeeded (about 2.7 per task).
     assert writes["PATCH llmtasks/status"] <= count * 1.5, writes
@@ -178,21 +182,21 @@ def test_quick_tasks_get_one_status_patch_and_one_event_each(operator_env: Opera
     assert controller.alive, controller.log()
 
 
-def test_a_finalizer_is_wanted_only_while_the_task_is_unfinished_or_being_released() -> None:
+def test_kopf_keeps_the_finalizer_exactly_while_it_is_on() -> None:
+    """The mirror puts the finalizer on itself before it enqueues; kopf must neither add it at
+    first sight (racing with the enqueue) nor take it off before ``release`` has run."""
     import kopf
 
     from controller.llmtasks import holds_a_task
 
-    def body(phase: str | None, deleting: bool = False) -> kopf.Body:
-        meta: dict[str, Any] = {"name": "t", "namespace": NAMESPACE}
-        if deleting:
-            meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    def body(phase: str | None, finalizers: list[str]) -> kopf.Body:
+        meta: dict[str, Any] = {"name": "t", "namespace": NAMESPACE, "finalizers": finalizers}
         return kopf.Body({"metadata": meta, "status": {"phase": phase} if phase else {}})
 
-    assert not holds_a_task(body(None))
-    assert all(holds_a_task(body(p)) for p in ("Pending", "Queued", "Running"))
-    assert not any(holds_a_task(body(p)) for p in ("Succeeded", "Failed", "Cancelled"))
-    assert holds_a_task(body("Succeeded", deleting=True))
+    phases = (None, "Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled")
+    assert all(holds_a_task(body(p, [LLMTASK_FINALIZER])) for p in phases)
+    assert not any(holds_a_task(body(p, [])) for p in phases)
+    assert not holds_a_task(body("Running", ["someone.else/finalizer"]))
 
 
 async def test_status_writes_are_quiet_only_after_a_settled_pause() -> None:

@@ -39,7 +39,8 @@ def llmtask_keys(env: OperatorEnv) -> list[bytes]:
 def test_controller_killed_mid_run_converges_without_double_enqueue(operator_env: OperatorEnv) -> None:
     env = operator_env
     count = 60
-    env.start_stub(latency="0.3")
+    # 1 s per call, 10 at a time: the run takes about 6 s, long enough to catch it half done
+    env.start_stub(latency="1")
     env.start_worker(concurrency=10)
     # The replacement outranks the crashed one, as a restarted pod does half of the time; the other
     # half it waits for the dead peer's entry to expire (20 s), which adds nothing to this check.
