@@ -18,9 +18,9 @@ from sytq.tasks import OWNER_HEADER, TYPE_LLM_CHAT
 
 
 def owner_of(info: TaskInfo | None, record: Any = None) -> str | None:
-    """The submitter's name: the queue message's owner header, else the chat payload's client_id
-    (tasks enqueued before the header existed), else the stored row's client_id; None if unknown
-    (a task from a Go client or the asynq CLI: only admins see it)."""
+    """The submitter's name: the queue message's owner header (llm:process), else the chat
+    payload's client_id, else the stored row's client_id; None if unknown (a task from a Go
+    client or the asynq CLI: only admins see it)."""
     if info is not None:
         owner = info.headers.get(OWNER_HEADER)
         if owner:

@@ -107,7 +107,6 @@ def _submission(
         settings.task_retention_seconds,
         req.process_at,
         float(req.delay_seconds) if req.delay_seconds else None,
-        key.name,
     )
 
 

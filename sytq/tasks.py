@@ -19,8 +19,9 @@ TYPE_CALLBACK_DELIVER = "callback:deliver"
 TASK_TYPES = (TYPE_LLM_CHAT, TYPE_LLM_PROCESS, TYPE_CALLBACK_DELIVER)
 DEFAULT_QUEUE = "default"
 MAX_CALLBACK_URL_CHARS = 2048
-# asynq TaskMessage header naming the API caller (key or Basic user) that submitted a task: the
-# tenant allowed to read, list, cancel and retry it. asynq (Go) carries headers untouched.
+# asynq TaskMessage header naming the API caller (key or Basic user) that submitted an
+# llm:process task: the tenant allowed to read, list, cancel and retry it (llm:chat names it in
+# the payload's client_id). asynq (Go) carries headers untouched.
 OWNER_HEADER = "sytq-owner"
 
 Role = Literal["system", "user", "assistant", "tool"]

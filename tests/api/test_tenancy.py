@@ -11,6 +11,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from api.ownership import owner_of
 from sytq.queue import Inspector
 from sytq.tasks import OWNER_HEADER
 from tests.api.helpers import bearer, key_entry
@@ -57,7 +58,7 @@ async def test_a_tenant_reads_lists_cancels_and_retries_only_its_own_tasks(
 ) -> None:
     mine = await _submit(http, tenants, A)
     theirs = await _submit(http, tenants, B)
-    assert (await Inspector(redis_client).find_task(mine)).headers[OWNER_HEADER] == "tenant-a"
+    assert owner_of(await Inspector(redis_client).find_task(mine)) == "tenant-a"
     tasks = f"{tenants.url}/api/v1/tasks"
 
     assert (await http.get(f"{tasks}/{mine}", headers=A)).status_code == 200
