@@ -50,6 +50,9 @@ def _is_transient(value: object) -> bool:
 
 
 _TRANSIENT_REPLIES = (
+    # A cluster pipeline hands back a lost node's connection error in that node's calls' places.
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
     redis_errors.ReadOnlyError,
     redis_errors.BusyLoadingError,
     redis_errors.OutOfMemoryError,
@@ -241,7 +244,14 @@ class RedisOps:
         pipe = self.client.pipeline(transaction=False)
         for call in calls:
             pipe.execute_command(*call.args)
-        return list(await pipe.execute(raise_on_error=False))
+        try:
+            return list(await pipe.execute(raise_on_error=False))
+        except AttributeError as exc:
+            if not self.cluster:
+                raise
+            # redis-py 5.3's cluster pipeline reads the default node, which a concurrent call that
+            # lost its node has just reset while the cluster client reconnects.
+            raise redis_errors.ConnectionError(f"the Redis Cluster client is reconnecting ({exc})") from exc
 
     async def _send_scripts(self, calls: Sequence[Call]) -> list[Any]:
         """The hot path (batch enqueue, dequeue, acks, heartbeats): packed by hiredis' C packer, as
