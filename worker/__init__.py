@@ -2,5 +2,6 @@
 
 from worker.handlers import build_handlers
 from worker.pipeline import Pipeline, build_pipeline
+from worker.servers import WorkerServers
 
-__all__ = ["Pipeline", "build_handlers", "build_pipeline"]
+__all__ = ["Pipeline", "WorkerServers", "build_handlers", "build_pipeline"]
