@@ -4,6 +4,7 @@ tinyproxy on loopback (absolute-form http, CONNECT tunnels with TLS inside, refu
 from __future__ import annotations
 
 import pytest
+import uvloop
 from pydantic import ValidationError
 
 from sytq.callbacks import deliver_callback
@@ -155,3 +156,18 @@ async def test_callbacks_tunnel_to_the_vetted_address_through_their_own_proxy(
     assert got.headers["Host"] == f"localhost:{callback_receiver.port}"
     # The proxy was asked for the address the guard vetted, not the name (it cannot resolve again).
     assert f"CONNECT 127.0.0.1:{callback_receiver.port}" in tinyproxy.log()
+
+
+def test_tunnels_work_on_uvloop_as_in_the_worker(tinyproxy: TinyProxy, tls_stub: TLSStubLLM) -> None:
+    """uvloop has its own transports (set_protocol, start_tls): the worker's loop, checked here."""
+
+    async def call(stream: bool) -> str:
+        proxy, trust = parse_proxy(tinyproxy.url), tls_stub.client_context()
+        client = LLMClient(tls_stub.url, "key", proxy=proxy, ssl_context=trust, stream=stream)
+        try:
+            return (await client.chat("deepseek-chat", USER)).content
+        finally:
+            await client.aclose()
+
+    expected = deterministic_content("deepseek-chat", "through the proxy")
+    assert uvloop.run(call(False)) == uvloop.run(call(True)) == expected
