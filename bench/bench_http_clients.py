@@ -43,7 +43,7 @@ async def _httpx_client(url: str, concurrency: int) -> tuple[Callable[[bytes], A
     import httpx
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    client = httpx.AsyncClient(limits=limits, timeout=60)
+    client = httpx.AsyncClient(limits=limits, timeout=600)  # CPU-starved, not slow: never cut
     headers = {"Content-Type": "application/json", "Authorization": "Bearer bench"}
 
     async def post(body: bytes) -> bytes:
@@ -160,7 +160,10 @@ def _measure(client: str, url: str, n: int, concurrency: int) -> dict[str, float
         "--concurrency",
         str(concurrency),
     ]
-    out = subprocess.run(_pinned(cmd, 1), cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    proc = subprocess.run(_pinned(cmd, 1), cwd=ROOT, check=False, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{client} run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    out = proc.stdout
     result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
     if result["answered"] != n:
         raise RuntimeError(f"{client}: {result['answered']} of {n} calls answered")
@@ -231,7 +234,8 @@ def write_results(rows: list[dict[str, Any]], quick: bool, repeats: int) -> None
         "",
         "Client process CPU per call (user + system, median of "
         f"{repeats} interleaved runs; every run listed) posting chat bodies to the stub LLM over keep-alive "
-        "HTTP/1.1 on loopback, uvloop, one process per run pinned to its own core."
+        "HTTP/1.1 on loopback, uvloop, one process per run pinned to its own core. Load average at the "
+        f"end: {os.getloadavg()[0]:.1f} (a busy machine inflates every client's figure)."
         + (" Quick run (small sizes)." if quick else ""),
         "",
         "| shape | in flight | calls | client | CPU us/call | runs | calls/s (wall) | max RSS MB |",
