@@ -169,6 +169,37 @@ def test_stub_can_be_forced_on_with_its_latency_and_extra_worker_env(kube: KubeC
     pool = named(objects, "LLMWorkerPool")["spec"]
     assert pool["envFrom"][1:] == [{"secretRef": {"name": "more"}}]
     assert pool["env"][-1] == {"name": "SYTQ_LLM_STREAM", "value": "true"}
+    # what the values add to the pool is on the pool policy's lists, and nothing else is
+    config = named(objects, "ConfigMap")["data"]
+    assert config["SYTQ_CONTROLLER_POOL_SECRETS"] == "rel-syt-queue-secrets,more"
+    assert config["SYTQ_CONTROLLER_POOL_ENV"] == "SYTQ_CALLBACK_SECRET,SYTQ_LLM_STREAM"
+    assert config["SYTQ_CONTROLLER_POOL_IMAGES"] == pool["image"]
+    assert config["SYTQ_CONTROLLER_POOL_SERVICE_ACCOUNTS"] == pool["serviceAccountName"]
+    assert config["SYTQ_CONTROLLER_POOL_CONFIG_MAPS"] == pool["envFrom"][0]["configMapRef"]["name"]
+
+
+def test_pool_policy_values_extend_the_lists_and_the_admission_policy_can_be_left_out(
+    kube: KubeControlPlane,
+) -> None:
+    values = [
+        "images={reg.local/sytq:*}",
+        "secrets={llm-keys}",
+        "env={SYTQ_LOG_LEVEL}",
+        "serviceAccounts={w2}",
+    ]
+    objects = render(kube, *(arg for value in values for arg in ("--set", f"workerPool.policy.{value}")))
+    config = named(objects, "ConfigMap")["data"]
+    assert config["SYTQ_CONTROLLER_POOL_IMAGES"] == "ghcr.io/syt-io/syt-queue:0.1.0,reg.local/sytq:*"
+    assert config["SYTQ_CONTROLLER_POOL_SECRETS"] == "rel-syt-queue-secrets,llm-keys"
+    assert config["SYTQ_CONTROLLER_POOL_SERVICE_ACCOUNTS"] == "rel-syt-queue-worker,w2"
+    assert config["SYTQ_CONTROLLER_POOL_ENV"] == "SYTQ_CALLBACK_SECRET,SYTQ_LOG_LEVEL"
+    binding = named(objects, "ValidatingAdmissionPolicyBinding")["spec"]
+    assert (
+        binding["paramRef"]["name"] == "rel-syt-queue-config"
+        and binding["policyName"] == "sytq-rel-syt-queue-llmworkerpool"
+    )
+    without = render(kube, "--set", "workerPool.policy.admissionPolicy=false")
+    assert not [o for o in without if o["kind"].startswith("ValidatingAdmissionPolicy")]
 
 
 def test_non_default_values_render_the_optional_objects(kube: KubeControlPlane) -> None:
@@ -226,11 +257,23 @@ def test_keda_on_sentinel_uses_the_redis_sentinel_trigger(kube: KubeControlPlane
             "api.authDisabled=true is refused with an Ingress",
         ),
         (["--set", "secrets.apiKeys=php:plaintext-key:submit"], "/secrets/apiKeys"),
+        (["--set", "config.SYTQ_CONTROLLER_POOL_IMAGES=x"], "set workerPool.policy instead"),
+        (["--set", "workerPool.policy.images={a b}"], "/workerPool/policy/images/0"),
     ],
     ids=[
-        "sentinel-no-master", "sentinel-no-port",
-        "negative-min", "pull-policy", "typo", "no-redis", "stub-mode", "env-not-a-string",
-        "ingress-without-keys", "ingress-without-auth", "plaintext-key",
+        "sentinel-no-master",
+        "sentinel-no-port",
+        "negative-min",
+        "pull-policy",
+        "typo",
+        "no-redis",
+        "stub-mode",
+        "env-not-a-string",
+        "ingress-without-keys",
+        "ingress-without-auth",
+        "plaintext-key",
+        "pool-policy-in-config",
+        "pool-image-with-space",
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(
