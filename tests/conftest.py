@@ -18,6 +18,7 @@ pytest_plugins: list[str] = [
     "tests.harness.llm_fixtures",
     "tests.harness.operator_fixtures",
     "tests.harness.image_fixtures",
+    "tests.harness.cluster_fixtures",
 ]
 
 

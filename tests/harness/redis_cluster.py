@@ -111,6 +111,16 @@ class RedisClusterDeployment:
                     continue
         raise RuntimeError(f"no master serves {key!r}")
 
+    def queues_on_every_master(self, prefix: str) -> list[str]:
+        """One queue name per master: the hash tags (``{<queue>}``) fall into each master's slots."""
+        by_master: dict[int, str] = {}
+        n = 0
+        while len(by_master) < len(self.masters()):
+            name = f"{prefix}{n}"
+            by_master.setdefault(self.master_of(f"asynq:{{{name}}}:pending").port, name)
+            n += 1
+        return sorted(by_master.values())
+
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until every running node reports the cluster ok, all slots covered, every replica synced."""
         _until(self._settled, "the cluster did not settle", timeout)

@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -30,31 +30,6 @@ from tests.harness.queue_fixtures import running_server, wait_until
 from tests.harness.redis_cluster import RedisClusterDeployment
 
 API_KEY = "cluster-test-key"
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RedisClusterDeployment]:
-    deployment = RedisClusterDeployment(masters=3, replicas=1)
-    yield deployment
-    deployment.close()
-
-
-@pytest.fixture
-async def cluster_client(cluster: RedisClusterDeployment) -> AsyncIterator[aioredis.Redis]:
-    client = connect(cluster.url, socket_connect_timeout=1.0, socket_timeout=2.0)
-    yield client
-    await client.aclose()
-
-
-def queues_on_every_master(cluster: RedisClusterDeployment, prefix: str) -> list[str]:
-    """One queue name per master (the names' hash tags fall into each master's slots)."""
-    by_master: dict[int, str] = {}
-    n = 0
-    while len(by_master) < len(cluster.masters()):
-        name = f"{prefix}{n}"
-        by_master.setdefault(cluster.master_of(keys.pending_key(name)).port, name)
-        n += 1
-    return sorted(by_master.values())
 
 
 def test_cluster_url_is_parsed_with_credentials_tls_and_ipv6() -> None:
@@ -89,7 +64,7 @@ async def test_connect_opens_a_cluster_client(cluster_client: aioredis.Redis) ->
 async def test_tasks_of_queues_on_every_master_are_enqueued_run_and_inspected(
     cluster: RedisClusterDeployment, cluster_client: aioredis.Redis
 ) -> None:
-    queues = queues_on_every_master(cluster, "spread")
+    queues = cluster.queues_on_every_master("spread")
     assert len({cluster.master_of(keys.pending_key(q)).port for q in queues}) == 3
     client, inspector = QueueClient(cluster_client), Inspector(cluster_client)
     events: list[bytes] = []
@@ -126,7 +101,7 @@ async def test_tasks_of_queues_on_every_master_are_enqueued_run_and_inspected(
 async def test_dequeue_takes_queues_in_order_and_stops_at_the_batch_size(
     cluster: RedisClusterDeployment, cluster_client: aioredis.Redis
 ) -> None:
-    queues = queues_on_every_master(cluster, "order")
+    queues = cluster.queues_on_every_master("order")
     client, ops = QueueClient(cluster_client), RedisOps(cluster_client)
     for queue in queues:
         for _ in range(3):

@@ -10,6 +10,8 @@
 //	asynqprobe servers  --redis URL
 //	asynqprobe bench-enqueue --redis URL --n N [--concurrency C]
 //	asynqprobe bench-process --redis URL --n N [--concurrency C]
+//
+// --redis also takes redis+cluster://host:port,host:port (a Redis Cluster: RedisClusterClientOpt).
 package main
 
 import (
@@ -74,6 +76,9 @@ func emit(v any) {
 }
 
 func redisOpt(uri string) (asynq.RedisConnOpt, error) {
+	if nodes, ok := strings.CutPrefix(uri, "redis+cluster://"); ok {
+		return asynq.RedisClusterClientOpt{Addrs: strings.Split(strings.TrimSuffix(nodes, "/"), ",")}, nil
+	}
 	opt, err := asynq.ParseRedisURI(uri)
 	if err != nil {
 		return nil, fmt.Errorf("bad --redis %q: %w", uri, err)
