@@ -233,10 +233,27 @@ def test_keda_on_sentinel_uses_the_redis_sentinel_trigger(kube: KubeControlPlane
     assert triggers[1]["metadata"]["listName"] == "asynq:{default}:pending"
 
 
+CLUSTER_AND_SENTINEL = [
+    "--set", "keda.enabled=true", "--set", "keda.cluster.addresses=r:6379",
+    "--set", "keda.sentinel.addresses=s:26379", "--set", "keda.sentinel.master=m",
+]  # fmt: skip
+
+
+def test_keda_on_a_cluster_uses_the_redis_cluster_trigger(kube: KubeControlPlane) -> None:
+    objects = render(kube, *NON_DEFAULT, "--set", "keda.cluster.addresses=redis-0:6379\\,redis-1:6379")
+    triggers = next(o for o in objects if o["kind"] == "ScaledObject")["spec"]["triggers"]
+    assert {t["type"] for t in triggers} == {"redis-cluster"}
+    assert triggers[0]["metadata"]["addresses"] == "redis-0:6379,redis-1:6379"
+    assert "address" not in triggers[0]["metadata"]
+    assert triggers[1]["metadata"]["listName"] == "asynq:{default}:pending"
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
         (["--set", "keda.enabled=true", "--set", "keda.sentinel.addresses=s:26379"], "keda.sentinel.master"),
+        (["--set", "keda.cluster.addresses=redis-0"], "/keda/cluster/addresses"),
+        (CLUSTER_AND_SENTINEL, "exclude each other"),
         (["--set", "keda.sentinel.addresses=no-port"], "/keda/sentinel/addresses"),
         (["--set", "workerPool.minReplicas=-1"], "/workerPool/minReplicas"),
         (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy"),
@@ -263,6 +280,8 @@ def test_keda_on_sentinel_uses_the_redis_sentinel_trigger(kube: KubeControlPlane
     ids=[
         "sentinel-no-master",
         "sentinel-no-port",
+        "cluster-no-port",
+        "cluster-and-sentinel",
         "negative-min",
         "pull-policy",
         "typo",
