@@ -220,11 +220,12 @@ class _Mirror:
     async def hold(self) -> bool:
         """Put the finalizer on (before anything is enqueued; a no-op if it is on), so that from
         now on a deletion waits for ``release`` to take the task off the queue; False if the
-        LLMTask is gone or its deletion has begun (the apiserver then refuses new finalizers)."""
-        meta: Mapping[str, Any] = self.body.metadata
-        while LLMTASK_FINALIZER not in (meta.get("finalizers") or []):
-            if meta.get("deletionTimestamp"):
-                return False
+        LLMTask is gone or its deletion has begun: then nothing may be enqueued, not even again
+        after a Redis flush (``release`` may just have taken the task off the queue)."""
+        meta: Mapping[str, Any] = self.body.metadata  # kopf keeps a daemon's body up to date
+        while not meta.get("deletionTimestamp"):
+            if LLMTASK_FINALIZER in (meta.get("finalizers") or []):
+                return True
             change = {
                 "finalizers": [*(meta.get("finalizers") or []), LLMTASK_FINALIZER],
                 "resourceVersion": meta.get("resourceVersion"),  # not over someone else's change
@@ -256,7 +257,7 @@ class _Mirror:
                     return False
                 raise
             meta = fresh["metadata"]
-        return True
+        return False  # being deleted: nothing may be enqueued (again) now
 
     def _payload(self) -> LLMChatPayload:
         return payload_from_spec(
