@@ -230,6 +230,16 @@ def test_without_admission_the_controller_refuses_and_builds_nothing(
                 30,
                 controller.log,
             )
+    # Policy back: a pool admitted without it can still have its metadata changed (kopf's
+    # finalizer, so it can be deleted), but not its spec.
+    labelled = env.kubectl("label", "llmworkerpool", "esc-foreign-image", "checked=yes", check=False)
+    assert labelled.returncode == 0, labelled.stderr
+    patch = '{"spec":{"concurrency":2}}'
+    respecced = env.kubectl(
+        "patch", "llmworkerpool", "esc-foreign-image", "--type=merge", "-p", patch, check=False
+    )
+    assert respecced.returncode != 0 and 'spec.image: "evil.example/miner:1"' in respecced.stderr
+
     built = [d for d in seen if POOL_LABEL in d["metadata"].get("labels", {})]  # the controller's
     assert {d["metadata"]["name"] for d in built} == {"fair-worker"}
     for dep in built:  # every version of it the apiserver ever had
