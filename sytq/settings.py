@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from sytq.http1.proxy import DIRECT, parse_proxy
+from sytq.tasks import MAX_PAYLOAD_BYTES
 
 DEFAULT_LLM_BASE_URL = "https://api.deepseek.com"
 PLACEHOLDER = "REPLACE-ME"  # what manifests/21-secret.yaml holds until edited
@@ -241,9 +242,7 @@ class Settings(BaseSettings):
         default=False, description="Accept submits to queues not named in SYTQ_QUEUES"
     )
     api_rate_limit_per_minute: int = Field(default=0, ge=0, description="Per key; 0 = unlimited")
-    # At most 8 MiB: one task's row is written in one statement, which must stay under the database's
-    # max_allowed_packet (MariaDB's default is 16 MiB, MySQL 8's 64 MiB).
-    api_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=8 * 1024 * 1024)
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=MAX_PAYLOAD_BYTES)
     api_max_prompt_chars: int = Field(default=200_000, ge=1)
     api_max_batch: int = Field(default=1000, ge=1)
     api_resource_mode: bool = Field(default=False, description="Submit creates LLMTask resources")

@@ -19,6 +19,9 @@ TYPE_CALLBACK_DELIVER = "callback:deliver"
 TASK_TYPES = (TYPE_LLM_CHAT, TYPE_LLM_PROCESS, TYPE_CALLBACK_DELIVER)
 DEFAULT_QUEUE = "default"
 MAX_CALLBACK_URL_CHARS = 2048
+# A task's row is written in one statement, which must stay under the database's max_allowed_packet
+# (MariaDB's default 16 MiB, MySQL 8's 64 MiB): queue payloads and API bodies stop at half the smaller.
+MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 # asynq TaskMessage header naming the API caller (key or Basic user) that submitted an
 # llm:process task: the tenant allowed to read, list, cancel and retry it (llm:chat names it in
 # the payload's client_id). asynq (Go) carries headers untouched.
@@ -77,6 +80,14 @@ class LLMProcessPayload(BaseModel):
 
     table_name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")
     id: int = Field(ge=1)
+
+
+def read_chat_payload(raw: bytes) -> LLMChatPayload:
+    """An llm:chat payload read from the queue; ValueError (pydantic's ValidationError included)
+    for one the worker must refuse, whoever enqueued it."""
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"{len(raw)} bytes, more than the {MAX_PAYLOAD_BYTES} a task's row can hold")
+    return LLMChatPayload.model_validate_json(raw)
 
 
 def salvage_callback_url(payload: bytes) -> str | None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
 from sytq.log_setup import task_context
 from sytq.metrics import TASKS_PROCESSED, labelled
 from sytq.queue import Task
 from sytq.storage import NewTask
-from sytq.tasks import LLMChatPayload, salvage_callback_url
+from sytq.tasks import LLMChatPayload, read_chat_payload, salvage_callback_url
 from worker.finish import finish_succeeded
 from worker.llm_run import fail_before_start, run_llm
 from worker.pipeline import Pipeline
@@ -32,8 +30,8 @@ def chat_request(task_id: str, task_type: str, queue: str, payload: LLMChatPaylo
 async def handle_chat(pipeline: Pipeline, task: Task) -> None:
     with task_context(task.id, task.type):
         try:
-            payload = LLMChatPayload.model_validate_json(task.payload)
-        except ValidationError as exc:
+            payload = read_chat_payload(task.payload)
+        except ValueError as exc:
             message = f"invalid llm:chat payload: {exc}"
             url = salvage_callback_url(task.payload)
             await fail_before_start(pipeline, task, message, "invalid_payload", callback_url=url)

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from sytq.queue import QueueClient
 from sytq.strict_json import MAX_DEPTH
+from sytq.tasks import MAX_PAYLOAD_BYTES
 from tests.harness.llm_fixtures import (
     CallbackReceiver,
     PipelineEnv,
@@ -77,3 +78,28 @@ async def test_poison_payloads_fail_alone_and_neighbours_run_once(
         [callback] = callback_receiver.for_task(task_id)
         body = json.loads(callback.body)
         assert body["status"] == "failed" and POISON_METADATA[name][1] in body["error"]
+
+
+async def test_payload_too_big_for_one_row_fails_before_any_call(
+    pipeline_env: PipelineEnv,
+    redis_client: aioredis.Redis,
+    stub_llm: StubLLMProcess,
+    callback_receiver: CallbackReceiver,
+) -> None:
+    """17 messages of 1,000,000 characters: each within the payload's limits, together more than
+    MariaDB's default max_allowed_packet (16 MiB) holds in the row's one statement."""
+    tag = uuid.uuid4().hex
+    turns = ",".join(f'{{"role":"user","content":"{tag}{"x" * (1_000_000 - len(tag))}"}}' for _ in range(17))
+    hook = callback_receiver.url + "/hook"
+    payload = f'{{"model":"m","messages":[{turns}],"callback_url":"{hook}"}}'.encode()
+    client = QueueClient(redis_client)
+    await client.enqueue("llm:chat", payload, task_id=f"huge-{tag}", max_retry=3, retention=300)
+    await client.enqueue(
+        "llm:chat", raw_payload(f"after {tag}", hook, "{}"), task_id=f"after-{tag}", max_retry=3
+    )
+    async with running_worker(pipeline_env.settings, redis_client) as pipeline:
+        huge = await wait_callback_state(pipeline.store, f"huge-{tag}", "delivered")
+        after = await wait_callback_state(pipeline.store, f"after-{tag}", "delivered")
+    assert huge.status == "failed" and f"more than the {MAX_PAYLOAD_BYTES}" in (huge.error or "")
+    assert after.status == "succeeded"
+    assert stub_llm.calls_for(tag) == 1  # the neighbour's call only
