@@ -25,9 +25,9 @@ logger = logging.getLogger("controller")
 PEERING_LIFETIME_SECONDS = 20
 EVENT_FLUSH_SECONDS = 5.0  # on shutdown, Events still queued get this long to go out
 # A full garbage collection walks every live object with the event loop stopped: with a thousand
-# LLMTasks in flight that took up to 300 ms, long enough for the apiserver to drop our watch as
-# unresponsive, holding back every other watcher of LLMTasks meanwhile. So what exists at startup
-# is frozen (never scanned again) and young collections are rarer, which makes full ones rare.
+# LLMTasks in flight that took long enough for the apiserver to drop our watch as unresponsive,
+# holding back every other watcher of LLMTasks meanwhile. So what exists at startup is frozen
+# (never scanned again) and young collections are rarer, which makes full ones rare.
 GC_THRESHOLDS = (10_000, 10, 100)
 
 
@@ -42,13 +42,13 @@ class PoolsOnlyDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
     ) -> kopf.BodyEssence:
         # The essence (a deep copy of the object) is only compared with the stored one, and none
-        # is stored for LLMTasks: building it for every watch event was ~6% of a burst's CPU.
+        # is stored for LLMTasks: building it for every watch event was a visible share of a burst's CPU.
         if body.get("kind") == LLMTASK_KIND:
             return kopf.BodyEssence()
         return super().build(body=body, extra_fields=extra_fields)
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
-        # Nothing stored, nothing to look up (a few annotation-key lookups per event, ~3%).
+        # Nothing stored, nothing to look up (saves a few annotation-key lookups per event).
         if body.get("kind") == LLMTASK_KIND:
             return None
         return super().fetch(body=body)

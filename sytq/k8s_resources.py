@@ -166,7 +166,7 @@ async def kube_api_client(pool_size: int = 16) -> kclient.ApiClient:
     if not _proxy_in_environment():
         # kubernetes_asyncio opens its aiohttp session with trust_env=True, which makes every
         # request look up proxy variables and ~/.netrc in a worker thread: two thread hops per
-        # request, ~15% of the controller's CPU under a burst. Without proxy variables that
+        # request, a large share of the controller's CPU under a burst. Without proxy variables that
         # lookup finds nothing to use (a proxy in the kubeconfig is passed per request anyway).
         api.rest_client.pool_manager._trust_env = False
     return api

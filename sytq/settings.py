@@ -325,9 +325,9 @@ class Settings(BaseSettings):
         finished one is still being stored and acknowledged, so the provider never idles on that."""
         if self.worker_prefetch is not None:
             return self.worker_prefetch
-        # Measured (bench_llm_load, 5,000 calls of 2 s): 1/4 -> 86-90% of the ideal rate, 1/2 -> 91%,
-        # 1x -> 93%: storing and acknowledging a wave of answers takes a while, and the held tasks
-        # keep every call slot busy meanwhile.
+        # As many extra slots as call slots came closest to the ideal rate (bench/results/notes.md):
+        # storing and acknowledging a wave of answers takes a while, and the held tasks keep every
+        # call slot busy meanwhile.
         return self.worker_concurrency
 
     def check_callback_signing(self) -> None:

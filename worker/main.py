@@ -33,11 +33,11 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(main)
 
 
-# Cyclic GC: the default thresholds (700, 10, 10) ran ~19 full collections in 15 s at 5,000 calls in
-# flight (each 250-330 ms, scanning every held task's coroutines and connections, collecting
-# nothing): ~40% of the worker's CPU and loop stalls long enough to delay answers. Young collections
-# every 10,000 net allocations and a full one after 1,000 of those keep cycles bounded (a full
-# collection every minute or two under load) at ~5% of that cost (bench_llm_load: 300 -> 190 us/task).
+# Cyclic GC: with the default thresholds, thousands of calls in flight made full collections frequent
+# and long (each scans every held task's coroutines and connections, collecting nothing): a large
+# share of the worker's CPU and loop stalls that delay answers. Young collections every 10,000 net
+# allocations and a full one after 1,000 of those keep cycles bounded at a fraction of that cost
+# (figures: bench/results/notes.md).
 GC_THRESHOLDS = (10_000, 10, 1_000)
 
 
