@@ -81,19 +81,8 @@ class QueueSubmitter:
         self._client = client
 
     async def submit_chat(self, item: ChatSubmission) -> str:
-        req = _request(item)
         try:
-            info = await self._client.enqueue(
-                req.type,
-                req.payload,
-                queue=req.queue,
-                task_id=req.task_id,
-                max_retry=req.max_retry,
-                timeout=req.timeout,
-                process_at=req.process_at,
-                process_in=req.process_in,
-                retention=req.retention,
-            )
+            info = await self._client.enqueue_request(_request(item))
         except TaskIdConflictError as exc:
             raise AlreadySubmitted(item.task_id) from exc
         return info.id

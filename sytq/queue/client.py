@@ -215,6 +215,10 @@ class QueueClient:
             retention=retention,
             headers=headers,
         )
+        return await self.enqueue_request(request)
+
+    async def enqueue_request(self, request: EnqueueRequest) -> TaskInfo:
+        """Enqueue one request; concurrent calls share one round trip (``enqueue_many``)."""
         return await self._coalescer.submit(request)
 
     def _check_replicated(self, confirmed: object) -> None:
