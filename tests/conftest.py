@@ -6,6 +6,7 @@ Fixture modules owned by each part of the suite are listed in ``pytest_plugins``
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -20,6 +21,20 @@ pytest_plugins: list[str] = [
     "tests.harness.image_fixtures",
     "tests.harness.cluster_fixtures",
 ]
+
+
+# Tests under these directories need the Go-built programs or a container build: marked by place,
+# so `make unit` (-m "not slow and not k8s and not interop and not image") leaves them out.
+_MARKER_BY_DIRECTORY = {"k8s": "k8s", "interop": "interop", "image": "image"}
+_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.resolve().relative_to(_TESTS).parts
+        marker = _MARKER_BY_DIRECTORY.get(parts[0]) if len(parts) > 1 else None
+        if marker is not None:
+            item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")

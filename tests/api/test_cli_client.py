@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
 from sytq.queue import Inspector
 from tests.harness.api_fixtures import RunningApi
 from tests.harness.services import free_port
+
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
 
 CLI = [sys.executable, "-m", "sytq_cli"]
 

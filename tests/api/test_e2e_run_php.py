@@ -18,6 +18,8 @@ import pytest
 from sytq.callbacks import encode_body, signed_headers
 from tests.harness.services import free_port, wait_for_port
 
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
+
 PHP_DIR = Path(__file__).resolve().parents[2] / "examples" / "php"
 SECRET = "php-shared-secret"
 

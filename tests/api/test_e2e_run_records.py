@@ -10,7 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.api.test_e2e_run_php import local_system  # noqa: F401  (the fixture)
+
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import httpx
+import pytest
 import redis.asyncio as aioredis
 
 from sytq.queue import Inspector
@@ -14,6 +15,7 @@ from tests.harness.api_fixtures import RunningApi
 from tests.harness.services import RedisServer, free_port
 
 
+@pytest.mark.slow
 async def test_redis_killed_during_submits(
     api: RunningApi, redis_server: RedisServer, redis_client: aioredis.Redis
 ) -> None:

@@ -21,6 +21,8 @@ from sytq.settings import Settings
 from tests.api.helpers import bearer, key_entry
 from tests.harness.api_fixtures import RunningApi
 
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
+
 TENANTS = {"tenant-a": "a-secret", "tenant-b": "b-secret"}
 KEYS = ",".join(key_entry(name, secret, "submit|read") for name, secret in TENANTS.items())
 

@@ -53,7 +53,7 @@ def _find_binary(*names: str) -> str:
         for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
             if candidate and os.access(candidate, os.X_OK):
                 return candidate
-    raise RuntimeError(f"none of {names} is installed; run `make test-deps` (hack/install-test-deps.sh)")
+    raise RuntimeError(f"none of {names} is installed; run `make deps` (hack/install-test-deps.sh)")
 
 
 class _ServerProcess:

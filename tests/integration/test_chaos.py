@@ -3,7 +3,11 @@ callback receivers, under steady submits; every invariant holds (``python -m ben
 
 from __future__ import annotations
 
+import pytest
+
 from bench.chaos import SHORT, Chaos
+
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
 
 
 async def test_chaos_short_form_keeps_every_invariant() -> None:

@@ -16,11 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 import redis.asyncio as aioredis
 import yaml
 
 from tests.harness.llm_fixtures import VALUATION_RECORDS_DDL, StubLLMProcess
 from tests.harness.services import MariaDBServer, RedisServer, free_port, wait_for_port
+
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
 
 ORIGINAL = Path(__file__).resolve().parents[1] / "data" / "go_original_config.yaml"
 

@@ -9,12 +9,15 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
 from tests.api.helpers import key_entry
 from tests.harness.api_fixtures import RunningApi
 from tests.harness.llm_fixtures import PipelineEnv, StubLLMProcess, running_worker
 from tests.harness.services import MariaDBServer
+
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
 
 PHP_DIR = Path(__file__).resolve().parents[2] / "examples" / "php"
 

@@ -23,6 +23,8 @@ from tests.harness.llm_fixtures import (
 from tests.integration.test_pipeline_chat import chat_payload, enqueue
 from worker.pipeline import Pipeline
 
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
+
 
 async def test_callback_is_delivered_after_the_receiver_comes_back(
     pipeline_env: PipelineEnv,

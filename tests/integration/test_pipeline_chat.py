@@ -23,6 +23,8 @@ from tests.harness.llm_fixtures import (
     wait_final,
 )
 
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
+
 
 def chat_payload(prompt: str, callback_url: str | None = None, **extra: Any) -> bytes:
     payload = LLMChatPayload(

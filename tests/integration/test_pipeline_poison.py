@@ -7,6 +7,7 @@ import asyncio
 import json
 import uuid
 
+import pytest
 import redis.asyncio as aioredis
 
 from sytq.queue import QueueClient
@@ -19,6 +20,8 @@ from tests.harness.llm_fixtures import (
     running_worker,
     wait_callback_state,
 )
+
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
 
 
 def raw_payload(prompt: str, callback_url: str, metadata: str) -> bytes:

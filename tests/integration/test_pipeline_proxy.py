@@ -19,6 +19,8 @@ from tests.harness.llm_fixtures import (
 from tests.harness.proxy_fixtures import TinyProxy, tinyproxy
 from tests.integration.test_pipeline_chat import chat_payload, enqueue
 
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
+
 __all__ = ["tinyproxy"]
 
 

@@ -25,6 +25,8 @@ from tests.harness.llm_fixtures import (
 from tests.harness.records import insert_record, read_record
 from tests.harness.services import MariaDBServer
 
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
+
 SYS = "你是估值助手"
 
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 
+import pytest
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 
@@ -20,6 +21,8 @@ from tests.harness.llm_fixtures import (
 )
 from tests.harness.services import MariaDBServer
 from tests.integration.test_pipeline_chat import chat_payload, enqueue
+
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
 
 
 def count_rows(store: TaskStore, task_ids: list[str]) -> int:

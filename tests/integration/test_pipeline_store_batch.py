@@ -6,9 +6,13 @@ import asyncio
 import uuid
 from datetime import UTC
 
+import pytest
+
 from sytq.storage import STATUS_SUCCEEDED, LLMOutcome, NewTask, TaskStore, upgrade, utcnow
 from sytq.storage.mysql_literals import insert_statements
 from tests.harness.services import MariaDBServer
+
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
 
 
 def _outcome(index: int, size: int) -> LLMOutcome:

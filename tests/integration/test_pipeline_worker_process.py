@@ -7,12 +7,15 @@ import json
 import uuid
 
 import httpx
+import pytest
 import redis.asyncio as aioredis
 
 from sytq.storage import TaskStore
 from tests.harness.llm_fixtures import PipelineEnv, StubLLMProcess, WorkerProcess, wait_final
 from tests.harness.services import MariaDBServer, free_port, wait_for_port
 from tests.integration.test_pipeline_chat import chat_payload, enqueue
+
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
 
 
 async def test_health_ready_and_metrics_endpoints(

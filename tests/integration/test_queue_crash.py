@@ -10,11 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
 from sytq.queue import EnqueueRequest, Inspector, QueueClient, Task
 from tests.harness.queue_fixtures import running_server, wait_until
 from tests.harness.services import RedisServer
+
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
 
 TASKS = 300
 LEASE_SECONDS = 3.0

@@ -8,6 +8,7 @@ import contextlib
 import time
 from collections import Counter
 
+import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,6 +18,8 @@ from sytq.queue import redis_ops as ops
 from sytq.queue.codec import TaskMessage
 from sytq.queue.redis_ops import RedisOps
 from tests.harness.services import RedisServer
+
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
 
 Q = "prop"
 FAR_FUTURE = int(time.time()) + 10 * 365 * 86400

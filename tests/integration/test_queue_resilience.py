@@ -103,6 +103,7 @@ async def _archived_count(redis_client: aioredis.Redis, n: int) -> bool:
     return int(await redis_client.zcard("asynq:{default}:archived")) == n
 
 
+@pytest.mark.slow
 async def test_redis_restart_mid_run_loses_nothing() -> None:
     """Redis goes away (saving its data, as a persistent production Redis would) and comes back:
     enqueue fails clearly meanwhile, the worker keeps going afterwards and every task runs."""
@@ -196,6 +197,7 @@ async def test_message_roundtrip_keeps_every_field() -> None:
     assert TaskMessage.decode(msg.encode()) == msg
 
 
+@pytest.mark.slow
 async def test_thousands_of_tasks_in_flight_at_once(
     queue_client: QueueClient, inspector: Inspector, queue_server: ServerRunner
 ) -> None:
@@ -232,6 +234,7 @@ async def test_thousands_of_tasks_in_flight_at_once(
     assert active == total
 
 
+@pytest.mark.slow
 async def test_handler_is_cancelled_when_its_lease_cannot_be_extended() -> None:
     """Redis gone longer than the lease: another server may take the task over, so ours stops it."""
     server = RedisServer()
@@ -262,6 +265,7 @@ async def test_handler_is_cancelled_when_its_lease_cannot_be_extended() -> None:
         server.close()
 
 
+@pytest.mark.slow
 async def test_connection_drops_mid_operation_lose_nothing(
     redis_client: aioredis.Redis, redis_server: RedisServer
 ) -> None:

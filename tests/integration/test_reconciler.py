@@ -33,6 +33,8 @@ from worker import reconciler as reconciler_module
 from worker.pipeline import Pipeline
 from worker.reconciler import GONE, Reconciler
 
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
+
 
 def fast(settings: Settings, **update: Any) -> Settings:
     return settings.model_copy(

@@ -27,6 +27,8 @@ from tests.api.helpers import key_entry
 from tests.harness.llm_fixtures import PipelineEnv, StubLLMProcess, WorkerProcess, wait_final
 from tests.harness.sentinel import MASTER_NAME, SentinelDeployment
 
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
+
 API_KEY = "sentinel-test-key"
 
 

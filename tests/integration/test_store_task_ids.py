@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
+
 from sytq.storage import LLMOutcome, NewTask, TaskStore, upgrade, utcnow
 from tests.harness.services import MariaDBServer
+
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
 
 
 async def test_case_only_different_ids_get_their_own_rows(mariadb_server: MariaDBServer) -> None:

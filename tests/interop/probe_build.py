@@ -52,7 +52,7 @@ def build_go_program(module_dir: Path, sources: tuple[str, ...], name: str) -> P
     go = shutil.which("go") or "/usr/local/go/bin/go"
     if not os.access(go, os.X_OK):
         raise ProbeBuildError(
-            f"the Go toolchain is required to build the test program {name} (`make test-deps`)"
+            f"the Go toolchain is required to build the test program {name} (`make deps`)"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and rename: concurrent runs never see a half-written binary.

@@ -44,6 +44,7 @@ async def deliver(url: str, deadline: float) -> tuple[float, object]:
     return time.monotonic() - started, outcome
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["drip", "silent"])
 async def test_a_receiver_that_drips_or_never_answers_is_cut_at_the_deadline(
     receivers: list[HostileReceiver], mode: str

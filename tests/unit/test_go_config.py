@@ -142,6 +142,7 @@ def test_unmappable_keys_are_named(
     assert problem in str(caught.value)
 
 
+@pytest.mark.slow
 def test_convert_command_writes_a_file_our_settings_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

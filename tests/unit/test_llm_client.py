@@ -46,6 +46,7 @@ async def test_hang_times_out_as_retryable(stub_llm: StubLLMProcess) -> None:
     assert caught.value.reason == "timeout" and time.monotonic() - started < 3
 
 
+@pytest.mark.slow
 async def test_keepalive_lines_longer_than_read_timeout_per_line_are_fine(stub_llm: StubLLMProcess) -> None:
     # Blank lines every 0.3 s for 1.5 s; each read is within 1 s, the whole call within 3 s.
     stub_llm.configure(faults=[{"kind": "keepalive", "keepalive_lines": 5, "keepalive_interval": 0.3}])
@@ -104,6 +105,7 @@ async def test_shared_limiter_caps_in_flight_across_clients(
     assert await SharedLimiter(redis_client, "stub", max_in_flight=2).in_flight("deepseek-chat") == 0
 
 
+@pytest.mark.slow
 async def test_shared_limiter_requests_per_minute(redis_client: aioredis.Redis) -> None:
     limiter = SharedLimiter(redis_client, "rpm", requests_per_minute=3)
     if time.time() % 60 > 58:  # keep the whole check inside one minute window
