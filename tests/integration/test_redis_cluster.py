@@ -19,8 +19,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from sytq import redis_keys as keys
+from sytq.idempotency import IdempotencyKeyReused, IdempotencyStore
+from sytq.llm.limiter import SharedLimiter
 from sytq.queue import TASK_EVENTS_CHANNEL, Inspector, QueueClient, Task, subscribe
 from sytq.queue.redis_ops import RedisOps
+from sytq.ratelimit import RateLimiter
 from sytq.redis_connect import connect, is_cluster, parse_cluster_url
 from sytq.settings import ConfigError, Settings
 from sytq.storage import TaskStore
@@ -202,3 +205,24 @@ def _restore(cluster: RedisClusterDeployment) -> None:
         if not node.running:
             node.start()
     cluster.wait_ready()
+
+
+async def test_idempotency_rate_limit_and_llm_limiter_keys_work_across_slots(
+    cluster_client: aioredis.Redis,
+) -> None:
+    store = IdempotencyStore(cluster_client, ttl_seconds=60, secret=b"s")
+    claims = [await store.claim(f"client-{i}", "key", "fp") for i in range(6)]  # keys on several masters
+    assert all(c.fresh for c in claims)
+    assert not (await store.claim("client-0", "key", "fp")).fresh
+    with pytest.raises(IdempotencyKeyReused):
+        await store.claim("client-1", "key", "other body")
+
+    limiter = RateLimiter(cluster_client, per_minute=2)
+    tag = uuid.uuid4().hex
+    for client in (f"{tag}-a", f"{tag}-b"):  # a batch over the limit is refused and given back
+        assert [(await limiter.hit(client, units)).allowed for units in (3, 2)] == [False, True]
+
+    shared = SharedLimiter(cluster_client, f"p-{tag}", max_in_flight=1, requests_per_minute=10)
+    async with shared.slot("m1"), shared.slot("m2"):  # two models: two slots of the cluster's
+        assert (await shared.in_flight("m1"), await shared.in_flight("m2")) == (1, 1)
+    assert await shared.in_flight("m1") == 0
