@@ -14,10 +14,11 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 # Dependencies first, in a layer of their own that a code change does not invalidate: wheel the
 # project with empty package dirs, keep only the dependencies' wheels.
-RUN mkdir sytq api worker controller \
+RUN mkdir sytq sytq_cli api worker controller \
  && pip wheel --wheel-dir /wheels . \
- && rm -rf /wheels/syt_queue-*.whl build *.egg-info sytq api worker controller
+ && rm -rf /wheels/syt_queue-*.whl build *.egg-info sytq sytq_cli api worker controller
 COPY sytq ./sytq
+COPY sytq_cli ./sytq_cli
 COPY api ./api
 COPY worker ./worker
 COPY controller ./controller
