@@ -27,9 +27,10 @@ from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from sytq.settings import ConfigError
 
@@ -204,8 +205,24 @@ def _sentinel_client(
     return client
 
 
+class _ReconnectingClusterPipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        try:
+            return list(await super().execute(raise_on_error, allow_redirections))
+        except AttributeError as exc:
+            # redis-py 5.3 reads the client's default node, which a concurrent call that lost its node
+            # has just reset while the client reconnects: that is a lost connection, not a bug of ours.
+            raise RedisConnectionError(f"the Redis Cluster client is reconnecting ({exc})") from exc
+
+
+class _RedisCluster(RedisCluster):
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        super().pipeline(transaction, shard_hint)  # its refusals of transaction / shard_hint
+        return _ReconnectingClusterPipeline(self)  # type: ignore[abstract]  # redis-py types it abstract
+
+
 def _cluster_client(target: ClusterTarget, options: dict[str, Any]) -> aioredis.Redis:
-    client = RedisCluster(
+    client = _RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
         username=target.username,
         password=target.password,

@@ -244,14 +244,7 @@ class RedisOps:
         pipe = self.client.pipeline(transaction=False)
         for call in calls:
             pipe.execute_command(*call.args)
-        try:
-            return list(await pipe.execute(raise_on_error=False))
-        except AttributeError as exc:
-            if not self.cluster:
-                raise
-            # redis-py 5.3's cluster pipeline reads the default node, which a concurrent call that
-            # lost its node has just reset while the cluster client reconnects.
-            raise redis_errors.ConnectionError(f"the Redis Cluster client is reconnecting ({exc})") from exc
+        return list(await pipe.execute(raise_on_error=False))
 
     async def _send_scripts(self, calls: Sequence[Call]) -> list[Any]:
         """The hot path (batch enqueue, dequeue, acks, heartbeats): packed by hiredis' C packer, as
