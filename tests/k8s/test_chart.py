@@ -274,6 +274,10 @@ def test_keda_on_a_cluster_uses_the_redis_cluster_trigger(kube: KubeControlPlane
             "api.authDisabled=true is refused with an Ingress",
         ),
         (["--set", "secrets.apiKeys=php:plaintext-key:submit"], "/secrets/apiKeys"),
+        (
+            ["--set", "api.authDisabled=true", "--set", f"secrets.apiKeys={ADMIN}"],
+            "api.authDisabled=true contradicts",
+        ),
         (["--set", "config.SYTQ_CONTROLLER_POOL_IMAGES=x"], "set workerPool.policy instead"),
         (["--set", "workerPool.policy.images={a b}"], "/workerPool/policy/images/0"),
     ],
@@ -291,6 +295,7 @@ def test_keda_on_a_cluster_uses_the_redis_cluster_trigger(kube: KubeControlPlane
         "ingress-without-keys",
         "ingress-without-auth",
         "plaintext-key",
+        "keys-and-no-auth",
         "pool-policy-in-config",
         "pool-image-with-space",
     ],

@@ -150,4 +150,7 @@ in .Values so every template of one render sees the same key. */}}
 {{- fail "ingress.enabled exposes the API: set secrets.apiKeys or secrets.basicAuthUsers (or secrets.existingSecret holding SYTQ_API_KEYS)" -}}
 {{- end -}}
 {{- end -}}
+{{- if and .Values.api.authDisabled (or .Values.secrets.apiKeys .Values.secrets.basicAuthUsers) -}}
+{{- fail "api.authDisabled=true contradicts secrets.apiKeys / secrets.basicAuthUsers (the API would refuse to start)" -}}
+{{- end -}}
 {{- end -}}
