@@ -37,8 +37,18 @@ def owner_of(info: TaskInfo | None, record: Any = None) -> str | None:
     return client_id if isinstance(client_id, str) and client_id else None
 
 
-def may_see(key: ApiKey, owner: str | None) -> bool:
-    return key.is_admin or (owner is not None and owner == key.name)
+def may_see(key: ApiKey, owner: str | None, *, unowned: bool = False) -> bool:
+    """``unowned``: a task nobody owns (enqueued outside this API) is visible to every caller too."""
+    if owner is None:
+        return key.is_admin or unowned
+    return key.is_admin or owner == key.name
+
+
+def may_see_original(key: ApiKey, owner: str | None) -> bool:
+    """The Go original's read routes: every login saw every task there, and the tasks its API
+    enqueued (before a switch to ours) carry no owner; they stay visible to every caller so a
+    PHP app polling them keeps working. Tasks submitted through this API stay per tenant."""
+    return may_see(key, owner, unowned=True)
 
 
 def ensure_visible(key: ApiKey, task_id: str, info: TaskInfo | None, record: Any = None) -> None:

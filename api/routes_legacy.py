@@ -13,7 +13,7 @@ from api.auth import ApiKey
 from api.gobind import BindError, bind_create_task, bind_list_query
 from api.gojson import GIN_JSON_TYPE, GoMap, envelope, gin_json, go_string
 from api.models import Envelope, ProcessTaskRequest
-from api.ownership import may_see, owner_of
+from api.ownership import may_see_original, owner_of
 from api.security import BEARER_SECURITY, authorize, require
 from api.state import AppState, app_state
 from sytq.queue import TaskInfo, TaskNotFoundError, TaskState, new_task_id
@@ -112,7 +112,7 @@ async def get_task_status(
         info = await state.inspector.get_task(DEFAULT_QUEUE, task_id)
     except TaskNotFoundError:
         info = None
-    if info is None or not may_see(key, owner_of(info)):
+    if info is None or not may_see_original(key, owner_of(info)):
         # Its answer for an unknown id: asynq's error, as a 500 (its 404 branch never ran). Another
         # tenant's task gets the same answer, so its existence does not leak.
         return gin_json(500, envelope(500, "Failed to get task info: asynq: task not found"))
@@ -163,7 +163,7 @@ async def list_tasks(request: Request, key: ApiKey = Depends(require("read"))) -
             "type": info.type,
         }
         for info in infos
-        if may_see(key, owner_of(info))  # a non-admin caller lists only its own tasks
+        if may_see_original(key, owner_of(info))  # a non-admin caller lists only its own (and unowned) tasks
     ]
     # total_count is the page's length: the original said so itself (asynq gives no count).
     data = {"tasks": tasks, "total_count": len(tasks), "limit": limit, "offset": offset}

@@ -85,16 +85,26 @@ async def test_a_tenant_reads_lists_cancels_and_retries_only_its_own_tasks(
     assert (await http.post(f"{tasks}/{theirs}/retry", headers=ADMIN)).json()["state"] == "pending"
 
 
-async def test_tasks_without_an_owner_are_for_admins_only(
+async def test_tasks_without_an_owner_are_for_admins_except_on_the_originals_routes(
     tenants: RunningApi, http: httpx.AsyncClient, redis_client: aioredis.Redis
 ) -> None:
     from sytq.queue import QueueClient
 
-    # As a Go asynq client or the asynq CLI would enqueue it: no owner recorded.
-    info = await QueueClient(redis_client).enqueue("llm:chat", b'{"model":"m"}', task_id="from-go")
-    url = f"{tenants.url}/api/v1/tasks/{info.id}"
+    # As a Go asynq client or the asynq CLI would enqueue them: no owner recorded.
+    chat = await QueueClient(redis_client).enqueue("llm:chat", b'{"model":"m"}', task_id="from-go")
+    url = f"{tenants.url}/api/v1/tasks/{chat.id}"
     assert (await http.get(url, headers=A)).status_code == 404
     assert (await http.get(url, headers=ADMIN)).status_code == 200
+    # What the Go original's API enqueued before the switch: every login saw it there, and a PHP
+    # app polling it through the original's route must keep seeing it.
+    record = await QueueClient(redis_client).enqueue(
+        "llm:process", b'{"table_name":"valuation_records","id":5}', task_id="from-go-api"
+    )
+    polled = await http.get(f"{tenants.url}/api/tasks/{record.id}", headers=PHP)
+    assert polled.status_code == 200 and polled.json()["data"]["status"] == "pending"
+    listed = await http.get(f"{tenants.url}/api/tasks?status=pending", headers=A)
+    assert record.id in [t["task_id"] for t in listed.json()["data"]["tasks"]]
+    assert (await http.get(f"{tenants.url}/api/v1/tasks/{record.id}", headers=PHP)).status_code == 404
 
 
 async def test_basic_auth_users_submit_and_own_their_tasks(
