@@ -82,6 +82,7 @@ def test_contradictory_auth_settings_are_refused(values: dict[str, object], comp
         load_identities(Settings(**settings))  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # starts the command in a subprocess
 def test_sytq_api_without_keys_exits_with_one_clear_line() -> None:
     import os
     import subprocess

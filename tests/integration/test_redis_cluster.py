@@ -32,6 +32,8 @@ from tests.harness.llm_fixtures import PipelineEnv, StubLLMProcess, WorkerProces
 from tests.harness.queue_fixtures import running_server, wait_until
 from tests.harness.redis_cluster import RedisClusterDeployment
 
+pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
+
 API_KEY = "cluster-test-key"
 
 

@@ -77,6 +77,7 @@ def test_a_realm_with_control_characters_is_refused() -> None:
         Settings(basic_auth_realm="a\r\nSet-Cookie: x")
 
 
+@pytest.mark.slow  # starts the command in a subprocess
 def test_sytq_worker_without_a_callback_secret_exits_with_one_clear_line() -> None:
     import os
     import subprocess
