@@ -275,7 +275,7 @@ def policy_enforced(kube: KubeControlPlane, namespace: str = NAMESPACE) -> bool:
         "spec": {"image": "evil.example/probe:1"},
     }
     proc = kube.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(probe), check=False)
-    return proc.returncode != 0 and "ValidatingAdmissionPolicy" in proc.stderr
+    return proc.returncode != 0 and "is not an allowed image" in proc.stderr  # the policy's verdict
 
 
 @contextmanager
@@ -297,6 +297,11 @@ def apply_manifests(kube: KubeControlPlane) -> None:
     that tests start without pools (no controller has put a finalizer on it yet)."""
     kube.kubectl("apply", "-f", str(MANIFESTS))
     kube.kubectl("wait", "--for=condition=established", "--timeout=60s", *(f"crd/{c}" for c in CRDS))
+    # The pool admission policy reads its lists from the ConfigMap applied a moment ago; until the
+    # apiserver has loaded it, the policy refuses every pool ("no params found").
+    pool = str(MANIFESTS / "custom" / "default-workerpool.yaml")
+    dry_run = ("apply", "--dry-run=server", "-f", pool)
+    wait_until(lambda: kube.kubectl(*dry_run, check=False).returncode == 0, 30, "policy parameters loaded")
     kube.kubectl("apply", "-f", str(MANIFESTS / "custom"))
     kube.kubectl("-n", NAMESPACE, "delete", "llmworkerpool", "default")
 

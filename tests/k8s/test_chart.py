@@ -193,11 +193,14 @@ def test_pool_policy_values_extend_the_lists_and_the_admission_policy_can_be_lef
     assert config["SYTQ_CONTROLLER_POOL_SECRETS"] == "rel-syt-queue-secrets,llm-keys"
     assert config["SYTQ_CONTROLLER_POOL_SERVICE_ACCOUNTS"] == "rel-syt-queue-worker,w2"
     assert config["SYTQ_CONTROLLER_POOL_ENV"] == "SYTQ_CALLBACK_SECRET,SYTQ_LOG_LEVEL"
+    # the admission policy carries the same lists as literals (no ConfigMap to look up)
     binding = named(objects, "ValidatingAdmissionPolicyBinding")["spec"]
-    assert (
-        binding["paramRef"]["name"] == "rel-syt-queue-config"
-        and binding["policyName"] == "sytq-rel-syt-queue-llmworkerpool"
-    )
+    assert binding["policyName"] == "sytq-rel-syt-queue-llmworkerpool" and "paramRef" not in binding
+    policy = named(objects, "ValidatingAdmissionPolicy")["spec"]
+    variables = {v["name"]: v["expression"] for v in policy["variables"]}
+    assert "paramKind" not in policy
+    for name, key in [("images", "IMAGES"), ("secrets", "SECRETS"), ("envNames", "ENV")]:
+        assert json.loads(variables[name]) == config[f"SYTQ_CONTROLLER_POOL_{key}"].split(",")
     without = render(kube, "--set", "workerPool.policy.admissionPolicy=false")
     assert not [o for o in without if o["kind"].startswith("ValidatingAdmissionPolicy")]
 
@@ -437,6 +440,10 @@ def test_controller_gives_the_chart_pool_workers_the_release_config(
             "name", "image", "args", "env", "ports", "resources", "securityContext", "volumeMounts",
         }  # fmt: skip
     finally:
+        # pools first: while they exist, the running controller would build their Deployments again
+        env.kubectl(
+            "delete", "llmworkerpool", "chart-pool", "plain-pool", "--ignore-not-found", "--timeout=60s"
+        )
         env.kubectl("delete", "deployment", "chart-pool-worker", "plain-pool-worker", "--ignore-not-found")
         env.kubectl("delete", "configmap", config["metadata"]["name"], "--ignore-not-found")
 
