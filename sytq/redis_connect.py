@@ -14,6 +14,7 @@ by itself; a connection to a demoted master is dropped on its first READONLY ans
 ``redis+cluster://`` (``rediss+cluster://`` for TLS) names a Redis Cluster by some of its nodes::
 
     redis+cluster://[user:password@]host1:6379,host2:6379[/]
+    rediss+cluster://[user:password@]host1:6379,…[/?ssl_ca_certs=/path/ca.pem&ssl_cert_reqs=required]
 
 redis-py's RedisCluster learns the rest of the cluster from them and follows slot moves and
 failovers itself. It is returned typed as ``Redis`` (it has the same command methods); the few places
@@ -37,6 +38,13 @@ from sytq.settings import ConfigError
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
 DEFAULT_SENTINEL_PORT = 26379
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
+CLUSTER_TLS_PARAMETERS = (
+    "ssl_ca_certs",
+    "ssl_cert_reqs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_check_hostname",
+)
 DEFAULT_CLUSTER_PORT = 6379
 
 
@@ -97,6 +105,7 @@ class ClusterTarget:
     username: str | None = None
     password: str | None = None
     ssl: bool = False
+    tls: dict[str, Any] = field(default_factory=dict)  # redis-py's ssl_* options
 
 
 def is_cluster_url(url: str) -> bool:
@@ -118,14 +127,32 @@ def parse_cluster_url(url: str) -> ClusterTarget:
         raise ConfigError(f"a Cluster URL needs at least one host:port: {redact(url)}")
     if parts.path.strip("/"):
         raise ConfigError(f"a Cluster has only database 0; no path after the hosts: {redact(url)}")
-    if parts.query:
-        raise ConfigError(f"a Cluster URL takes no parameters: {redact(url)}")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    ssl = CLUSTER_SCHEMES[parts.scheme]
+    unknown = set(query) - set(CLUSTER_TLS_PARAMETERS) if ssl else set(query)
+    if unknown:
+        allowed = f"; rediss+cluster:// takes {', '.join(CLUSTER_TLS_PARAMETERS)}" if ssl else ""
+        raise ConfigError(f"unknown Cluster URL parameter(s): {', '.join(sorted(unknown))}{allowed}")
+    tls: dict[str, Any] = dict(query)
+    if "ssl_check_hostname" in tls:
+        tls["ssl_check_hostname"] = _flag(tls["ssl_check_hostname"], url)
+    if tls.get("ssl_cert_reqs", "required") not in ("none", "optional", "required"):
+        raise ConfigError(f"ssl_cert_reqs is none, optional or required: {redact(url)}")
     return ClusterTarget(
         nodes=nodes,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
-        ssl=CLUSTER_SCHEMES[parts.scheme],
+        ssl=ssl,
+        tls=tls,
     )
+
+
+def _flag(value: str, url: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"ssl_check_hostname is true or false, not {value!r}: {redact(url)}")
 
 
 def _host_port(item: str, url: str, default_port: int = DEFAULT_SENTINEL_PORT) -> tuple[str, int]:
@@ -227,6 +254,7 @@ def _cluster_client(target: ClusterTarget, options: dict[str, Any]) -> aioredis.
         username=target.username,
         password=target.password,
         ssl=target.ssl,
+        **target.tls,
         **options,
     )
     # Same command methods as Redis; callers that need the difference ask is_cluster().

@@ -153,6 +153,11 @@ async def unavailable_as_queue_error() -> AsyncIterator[None]:
         if is_closed_transport_error(exc):
             raise QueueUnavailableError(f"Redis is unavailable: {exc}") from exc
         raise
+    except redis_errors.RedisClusterException as exc:
+        # No node of the cluster answers (the same class also reports calls spanning slots: a bug).
+        if str(exc).startswith("Redis Cluster cannot be connected"):
+            raise QueueUnavailableError(f"Redis is unavailable: {exc}") from exc
+        raise
 
 
 def _connection_kwargs(client: aioredis.Redis) -> dict[str, Any]:

@@ -7,9 +7,13 @@ that stops answering is declared failed after NODE_TIMEOUT_MS, so a failover tes
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import redis
 
@@ -19,17 +23,67 @@ NODE_TIMEOUT_MS = 1000
 SLOTS = 16384
 
 
+@dataclass(frozen=True)
+class Security:
+    """TLS everywhere (clients, cluster bus, replication) and an ACL user instead of the default user."""
+
+    user: str
+    password: str
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def create(cls, user: str = "app", password: str = "s3cret/pw") -> Security:
+        """A throw-away CA and a server certificate for 127.0.0.1, made with openssl."""
+        where = Path(tempfile.mkdtemp(prefix="sytq-tls-"))
+        ca, cert, key = where / "ca.crt", where / "node.crt", where / "node.key"
+
+        def openssl(*args: str) -> None:
+            subprocess.run([_find_binary("openssl"), *args], check=True, capture_output=True, timeout=60)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=sytq-test-ca",
+                "-keyout", str(where / "ca.key"), "-out", str(ca))  # fmt: skip
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                "-keyout", str(key), "-out", str(where / "node.csr"))  # fmt: skip
+        (where / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        openssl("x509", "-req", "-in", str(where / "node.csr"), "-CA", str(ca),
+                "-CAkey", str(where / "ca.key"), "-CAcreateserial", "-days", "2",
+                "-extfile", str(where / "san.ext"), "-out", str(cert))  # fmt: skip
+        return cls(user, password, ca, cert, key)
+
+    def server_args(self) -> list[str]:
+        return [
+            "--port", "0", "--tls-cert-file", str(self.cert), "--tls-key-file", str(self.key),
+            "--tls-ca-cert-file", str(self.ca), "--tls-cluster", "yes", "--tls-replication", "yes",
+            "--tls-auth-clients", "no",
+            "--user", "default", "off",
+            "--user", self.user, "on", f">{self.password}", "~*", "&*", "+@all",
+            "--masteruser", self.user, "--masterauth", self.password,
+        ]  # fmt: skip
+
+    def cli_args(self) -> list[str]:
+        return ["--tls", "--cacert", str(self.ca), "--user", self.user, "--pass", self.password]
+
+    def client_kwargs(self) -> dict[str, Any]:
+        return {"username": self.user, "password": self.password, "ssl": True, "ssl_ca_certs": str(self.ca)}
+
+
 class ClusterNode(RedisServer):
     """A redis-server in cluster mode; its cluster bus gets its own free port (not port + 10000,
-    which may be taken or beyond 65535)."""
+    which may be taken or beyond 65535). With ``security`` it listens with TLS only, on ``port``."""
 
-    def __init__(self) -> None:
+    def __init__(self, security: Security | None = None) -> None:
         super().__init__()
         self.bus_port = free_port()
+        self.security = security
 
     def _command(self) -> list[str]:
+        tls_port = ["--tls-port", str(self.port)] if self.security else []
         return [
             *super()._command(),
+            *(self.security.server_args() if self.security else []),
+            *tls_port,
             "--cluster-enabled", "yes",
             "--cluster-config-file", str(self.workdir / "nodes.conf"),
             "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
@@ -40,14 +94,16 @@ class ClusterNode(RedisServer):
         ]  # fmt: skip
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2.0)
+        extra = self.security.client_kwargs() if self.security else {}
+        return redis.Redis(port=self.port, socket_timeout=2.0, **extra)
 
 
 class RedisClusterDeployment:
     """``masters`` masters with ``replicas`` replicas each; ``url`` is the redis+cluster:// URL."""
 
-    def __init__(self, masters: int = 3, replicas: int = 1) -> None:
-        self.nodes = [ClusterNode() for _ in range(masters * (1 + replicas))]
+    def __init__(self, masters: int = 3, replicas: int = 1, security: Security | None = None) -> None:
+        self.security = security
+        self.nodes = [ClusterNode(security) for _ in range(masters * (1 + replicas))]
         for node in self.nodes:
             node.start()
         if masters >= 3:
@@ -59,8 +115,8 @@ class RedisClusterDeployment:
     def _create(self, replicas: int) -> None:
         hosts = [f"127.0.0.1:{node.port}" for node in self.nodes]
         subprocess.run(
-            [_find_binary("redis-cli"), "--cluster", "create", *hosts, "--cluster-replicas", str(replicas),
-             "--cluster-yes"],
+            [_find_binary("redis-cli"), *(self.security.cli_args() if self.security else []),
+             "--cluster", "create", *hosts, "--cluster-replicas", str(replicas), "--cluster-yes"],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
 
@@ -83,7 +139,11 @@ class RedisClusterDeployment:
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.running_nodes())
+        hosts = ",".join(f"127.0.0.1:{n.port}" for n in self.running_nodes())
+        if self.security is None:
+            return f"redis+cluster://{hosts}"
+        s = self.security
+        return f"rediss+cluster://{s.user}:{quote(s.password, safe='')}@{hosts}/?ssl_ca_certs={s.ca}"
 
     def running_nodes(self) -> list[ClusterNode]:
         return [n for n in self.nodes if n.running]

@@ -11,12 +11,13 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
 
 from sytq import redis_keys as keys
 from sytq.idempotency import IdempotencyKeyReused, IdempotencyStore
@@ -30,7 +31,7 @@ from sytq.storage import TaskStore
 from tests.api.helpers import key_entry
 from tests.harness.llm_fixtures import PipelineEnv, StubLLMProcess, WorkerProcess, wait_final
 from tests.harness.queue_fixtures import running_server, wait_until
-from tests.harness.redis_cluster import RedisClusterDeployment
+from tests.harness.redis_cluster import RedisClusterDeployment, Security
 
 pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
 
@@ -48,7 +49,9 @@ def test_cluster_url_is_parsed_with_credentials_tls_and_ipv6() -> None:
     ("url", "complaint"),
     [
         ("redis+cluster://:pw@h:7000/1", "only database 0"),
-        ("redis+cluster://h:7000?db=1", "takes no parameters"),
+        ("redis+cluster://h:7000?db=1", "unknown Cluster URL parameter"),
+        ("rediss+cluster://h:7000?ssl_cert_reqs=maybe", "none, optional or required"),
+        ("rediss+cluster://h:7000?ssl_check_hostname=perhaps", "true or false"),
         ("redis+cluster://:pw@h:port", "bad address"),
         ("redis+cluster://:pw@/", "at least one host"),
     ],
@@ -228,3 +231,35 @@ async def test_idempotency_rate_limit_and_llm_limiter_keys_work_across_slots(
     async with shared.slot("m1"), shared.slot("m2"):  # two models: two slots of the cluster's
         assert (await shared.in_flight("m1"), await shared.in_flight("m2")) == (1, 1)
     assert await shared.in_flight("m1") == 0
+
+
+@pytest.fixture(scope="module")
+def secure_cluster() -> Iterator[RedisClusterDeployment]:
+    deployment = RedisClusterDeployment(masters=3, replicas=1, security=Security.create())
+    yield deployment
+    deployment.close()
+
+
+async def test_engine_runs_on_a_cluster_with_tls_and_an_acl_user(
+    secure_cluster: RedisClusterDeployment,
+) -> None:
+    assert secure_cluster.url.startswith("rediss+cluster://app:")
+    client = connect(secure_cluster.url, socket_connect_timeout=1.0, socket_timeout=2.0)
+    wrong = connect(secure_cluster.url.replace("s3cret", "wrong"), socket_connect_timeout=1.0)
+    try:
+        with pytest.raises(redis_errors.RedisClusterException, match="invalid username-password"):
+            await wrong.ping()
+        queues = secure_cluster.queues_on_every_master("tls")
+        infos = [await QueueClient(client).enqueue("noop", b"", queue=q) for q in queues]
+        ran: list[str] = []
+
+        async def handler(task: Task) -> None:
+            ran.append(task.id)
+
+        async with running_server(client, {"noop": handler}, queues=dict.fromkeys(queues, 1)):
+            # TLS handshakes are slow on a loaded machine.
+            await wait_until(lambda: len(ran) == len(infos), within=60)
+        assert sorted(ran) == sorted(i.id for i in infos)
+    finally:
+        await client.aclose()
+        await wrong.aclose()
