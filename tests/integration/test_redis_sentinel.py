@@ -153,9 +153,13 @@ async def test_failover_under_load_loses_no_acknowledged_task(
                 {"ids": acknowledged},
             ).scalar_one()
         assert rows == len(acknowledged)
-        # Exactly once: no acknowledged prompt reached the LLM twice (the worker was never killed).
+        # A dequeue or acknowledgement the old master had not replicated is redone on the new one,
+        # so a task in flight at the kill may be called again (at-least-once); no other task is.
         by_prompt = stub_llm.stats()["by_prompt"]
-        assert max(n for prompt, n in by_prompt.items() if tag in prompt) == 1
+        calls = [n for prompt, n in by_prompt.items() if tag in prompt]
+        assert max(calls) <= 2
+        held = settings.worker_concurrency + settings.effective_worker_prefetch
+        assert sum(1 for n in calls if n == 2) <= held
         redis = connect(sentinel_deployment.url)
         try:
             inspector = Inspector(redis)
