@@ -165,7 +165,7 @@ class RedisClusterDeployment:
         for node in self.masters():
             with node.client() as client:
                 try:
-                    client.execute_command("GET", key)  # MOVED when another master serves the slot
+                    client.execute_command("EXISTS", key)  # MOVED when another master serves the slot
                     return node
                 except redis.ResponseError:
                     continue
