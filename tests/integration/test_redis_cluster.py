@@ -21,6 +21,7 @@ from redis import exceptions as redis_errors
 
 from sytq import redis_keys as keys
 from sytq.idempotency import IdempotencyKeyReused, IdempotencyStore
+from sytq.lease_lock import LeaseLock
 from sytq.llm.limiter import SharedLimiter
 from sytq.queue import TASK_EVENTS_CHANNEL, Inspector, QueueClient, Task, subscribe
 from sytq.queue.redis_ops import RedisOps
@@ -172,17 +173,19 @@ async def test_pipeline_submit_to_stored_result_through_a_master_kill(
                     await asyncio.sleep(0.01)
 
             lanes = [asyncio.create_task(submitter(lane, time.monotonic() + 120)) for lane in range(4)]
-            await _wait_for(lambda: len(acknowledged) >= 40, within=60, what="40 submits before the kill")
-            master = cluster.master_of(keys.pending_key("default"))
-            killed_at = time.monotonic()
-            await asyncio.to_thread(cluster.kill_master, master)
-            after_failover = len(acknowledged)
-            await _wait_for(
-                lambda: len(acknowledged) >= after_failover + 40, within=60, what="submits resume"
-            )
-            for lane in lanes:
-                lane.cancel()
-            await asyncio.gather(*lanes, return_exceptions=True)
+            try:
+                await _wait_for(lambda: len(acknowledged) >= 40, within=60, what="40 submits before the kill")
+                master = cluster.master_of(keys.pending_key("default"))
+                killed_at = time.monotonic()
+                await asyncio.to_thread(cluster.kill_master, master)
+                after_failover = len(acknowledged)
+                await _wait_for(
+                    lambda: len(acknowledged) >= after_failover + 40, within=60, what="submits resume"
+                )
+            finally:
+                for lane in lanes:
+                    lane.cancel()
+                await asyncio.gather(*lanes, return_exceptions=True)
 
         assert set(statuses) <= {200, 503}, sorted(set(statuses))
         must_finish = [task_id for at, task_id in acknowledged if at < killed_at - 1.0 or at > killed_at]
@@ -212,7 +215,7 @@ def _restore(cluster: RedisClusterDeployment) -> None:
     cluster.wait_ready()
 
 
-async def test_idempotency_rate_limit_and_llm_limiter_keys_work_across_slots(
+async def test_idempotency_rate_limit_llm_limiter_and_lease_keys_work_across_slots(
     cluster_client: aioredis.Redis,
 ) -> None:
     store = IdempotencyStore(cluster_client, ttl_seconds=60, secret=b"s")
@@ -231,6 +234,12 @@ async def test_idempotency_rate_limit_and_llm_limiter_keys_work_across_slots(
     async with shared.slot("m1"), shared.slot("m2"):  # two models: two slots of the cluster's
         assert (await shared.in_flight("m1"), await shared.in_flight("m2")) == (1, 1)
     assert await shared.in_flight("m1") == 0
+
+    key = f"sytq:test-lease:{tag}"
+    first, second = LeaseLock(cluster_client, key, 30), LeaseLock(cluster_client, key, 30)
+    assert (await first.acquire(), await second.acquire()) == (True, False)
+    await first.release()
+    assert await second.acquire()
 
 
 @pytest.fixture(scope="module")
