@@ -34,8 +34,10 @@ async def test_go_cluster_client_tasks_run_on_our_server(
         ran[task.id] = task.payload
         await task.write_result(b"ours:" + task.payload)
 
-    async with our_server(cluster_client, {"noop": handler}, queues=dict.fromkeys(queues, 1)):
+    async with our_server(cluster_client, {"noop": handler}, queues=dict.fromkeys(queues, 1)) as server:
         await eventually(lambda: len(ran) == len(go_tasks))
+        seen_by_go = {s["id"]: s for s in await go_on_cluster.servers()}  # asynq:servers, on one master
+        assert seen_by_go[server.server_id]["queues"] == dict.fromkeys(queues, 1)
     assert ran == {t["id"]: t["payload"] for t in go_tasks}
     for task in go_tasks:
         go_view = await eventually(lambda t=task: _completed(go_on_cluster, t["queue"], t["id"]))
