@@ -79,8 +79,6 @@ def admitted(ctx: ControllerContext, body: kopf.Body, patch: kopf.Patch, logger:
     and size."""
     refused = violations(body.spec, PoolPolicy.from_settings(ctx.settings))
     if not refused:
-        reconciled = _condition("Ready", True, "Reconciled", "worker Deployment reconciled", body)
-        _set_condition(patch, body, reconciled)
         return True
     message = "; ".join(refused)[:2000]
     old = _previous_condition(body, "Ready")
@@ -100,6 +98,7 @@ async def reconcile_pool_deployment(
 ) -> None:
     if admitted(memo["ctx"], body, patch, logger):
         await ensure_deployment(memo["ctx"], body, logger)
+        _reconciled(patch, body)
 
 
 async def _queue_load(ctx: ControllerContext, queues: list[str]) -> tuple[int, int]:
@@ -137,6 +136,7 @@ async def autoscale_pool(
         _set_condition(patch, body, _condition("QueueReachable", False, "RedisError", str(exc)[:500], body))
         raise kopf.TemporaryError(f"cannot read queue depth: {exc}", delay=SCALE_INTERVAL_SECONDS) from exc
     current = await ensure_deployment(ctx, body, logger)
+    _reconciled(patch, body)
     recommendation = recommend(pending + active, limits)
     stabilizer: Stabilizer = memo.setdefault("stabilizer", Stabilizer())
     target = stabilizer.decide(recommendation, current, time.monotonic(), limits.stabilization_seconds)
@@ -161,6 +161,10 @@ async def autoscale_pool(
 
 def _condition(type_: str, ok: bool, reason: str, message: str, body: kopf.Body) -> dict[str, Any]:
     return condition(type_, ok, reason, message, now=datetime.now(UTC), previous=body.status)
+
+
+def _reconciled(patch: kopf.Patch, body: kopf.Body) -> None:
+    _set_condition(patch, body, _condition("Ready", True, "Reconciled", "worker Deployment reconciled", body))
 
 
 def _previous_condition(body: kopf.Body, type_: str) -> dict[str, Any] | None:
