@@ -182,10 +182,13 @@ def connect(
     url: str, *, max_connections: int | None = None, wait_for_connection: float | None = None, **options: Any
 ) -> aioredis.Redis:
     """A client for ``url``. ``max_connections`` with ``wait_for_connection`` gives a pool whose
-    callers wait (up to that many seconds) for a free connection rather than failing; on a Cluster,
-    whose per-node pools cannot wait, connections are not capped."""
+    callers wait (up to that many seconds) for a free connection rather than failing. On a Cluster
+    ``max_connections`` caps each node's pool, except with ``wait_for_connection``: redis-py's
+    cluster pools cannot wait, so there connections are not capped rather than refused."""
     blocking = max_connections is not None and wait_for_connection is not None
     if is_cluster_url(url):
+        if max_connections is not None and not blocking:
+            options["max_connections"] = max_connections  # per node
         return _cluster_client(parse_cluster_url(url), options)
     if is_sentinel_url(url):
         return _sentinel_client(parse_sentinel_url(url), max_connections, wait_for_connection, options)

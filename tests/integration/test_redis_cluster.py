@@ -70,6 +70,23 @@ async def test_connect_opens_a_cluster_client(cluster_client: aioredis.Redis) ->
     assert await cluster_client.get("sytq:test:{a}") == b"1"
 
 
+async def test_a_connection_cap_applies_per_node_unless_callers_would_wait(
+    cluster: RedisClusterDeployment,
+) -> None:
+    capped, waiting = (
+        connect(cluster.url, max_connections=7),
+        connect(cluster.url, max_connections=7, wait_for_connection=5),
+    )
+    try:
+        await capped.ping()
+        await waiting.ping()
+        assert {n.max_connections for n in capped.get_nodes()} == {7}  # type: ignore[attr-defined]
+        assert min(n.max_connections for n in waiting.get_nodes()) > 7  # type: ignore[attr-defined]
+    finally:
+        await capped.aclose()
+        await waiting.aclose()
+
+
 async def test_tasks_of_queues_on_every_master_are_enqueued_run_and_inspected(
     cluster: RedisClusterDeployment, cluster_client: aioredis.Redis
 ) -> None:
