@@ -337,6 +337,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"Load average after: {after}. CPU per request does not depend on that load; req/s and latency do.",
+        "Where a submit's CPU goes (profile): [api-profile.md](api-profile.md).",
         "Targets: single submits >= 1.0x the Go peer's req/s on both contracts, server CPU <= 80 us per "
         "single submit, p99 <= the Go peer's; batch >= 100,000 tasks/s.",
         "",
