@@ -1,4 +1,4 @@
-"""Redis topologies: no-op throughput on 1, 2 and 3 Cluster masters; Sentinel failover recovery time.
+"""Redis topologies: no-op throughput on 1, 2 and 3 Cluster masters; failover recovery times.
 
     python -m bench.bench_redis_topology [--quick] [--n N]
 
@@ -12,7 +12,8 @@ on a shared 2-core machine the rate is capped by whatever else runs, CPU per tas
 
 Sentinel recovery: one master, two replicas, three Sentinels (down-after 1 s). A worker (our Server,
 one task at a time) runs tasks of 20 ms; the master is killed with SIGKILL; recovery = kill -> the
-first handler call of a task dequeued after the kill (from the new master).
+first handler call of a task dequeued after the kill (from the new master). The same on a Cluster of
+three masters and three replicas (cluster-node-timeout 1 s), killing the master of the worker's queue.
 
 Internal role: ``--role worker --url URL --queue Q --n N``.
 """
@@ -154,13 +155,44 @@ def _pid(server: Any) -> int:
     return int(server._proc.pid)
 
 
-async def _sentinel_recovery_once() -> float:
+class _Failover:
+    """A replicated deployment whose master of the ``default`` queue can be killed."""
+
+    def __init__(self, topology: str) -> None:
+        from tests.harness.redis_cluster import RedisClusterDeployment
+        from tests.harness.sentinel import SentinelDeployment
+
+        self.topology = topology
+        self.deployment: Any = SentinelDeployment() if topology == "sentinel" else RedisClusterDeployment()
+        self.url: str = self.deployment.url
+
+    def replicate(self) -> None:
+        """Until the replicas hold every write made so far (a write then WAIT on the master)."""
+        import redis
+
+        port = self._master().port
+        with redis.Redis(port=port) as client:
+            client.set("sytq:bench:{default}:mark", "1")  # in the default queue's slot on a cluster
+            client.execute_command("WAIT", 2 if self.topology == "sentinel" else 1, 10_000)
+
+    def kill_master(self) -> None:
+        self._master().kill()
+
+    def _master(self) -> Any:
+        if self.topology == "sentinel":
+            return self.deployment.server_on(self.deployment.master_port())
+        return self.deployment.master_of("asynq:{default}:pending")
+
+    def close(self) -> None:
+        self.deployment.close()
+
+
+async def _recovery_once(topology: str) -> float:
     from sytq.queue import QueueClient, Server, ServerConfig, Task
     from sytq.redis_connect import connect
-    from tests.harness.sentinel import SentinelDeployment
 
-    deployment = SentinelDeployment()
-    client = connect(deployment.url, socket_connect_timeout=1.0, socket_timeout=2.0)
+    failover = _Failover(topology)
+    client = connect(failover.url, socket_connect_timeout=1.0, socket_timeout=2.0)
     handled, killed_at, recovery = 0, 0.0, 0.0
     warmed_up, recovered = asyncio.Event(), asyncio.Event()
 
@@ -177,13 +209,14 @@ async def _sentinel_recovery_once() -> float:
         await asyncio.sleep(0.02)
 
     try:
-        # More tasks than the worker runs before the kill, each on both replicas (WAIT 2).
-        await QueueClient(client, wait_replicas=2).enqueue_many([_request(i) for i in range(2000)])
+        # More tasks than the worker runs before the kill, all replicated before it.
+        await QueueClient(client).enqueue_many([_request(i) for i in range(2000)])
+        await asyncio.to_thread(failover.replicate)
         config = ServerConfig(concurrency=1, fetch_batch=1, idle_poll_max=0.05)
         server = Server(client, config, {TASK_TYPE: slow})
         runner = asyncio.create_task(server.run(install_signal_handlers=False))
         await asyncio.wait_for(warmed_up.wait(), 60)
-        deployment.server_on(deployment.master_port()).kill()
+        failover.kill_master()
         killed_at = time.monotonic()
         await asyncio.wait_for(recovered.wait(), 120)
         server.request_stop()
@@ -191,7 +224,7 @@ async def _sentinel_recovery_once() -> float:
         return recovery
     finally:
         await client.aclose()
-        deployment.close()
+        failover.close()
 
 
 def _request(i: int) -> Any:
@@ -234,6 +267,11 @@ def _markdown(result: dict[str, Any]) -> str:
         f" master: {', '.join(f'{s:.2f} s' for s in recovery)} (median {statistics.median(recovery):.2f} s;"
         " goal < 10 s).",
         "",
+        "Redis Cluster failover (3 masters, 3 replicas, cluster-node-timeout 1 s, SIGKILL of the master of"
+        " the worker's queue), kill -> first task dequeued from the promoted replica: "
+        + ", ".join(f"{s:.2f} s" for s in result["cluster_recovery_s"])
+        + f" (median {statistics.median(result['cluster_recovery_s']):.2f} s).",
+        "",
         "Rates move with whatever else runs on the 2 shared cores (see the load average and the spread);"
         " CPU per task is the figure that carries over to a bigger machine: with a core for each master"
         " and each worker, throughput is the cores given to workers divided by the workers' CPU per task,"
@@ -257,12 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     runs = 1 if args.quick else 3
     load_before = f"{os.getloadavg()[0]:.1f}"
     rows = [throughput(masters, n, runs) for masters in (0, 1, 2, 3)]
-    recovery = [asyncio.run(_sentinel_recovery_once()) for _ in range(1 if args.quick else 3)]
+    trials = range(1 if args.quick else 3)
+    recovery = [asyncio.run(_recovery_once("sentinel")) for _ in trials]
+    cluster_recovery = [asyncio.run(_recovery_once("cluster")) for _ in trials]
     result = {
         "n": n,
         "runs": runs,
         "throughput": rows,
         "sentinel_recovery_s": recovery,
+        "cluster_recovery_s": cluster_recovery,
         "load_before": load_before,
         "load_after": f"{os.getloadavg()[0]:.1f}",
     }
