@@ -131,7 +131,9 @@ async def autoscale_pool(
     if not admitted(ctx, body, patch, logger):
         return
     try:
-        pending, active = await _queue_load(ctx, pool_queue_names(body.spec))
+        # Every worker also serves the callback queue: callbacks waiting keep a pool from zero.
+        queues = [*pool_queue_names(body.spec), ctx.settings.callback_queue]
+        pending, active = await _queue_load(ctx, list(dict.fromkeys(queues)))
     except (QueueError, RedisError, OSError) as exc:
         _set_condition(patch, body, _condition("QueueReachable", False, "RedisError", str(exc)[:500], body))
         raise kopf.TemporaryError(f"cannot read queue depth: {exc}", delay=SCALE_INTERVAL_SECONDS) from exc

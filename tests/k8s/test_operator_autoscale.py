@@ -154,3 +154,42 @@ def test_scale_down_waits_for_the_stabilization_window(operator_env: OperatorEnv
     wait_until(
         lambda: replicas(env, "steady-worker") == 1, 30, lambda: f"down to min; log:\n{controller.log()}"
     )
+
+
+def test_callbacks_waiting_keep_a_pool_from_zero(operator_env: OperatorEnv) -> None:
+    """Workers also deliver callbacks from their own queue: a pool idle on its LLM queues but with
+    callbacks waiting must keep a replica, or the callbacks wait for the next LLM task."""
+    env = operator_env
+    controller = env.start_controller()
+    env.apply(
+        pool(
+            "deliverer",
+            queues=[{"name": QUEUE}],
+            minReplicas=0,
+            maxReplicas=2,
+            targetBacklogPerReplica=50,
+            scaleDownStabilizationSeconds=0,
+        )
+    )
+    wait_until(
+        lambda: replicas(env, "deliverer-worker") == 0, 30, lambda: f"idle at zero; log:\n{controller.log()}"
+    )
+
+    async def enqueue_callback() -> None:
+        client = aioredis.Redis.from_url(env.redis_url)
+        request = EnqueueRequest(type="callback:deliver", queue="callbacks", payload=b'{"task_id":"x"}')
+        await QueueClient(client).enqueue_many([request])
+        await client.aclose()
+
+    asyncio.run(enqueue_callback())
+    wait_until(
+        lambda: replicas(env, "deliverer-worker") == 1,
+        30,
+        lambda: f"woken by a callback; log:\n{controller.log()}",
+    )
+    import redis
+
+    redis.Redis.from_url(env.redis_url).delete("asynq:{callbacks}:pending")
+    wait_until(
+        lambda: replicas(env, "deliverer-worker") == 0, 30, lambda: f"back to zero; log:\n{controller.log()}"
+    )
