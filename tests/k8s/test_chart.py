@@ -213,7 +213,12 @@ def test_non_default_values_render_the_optional_objects(kube: KubeControlPlane) 
     assert kinds["KopfPeering"] == 2 and kinds["Role"] == 3  # one per watched namespace + the API's
     scaled = next(o for o in objects if o["kind"] == "ScaledObject")
     lists = [t["metadata"]["listName"] for t in scaled["spec"]["triggers"]]
-    assert lists == ["asynq:{critical}:pending", "asynq:{default}:pending", "asynq:{low}:pending"]
+    assert lists == [
+        "asynq:{critical}:pending",
+        "asynq:{default}:pending",
+        "asynq:{low}:pending",
+        "asynq:{callbacks}:pending",
+    ]
     text = json.dumps(objects)
     assert "my-secrets" in text and "rel-syt-queue-secrets" not in text
     service = next(o for o in objects if o["kind"] == "Service")
