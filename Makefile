@@ -1,7 +1,7 @@
 # A newcomer needs `make run` and `make test`; `make unit` is the fast lane while working.
 .PHONY: run deps test unit lint bench
 
-UNIT_MARKERS = not slow and not k8s and not interop and not image
+UNIT_MARKERS = not slow and not k8s and not interop and not image and not cluster
 
 run:
 	python3 -m pip install -q --disable-pip-version-check -e .

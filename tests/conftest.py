@@ -20,12 +20,14 @@ pytest_plugins: list[str] = [
     "tests.harness.operator_fixtures",
     "tests.harness.image_fixtures",
     "tests.harness.cluster_fixtures",
+    "tests.harness.kube_cluster_fixtures",
 ]
 
 
 # Tests under these directories need the Go-built programs or a container build: marked by place,
-# so `make unit` (-m "not slow and not k8s and not interop and not image") leaves them out.
-_MARKER_BY_DIRECTORY = {"k8s": "k8s", "interop": "interop", "image": "image"}
+# so `make unit` (-m "not slow and not k8s and not interop and not image and not cluster") leaves
+# them out.
+_MARKER_BY_DIRECTORY = {"k8s": "k8s", "interop": "interop", "image": "image", "cluster": "cluster"}
 _TESTS = Path(__file__).resolve().parent
 
 

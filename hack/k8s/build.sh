@@ -32,6 +32,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE_ROOT="${SYTQ_K8S_CACHE:-$HOME/.cache/sytq/k8s}"
 OUT="$CACHE_ROOT/${K8S_VERSION}-${ETCD_VERSION}-${HELM_VERSION}"
 BIN="$OUT/bin"
+# named after its recipe: a changed pause.sh builds a new one
+PAUSE_TAR="$OUT/images/pause-$(sha256sum "$HERE/pause.sh" | cut -c1-12).tar"
 REGEN=0
 NODE=0
 for arg in "$@"; do
@@ -53,7 +55,7 @@ have_all() {
     for b in "${NODE_BINARIES[@]}"; do
       [[ -x "$BIN/$b" ]] || return 1
     done
-    [[ -f "$OUT/images/pause.tar" ]] || return 1
+    [[ -f "$PAUSE_TAR" && "$(readlink "$OUT/images/pause.tar")" == "${PAUSE_TAR##*/}" ]] || return 1
   fi
 }
 
@@ -187,10 +189,11 @@ if [[ $NODE == 1 ]]; then
   done
   gobuild coredns coredns sytq.local/hack/k8s/coredns \
     "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
-  if [[ ! -f "$OUT/images/pause.tar" || $REGEN == 1 ]]; then
+  if [[ ! -f "$PAUSE_TAR" || $REGEN == 1 ]]; then
     mkdir -p "$OUT/images"
-    bash "$HERE/pause.sh" "$OUT/images/pause.tar" >&2
+    bash "$HERE/pause.sh" "$PAUSE_TAR" >&2
   fi
+  ln -sfn "${PAUSE_TAR##*/}" "$OUT/images/pause.tar"
 fi
 
 have_all || { log "some binaries are missing in $BIN"; exit 1; }

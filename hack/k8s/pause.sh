@@ -18,9 +18,12 @@ ldd "$BUSYBOX" >/dev/null 2>&1 && { log "$BUSYBOX is not static (apt-get install
 
 container="$("$BUILDAH" from scratch)"
 trap '"$BUILDAH" rm "$container" >/dev/null 2>&1 || true' EXIT
-"$BUILDAH" copy "$container" "$BUSYBOX" /pause >/dev/null
+"$BUILDAH" copy "$container" "$BUSYBOX" /bin/busybox >/dev/null
+# busybox's applets as /bin/sh, /bin/sleep, ...: tests also use the image as a tiny toolbox
+# (nslookup, wget) in pods.
+"$BUILDAH" run --isolation chroot "$container" /bin/busybox --install -s /bin
 # PID 1 of the pod: sleeps, and exits at once on SIGTERM/SIGINT as the real pause does.
-"$BUILDAH" config --entrypoint '["/pause", "sh", "-c", "trap \"exit 0\" TERM INT; while :; do /pause sleep 3600 & wait $!; done"]' \
+"$BUILDAH" config --entrypoint '["/bin/sh", "-c", "trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]' \
   --cmd '' --user 65535:65535 "$container"
 "$BUILDAH" commit --quiet "$container" "$IMAGE" >/dev/null
 rm -f "$OUTPUT.tmp"

@@ -39,6 +39,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -49,6 +50,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "k8s" / "build.sh"
 
 ADMIN_USER = "sytq-admin"
+SERVICE_CIDR = "10.0.0.0/24"
 
 
 class KubeCommandError(subprocess.CalledProcessError):
@@ -81,8 +83,9 @@ def build_binaries(timeout: float = 3600.0) -> Path:
 # --- certificates ---------------------------------------------------------------------------------
 
 
-def _write_pki(pki: Path) -> None:
-    """A CA, a serving certificate for 127.0.0.1/localhost and a service-account key pair."""
+def _write_pki(pki: Path, extra_ips: tuple[str, ...] = ()) -> None:
+    """A CA, a serving certificate for 127.0.0.1/localhost (and ``extra_ips``) and a service-account
+    key pair."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -142,6 +145,7 @@ def _write_pki(pki: Path) -> None:
                     x509.DNSName("kubernetes"),
                     x509.DNSName("kubernetes.default.svc"),
                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in extra_ips),
                 ]
             ),
             critical=False,
@@ -257,7 +261,10 @@ class KubeControlPlane:
         workdir: str | Path | None = None,
         profiling: bool = False,
         audit_policy: dict[str, Any] | None = None,
+        bind_address: str = "127.0.0.1",
     ) -> None:
+        # where kube-apiserver listens and what it advertises (a cluster's pods need a non-loopback one)
+        self.bind_address = bind_address
         self.profiling = profiling  # serve /debug/pprof (for benchmarks that profile the apiserver)
         # An audit.k8s.io/v1 Policy: the apiserver then logs matching requests (JSON lines, with
         # its own receive and completion timestamps) to ``audit_log``. For benchmarks.
@@ -289,7 +296,7 @@ class KubeControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.bind_address}:{self.port}"
 
     @property
     def ca_file(self) -> Path:
@@ -310,9 +317,9 @@ class KubeControlPlane:
         t0 = time.monotonic()
         _install_exit_hooks()
         _LIVE.add(self)
-        _write_pki(self.workdir / "pki")
-        tokens = f'{self._token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n'
-        (self.workdir / "tokens.csv").write_text(tokens)
+        _write_pki(self.workdir / "pki", self._serving_ips())
+        tokens = [f'{self._token},{ADMIN_USER},{ADMIN_USER},"system:masters"', *self._extra_tokens()]
+        (self.workdir / "tokens.csv").write_text("".join(f"{line}\n" for line in tokens))
         last_error: Exception | None = None
         for _attempt in range(3):  # a free port may be taken between probing and binding
             try:
@@ -408,6 +415,22 @@ class KubeControlPlane:
         """The last lines of each component's log (for failure messages)."""
         return {child.name: child.log_tail() for child in self._children}
 
+    # -- hooks for a full cluster (tests/harness/cluster.py) -----------------------------------
+
+    def _serving_ips(self) -> tuple[str, ...]:
+        """IP addresses the apiserver's certificate names besides 127.0.0.1."""
+        return () if self.bind_address == "127.0.0.1" else (self.bind_address,)
+
+    def _extra_tokens(self) -> list[str]:
+        """More lines of the static token file (token,user,uid,"group,...")."""
+        return []
+
+    def _authorization_mode(self) -> str:
+        return "RBAC"
+
+    def _apiserver_extra_flags(self) -> list[str]:
+        return []
+
     # -- internals ----------------------------------------------------------------------------
 
     def _run(
@@ -476,24 +499,25 @@ class KubeControlPlane:
             [
                 str(bin_dir / "kube-apiserver"),
                 f"--etcd-servers={client_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.bind_address}",
+                f"--advertise-address={self.bind_address}",
                 f"--secure-port={self.port}",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
                 f"--client-ca-file={pki / 'ca.crt'}",
-                "--authorization-mode=RBAC",
+                f"--authorization-mode={self._authorization_mode()}",
                 f"--token-auth-file={self.workdir / 'tokens.csv'}",
-                f"--service-account-issuer=https://127.0.0.1:{self.port}",
+                f"--service-account-issuer={self.server}",
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
                 "--enable-priority-and-fairness=false",
                 f"--profiling={'true' if self.profiling else 'false'}",
                 "--v=1",
                 *self._audit_flags(),
+                *self._apiserver_extra_flags(),
             ],
             logs / "kube-apiserver.log",
         )
@@ -579,13 +603,9 @@ class _PortClash(RuntimeError):
     pass
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Run a test Kubernetes control plane until Ctrl-C.")
-    parser.add_argument("--bin-dir", help="dir with etcd, kube-apiserver, kubectl, helm (default: build.sh)")
-    args = parser.parse_args(argv)
-    plane = KubeControlPlane(bin_dir=args.bin_dir)
+def serve_until_interrupted(plane: KubeControlPlane, describe: Callable[[], list[str]]) -> int:
+    """Start ``plane``, print ``describe()`` and ``export KUBECONFIG=...``, run until Ctrl-C/SIGTERM
+    or until a component dies (then exit 1 with its log), and stop it."""
     stop = threading.Event()
 
     def _quit(signum: int, frame: FrameType | None) -> None:
@@ -595,7 +615,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _quit)
     try:
         plane.start()
-        print(f"control plane up at {plane.server} in {plane.startup_seconds:.1f}s")
+        for line in describe():
+            print(line)
         print(f"kubeconfig: {plane.kubeconfig}")
         print(f"binaries:   {plane.bin_dir}")
         print(f"export KUBECONFIG={plane.kubeconfig} PATH={plane.bin_dir}:$PATH")
@@ -609,6 +630,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         plane.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run a test Kubernetes control plane until Ctrl-C.")
+    parser.add_argument("--bin-dir", help="dir with etcd, kube-apiserver, kubectl, helm (default: build.sh)")
+    args = parser.parse_args(argv)
+    plane = KubeControlPlane(bin_dir=args.bin_dir)
+    return serve_until_interrupted(
+        plane, lambda: [f"control plane up at {plane.server} in {plane.startup_seconds:.1f}s"]
+    )
 
 
 if __name__ == "__main__":

@@ -57,9 +57,11 @@ def _find_binary(*names: str) -> str:
 
 
 class _ServerProcess:
-    """A restartable child server bound to one loopback port."""
+    """A restartable child server bound to one loopback port (and to the same port of
+    ``extra_address`` if given, e.g. a test cluster's bridge address, for its pods)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, extra_address: str | None = None) -> None:
+        self.extra_address = extra_address
         self.port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"sytq-{name}-"))
         self._proc: subprocess.Popen[bytes] | None = None
@@ -67,6 +69,9 @@ class _ServerProcess:
 
     def _command(self) -> list[str]:
         raise NotImplementedError
+
+    def _addresses(self) -> list[str]:
+        return ["127.0.0.1", *([self.extra_address] if self.extra_address else [])]
 
     def _after_first_start(self) -> None:
         """Hook for one-time set-up once the server listens."""
@@ -112,24 +117,27 @@ class _ServerProcess:
 
 
 class RedisServer(_ServerProcess):
-    """Debian's redis-server, no persistence."""
+    """Debian's redis-server, no persistence; ``password`` is required of clients if given."""
 
-    def __init__(self) -> None:
-        super().__init__("redis")
+    def __init__(self, extra_address: str | None = None, password: str | None = None) -> None:
+        super().__init__("redis", extra_address)
+        self.password = password
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def _command(self) -> list[str]:
         return [
             _find_binary("redis-server"),
             "--port", str(self.port),
-            "--bind", "127.0.0.1",
+            "--bind", *self._addresses(),
             "--save", "",
             "--appendonly", "no",
             "--dir", str(self.workdir),
             "--daemonize", "no",
+            *(["--requirepass", self.password] if self.password else []),
         ]
 
 
@@ -138,8 +146,8 @@ class MariaDBServer(_ServerProcess):
 
     database = "sytq_test"
 
-    def __init__(self) -> None:
-        super().__init__("mariadb")
+    def __init__(self, extra_address: str | None = None) -> None:
+        super().__init__("mariadb", extra_address)
         self.datadir = self.workdir / "data"
         self.socket = self.workdir / "mysqld.sock"
         self._install_datadir(_find_binary("mariadb-install-db", "mysql_install_db"))
@@ -179,7 +187,7 @@ class MariaDBServer(_ServerProcess):
             f"--datadir={self.datadir}",
             f"--socket={self.socket}",
             f"--port={self.port}",
-            "--bind-address=127.0.0.1",
+            f"--bind-address={','.join(self._addresses())}",
             "--skip-name-resolve",
             "--skip-log-bin",
             "--innodb-buffer-pool-size=64M",
