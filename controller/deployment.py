@@ -7,6 +7,11 @@ from typing import Any
 
 POOL_LABEL = "llm.syt.io/pool"
 WORKER_PORT_METRICS = 9090
+# Workers finish in-flight LLM calls on SIGTERM; the pod's grace period bounds how long they may.
+DEFAULT_GRACE_SECONDS = 120
+# Kept from the grace period for what follows the wait: cancelling stragglers (5 s), the final
+# outcome flush (5 s), closing connections; Kubernetes kills the pod when the grace period ends.
+SHUTDOWN_MARGIN_SECONDS = 15
 
 
 def deployment_name(pool_name: str) -> str:
@@ -20,6 +25,38 @@ def queues_setting(queues: list[Mapping[str, Any]]) -> str:
 
 def pool_queue_names(spec: Mapping[str, Any]) -> list[str]:
     return [str(q["name"]) for q in spec.get("queues") or [{"name": "default"}]]
+
+
+def shutdown_timeout_for(grace_seconds: int) -> int:
+    """``SYTQ_SHUTDOWN_TIMEOUT`` for a pod with this grace period: the wait for calls in flight."""
+    return max(1, grace_seconds - SHUTDOWN_MARGIN_SECONDS)
+
+
+def worker_probes() -> dict[str, Any]:
+    """Probes on the worker's health server (sytq.health_server on SYTQ_METRICS_PORT).
+
+    Startup allows for the storage migrations that run before the health server starts; liveness asks
+    only whether the process answers (a Redis or database outage must not restart every worker);
+    readiness reports Redis and the database.
+    """
+    return {
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", "port": "metrics"},
+            "periodSeconds": 2,
+            "failureThreshold": 150,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "metrics"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 6,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "metrics"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 12,  # the database check itself gives up after 10 s
+        },
+    }
 
 
 def _secret_env(env_name: str, ref: Mapping[str, Any] | None) -> list[dict[str, Any]]:
@@ -39,10 +76,12 @@ def build_deployment(
     }
     selector = {"app.kubernetes.io/component": "worker", POOL_LABEL: pool_name}
     secrets = spec.get("secrets") or {}
+    grace = int(spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS))
     env: list[dict[str, Any]] = [
         {"name": "SYTQ_QUEUES", "value": queues_setting(spec.get("queues") or [{"name": "default"}])},
         {"name": "SYTQ_WORKER_CONCURRENCY", "value": str(int(spec.get("concurrency", 10)))},
         {"name": "SYTQ_METRICS_PORT", "value": str(WORKER_PORT_METRICS)},
+        {"name": "SYTQ_SHUTDOWN_TIMEOUT", "value": str(shutdown_timeout_for(grace))},
         *_secret_env("DEEPSEEK_API_KEY", secrets.get("deepseekApiKey")),
         *_secret_env("SYTQ_REDIS_URL", secrets.get("redisUrl")),
         *_secret_env("SYTQ_DATABASE_URL", secrets.get("databaseUrl")),
@@ -54,6 +93,7 @@ def build_deployment(
         "args": ["worker"],
         "env": env,
         "ports": [{"name": "metrics", "containerPort": WORKER_PORT_METRICS}],
+        **worker_probes(),
         "resources": dict(spec.get("resources") or {}),
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -68,8 +108,7 @@ def build_deployment(
         container["imagePullPolicy"] = spec["imagePullPolicy"]
     pod_spec: dict[str, Any] = {
         "containers": [container],
-        # Workers finish in-flight LLM calls on SIGTERM; give them the provider's worst case.
-        "terminationGracePeriodSeconds": 120,
+        "terminationGracePeriodSeconds": grace,
         # Workers need no Kubernetes API: no token in the pod, whatever its ServiceAccount may do.
         "automountServiceAccountToken": False,
         "securityContext": {

@@ -84,8 +84,14 @@ def test_default_values_render_a_complete_labelled_release(kube: KubeControlPlan
             "LLMWorkerPool": 1,
             "ValidatingAdmissionPolicy": 1,
             "ValidatingAdmissionPolicyBinding": 1,
+            "PodDisruptionBudget": 2,  # api, controller
         }
     )
+    budgets = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "PodDisruptionBudget"}
+    for component in ("api", "controller"):
+        budget = budgets[f"rel-syt-queue-{component}"]
+        assert budget["maxUnavailable"] == 1
+        assert budget["selector"]["matchLabels"]["app.kubernetes.io/component"] == component
     for obj in objects:
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/instance"] == "rel"
@@ -443,6 +449,7 @@ def test_controller_gives_the_chart_pool_workers_the_release_config(
         assert set(plain_template["metadata"]) == {"labels"}
         assert set(plain_template["spec"]["containers"][0]) == {
             "name", "image", "args", "env", "ports", "resources", "securityContext", "volumeMounts",
+            "startupProbe", "livenessProbe", "readinessProbe",
         }  # fmt: skip
     finally:
         # pools first: while they exist, the running controller would build their Deployments again

@@ -171,6 +171,28 @@ def test_worker_deployment_wires_queues_secrets_and_hardening() -> None:
     assert dep["spec"]["replicas"] == 2 and container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+def test_worker_pods_wait_for_calls_in_flight_within_their_grace_period_and_have_probes() -> None:
+    default = build_deployment("pool", "ns", {"image": "img:1"}, replicas=1)["spec"]["template"]["spec"]
+    slow = build_deployment(
+        "pool", "ns", {"image": "img:1", "terminationGracePeriodSeconds": 900}, replicas=1
+    )["spec"]["template"]["spec"]
+    for pod, grace in ((default, 120), (slow, 900)):
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        assert pod["terminationGracePeriodSeconds"] == grace
+        # the wait for calls in flight ends before Kubernetes kills the pod, leaving time to store outcomes
+        assert int(env["SYTQ_SHUTDOWN_TIMEOUT"]) == grace - 15
+    container = default["containers"][0]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    # a pool's own env still wins (the last duplicate name is the one Kubernetes uses)
+    custom = build_deployment(
+        "pool", "ns", {"image": "i", "env": [{"name": "SYTQ_SHUTDOWN_TIMEOUT", "value": "30"}]}, replicas=1
+    )
+    names = [e["name"] for e in custom["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert names.count("SYTQ_SHUTDOWN_TIMEOUT") == 2 and names[-1] == "SYTQ_SHUTDOWN_TIMEOUT"
+
+
 async def test_waiting_for_a_patch_slot_gives_way_to_news_without_leaking_slots() -> None:
     import asyncio
 
