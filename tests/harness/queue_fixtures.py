@@ -57,7 +57,9 @@ def queue_server(redis_client: aioredis.Redis) -> ServerRunner:
     return start
 
 
-async def wait_until(predicate: Callable[[], Any], within: float = 10.0, interval: float = 0.02) -> None:
+async def wait_until(
+    predicate: Callable[[], Any], within: float = 10.0, interval: float = 0.02, what: str = "condition"
+) -> None:
     """Poll an (async or sync) predicate until it is truthy; fail with a clear message after ``within`` s."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -68,5 +70,5 @@ async def wait_until(predicate: Callable[[], Any], within: float = 10.0, interva
         if value:
             return
         if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
+            raise AssertionError(f"{what} not met within {within}s")
         await asyncio.sleep(interval)

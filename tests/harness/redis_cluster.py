@@ -214,6 +214,13 @@ class RedisClusterDeployment:
             time.sleep(0.05)
         raise TimeoutError(f"no replica took over from port {master.port}")
 
+    def restore(self) -> None:
+        """Restart a killed node (it rejoins as a replica) so the next test finds six nodes."""
+        for node in self.nodes:
+            if not node.running:
+                node.start()
+        self.wait_ready()
+
     def close(self) -> None:
         for node in self.nodes:
             node.close()

@@ -6,6 +6,7 @@ tuned to be quick (master declared down after 1 s without answers), as a test ne
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -150,6 +151,14 @@ class SentinelDeployment:
             return False
         finally:
             client.close()
+
+    def restore(self) -> None:
+        """Restart whatever was killed (it rejoins as a replica) so the next test finds three servers."""
+        for server in self.servers:
+            if not server.running:
+                with contextlib.suppress(Exception):
+                    server.start()
+        self.wait_ready()
 
     def close(self) -> None:
         for process in [*self.sentinels, *self.servers]:

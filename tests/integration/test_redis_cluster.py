@@ -191,13 +191,21 @@ async def test_pipeline_submit_to_stored_result_through_a_master_kill(
 
             lanes = [asyncio.create_task(submitter(lane, time.monotonic() + 120)) for lane in range(4)]
             try:
-                await _wait_for(lambda: len(acknowledged) >= 40, within=60, what="40 submits before the kill")
+                await wait_until(
+                    lambda: len(acknowledged) >= 40,
+                    within=60,
+                    interval=0.05,
+                    what="40 submits before the kill",
+                )
                 master = cluster.master_of(keys.pending_key("default"))
                 killed_at = time.monotonic()
                 await asyncio.to_thread(cluster.kill_master, master)
                 after_failover = len(acknowledged)
-                await _wait_for(
-                    lambda: len(acknowledged) >= after_failover + 40, within=60, what="submits resume"
+                await wait_until(
+                    lambda: len(acknowledged) >= after_failover + 40,
+                    within=60,
+                    interval=0.05,
+                    what="submits resume",
                 )
             finally:
                 for lane in lanes:
@@ -213,23 +221,7 @@ async def test_pipeline_submit_to_stored_result_through_a_master_kill(
     finally:
         assert worker.stop() == 0
         await store.close()
-        _restore(cluster)
-
-
-async def _wait_for(condition: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within}s")
-        await asyncio.sleep(0.05)
-
-
-def _restore(cluster: RedisClusterDeployment) -> None:
-    """Restart a killed node (it rejoins as a replica) so the next test finds six nodes."""
-    for node in cluster.nodes:
-        if not node.running:
-            node.start()
-    cluster.wait_ready()
+        cluster.restore()
 
 
 async def test_idempotency_rate_limit_llm_limiter_and_lease_keys_work_across_slots(

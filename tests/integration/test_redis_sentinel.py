@@ -9,7 +9,6 @@ failover every acknowledged task must finish exactly once, the API must answer n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from sytq.settings import ConfigError
 from sytq.storage import TaskStore
 from tests.api.helpers import key_entry
 from tests.harness.llm_fixtures import PipelineEnv, StubLLMProcess, WorkerProcess, wait_final
+from tests.harness.queue_fixtures import wait_until
 from tests.harness.sentinel import MASTER_NAME, SentinelDeployment
 
 pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
@@ -80,7 +80,7 @@ async def test_client_follows_the_master_through_a_failover(sentinel_deployment:
         assert await client.get("before") == b"1"  # replicated before the kill, so kept
     finally:
         await client.aclose()
-        _restore(sentinel_deployment)
+        sentinel_deployment.restore()
 
 
 async def test_failover_under_load_loses_no_acknowledged_task(
@@ -124,7 +124,12 @@ async def test_failover_under_load_loses_no_acknowledged_task(
                     await asyncio.sleep(0.01)
 
             async def killer() -> None:
-                await _wait_for(lambda: len(acknowledged) >= 40, within=60, what="40 submits before the kill")
+                await wait_until(
+                    lambda: len(acknowledged) >= 40,
+                    within=60,
+                    interval=0.05,
+                    what="40 submits before the kill",
+                )
                 old = sentinel_deployment.master_port()
                 sentinel_deployment.server_on(old).kill()
                 killed_at.append(time.monotonic())
@@ -135,8 +140,11 @@ async def test_failover_under_load_loses_no_acknowledged_task(
             await killer()
             # Load continues until 40 more submits were acknowledged by the new master.
             after_failover = len(acknowledged)
-            await _wait_for(
-                lambda: len(acknowledged) >= after_failover + 40, within=60, what="submits resume"
+            await wait_until(
+                lambda: len(acknowledged) >= after_failover + 40,
+                within=60,
+                interval=0.05,
+                what="submits resume",
             )
             for lane in lanes:
                 lane.cancel()
@@ -170,7 +178,7 @@ async def test_failover_under_load_loses_no_acknowledged_task(
     finally:
         assert worker.stop() == 0
         await store.close()
-        _restore(sentinel_deployment)
+        sentinel_deployment.restore()
 
 
 async def _until_ok(action: Callable[[], Any], within: float) -> None:
@@ -183,23 +191,6 @@ async def _until_ok(action: Callable[[], Any], within: float) -> None:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.1)
-
-
-async def _wait_for(condition: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within}s")
-        await asyncio.sleep(0.05)
-
-
-def _restore(deployment: SentinelDeployment) -> None:
-    """Restart whatever was killed (it rejoins as a replica) so the next test finds three servers."""
-    for server in deployment.servers:
-        if not server.running:
-            with contextlib.suppress(Exception):
-                server.start()
-    deployment.wait_ready()
 
 
 def test_master_name_is_what_the_url_names(sentinel_deployment: SentinelDeployment) -> None:
