@@ -1,13 +1,15 @@
 """One way for every process to open Redis: a single server, a Sentinel deployment or a Cluster, from one URL.
 
 ``redis://`` / ``rediss://`` / ``unix://`` name one server (redis-py's own URL rules, ACL user and
-password included). ``redis+sentinel://`` (``rediss+sentinel://`` for TLS to the master) names a
-Sentinel deployment::
+password included; with ``rediss://`` the TLS options TLS_PARAMETERS, checked here). ``redis+sentinel://``
+(``rediss+sentinel://`` for TLS to the master and the Sentinels) names a Sentinel deployment::
 
     redis+sentinel://[user:password@]host1:26379,host2:26379/<master-name>[/<db>][?sentinel_password=…]
 
 The user and password are the master's; Sentinels that require their own credentials take
-``sentinel_username`` / ``sentinel_password`` query parameters. The client asks the Sentinels for
+``sentinel_username`` / ``sentinel_password`` query parameters. TLS options apply to the master and
+the Sentinels alike; ``sentinel_ssl=false`` keeps the Sentinels in plain text and ``sentinel_ssl_*``
+overrides an option for the Sentinels only. The client asks the Sentinels for
 the current master on every new connection, so after a failover it reconnects to the new master
 by itself; a connection to a demoted master is dropped on its first READONLY answer.
 
@@ -38,7 +40,7 @@ from sytq.settings import ConfigError
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
 DEFAULT_SENTINEL_PORT = 26379
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
-CLUSTER_TLS_PARAMETERS = (
+TLS_PARAMETERS = (
     "ssl_ca_certs",
     "ssl_cert_reqs",
     "ssl_certfile",
@@ -58,7 +60,8 @@ class SentinelTarget:
     username: str | None = None
     password: str | None = None
     ssl: bool = False
-    sentinel_kwargs: dict[str, str] = field(default_factory=dict)
+    tls: dict[str, Any] = field(default_factory=dict)  # redis-py's ssl_* options, for the master
+    sentinel_kwargs: dict[str, Any] = field(default_factory=dict)  # for the Sentinels
 
 
 def is_sentinel_url(url: str) -> bool:
@@ -82,17 +85,28 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
             raise ConfigError(f"the database in a Sentinel URL is a number, not {path[1]!r}")
         db = int(path[1])
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    unknown = set(query) - {"sentinel_username", "sentinel_password"}
+    ssl = SENTINEL_SCHEMES[parts.scheme]
+    sentinel_only = {"sentinel_username", "sentinel_password", "sentinel_ssl"}
+    sentinel_only |= {f"sentinel_{name}" for name in TLS_PARAMETERS}
+    unknown = set(query) - sentinel_only - (set(TLS_PARAMETERS) if ssl else set())
     if unknown:
-        raise ConfigError(f"unknown Sentinel URL parameter(s): {', '.join(sorted(unknown))}")
-    sentinel_kwargs = {k.removeprefix("sentinel_"): v for k, v in query.items()}
+        allowed = f"; rediss+sentinel:// also takes {', '.join(TLS_PARAMETERS)}" if ssl else ""
+        raise ConfigError(f"unknown Sentinel URL parameter(s): {', '.join(sorted(unknown))}{allowed}")
+    tls = _tls_options({k: v for k, v in query.items() if k in TLS_PARAMETERS}, url)
+    own = {k.removeprefix("sentinel_"): v for k, v in query.items() if k.startswith("sentinel_")}
+    sentinel_kwargs: dict[str, Any] = {k: v for k, v in own.items() if k in ("username", "password")}
+    # Sentinels of a TLS deployment speak TLS too (with the master's options) unless told otherwise.
+    if _flag(own.get("ssl", "true" if ssl else "false"), "sentinel_ssl", url):
+        sentinel_kwargs |= {"ssl": True, **tls}
+        sentinel_kwargs |= _tls_options({k: v for k, v in own.items() if k in TLS_PARAMETERS}, url)
     return SentinelTarget(
         sentinels=sentinels,
         master=path[0],
         db=db,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
-        ssl=SENTINEL_SCHEMES[parts.scheme],
+        ssl=ssl,
+        tls=tls if ssl else {},
         sentinel_kwargs=sentinel_kwargs,
     )
 
@@ -129,30 +143,50 @@ def parse_cluster_url(url: str) -> ClusterTarget:
         raise ConfigError(f"a Cluster has only database 0; no path after the hosts: {redact(url)}")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     ssl = CLUSTER_SCHEMES[parts.scheme]
-    unknown = set(query) - set(CLUSTER_TLS_PARAMETERS) if ssl else set(query)
+    unknown = set(query) - set(TLS_PARAMETERS) if ssl else set(query)
     if unknown:
-        allowed = f"; rediss+cluster:// takes {', '.join(CLUSTER_TLS_PARAMETERS)}" if ssl else ""
+        allowed = f"; rediss+cluster:// takes {', '.join(TLS_PARAMETERS)}" if ssl else ""
         raise ConfigError(f"unknown Cluster URL parameter(s): {', '.join(sorted(unknown))}{allowed}")
-    tls: dict[str, Any] = dict(query)
-    if "ssl_check_hostname" in tls:
-        tls["ssl_check_hostname"] = _flag(tls["ssl_check_hostname"], url)
-    if tls.get("ssl_cert_reqs", "required") not in ("none", "optional", "required"):
-        raise ConfigError(f"ssl_cert_reqs is none, optional or required: {redact(url)}")
     return ClusterTarget(
         nodes=nodes,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
         ssl=ssl,
-        tls=tls,
+        tls=_tls_options(query, url),
     )
 
 
-def _flag(value: str, url: str) -> bool:
+def check_server_url(url: str) -> None:
+    """Refuse TLS options a one-server URL cannot use; the rest of it is redis-py's to read."""
+    parts = urlsplit(url)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items() if k.startswith("ssl")}
+    if not query:
+        return
+    if parts.scheme != "rediss":
+        raise ConfigError(f"TLS options ({', '.join(sorted(query))}) need a rediss:// URL: {redact(url)}")
+    unknown = set(query) - set(TLS_PARAMETERS)
+    if unknown:
+        allowed = ", ".join(TLS_PARAMETERS)
+        raise ConfigError(f"unknown TLS parameter: {', '.join(sorted(unknown))}; rediss:// takes {allowed}")
+    _tls_options(query, url)
+
+
+def _tls_options(query: dict[str, str], url: str) -> dict[str, Any]:
+    """redis-py's ssl_* keyword arguments from URL parameters, their values checked."""
+    tls: dict[str, Any] = dict(query)
+    if "ssl_check_hostname" in tls:
+        tls["ssl_check_hostname"] = _flag(tls["ssl_check_hostname"], "ssl_check_hostname", url)
+    if tls.get("ssl_cert_reqs", "required") not in ("none", "optional", "required"):
+        raise ConfigError(f"ssl_cert_reqs is none, optional or required: {redact(url)}")
+    return tls
+
+
+def _flag(value: str, name: str, url: str) -> bool:
     if value.lower() in ("true", "1", "yes"):
         return True
     if value.lower() in ("false", "0", "no"):
         return False
-    raise ConfigError(f"ssl_check_hostname is true or false, not {value!r}: {redact(url)}")
+    raise ConfigError(f"{name} is true or false, not {value!r}: {redact(url)}")
 
 
 def _host_port(item: str, url: str, default_port: int = DEFAULT_SENTINEL_PORT) -> tuple[str, int]:
@@ -192,6 +226,7 @@ def connect(
         return _cluster_client(parse_cluster_url(url), options)
     if is_sentinel_url(url):
         return _sentinel_client(parse_sentinel_url(url), max_connections, wait_for_connection, options)
+    check_server_url(url)
     if blocking:
         pool = BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=wait_for_connection, **options
@@ -222,6 +257,7 @@ def _sentinel_client(
         "username": target.username,
         "password": target.password,
         "ssl": target.ssl,
+        **target.tls,
     }
     pool_class: type[SentinelConnectionPool] = SentinelConnectionPool
     if max_connections is not None:

@@ -32,7 +32,8 @@ from sytq.storage import TaskStore
 from tests.api.helpers import key_entry
 from tests.harness.llm_fixtures import PipelineEnv, StubLLMProcess, WorkerProcess, wait_final
 from tests.harness.queue_fixtures import running_server, wait_until
-from tests.harness.redis_cluster import RedisClusterDeployment, Security
+from tests.harness.redis_cluster import RedisClusterDeployment
+from tests.harness.redis_tls import Security
 
 pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
 
