@@ -1,7 +1,8 @@
 """A real Redis Sentinel deployment on loopback: one master, two replicas, three Sentinels.
 
 Debian's ``redis-server`` binary runs both roles (``--sentinel`` for the Sentinels). Failover is
-tuned to be quick (master declared down after 1 s without answers), as a test needs.
+tuned to be quick (master declared down after 1 s without answers), as a test needs. With a
+``Security`` every server and Sentinel listens with TLS only and the data nodes admit only its ACL user.
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import redis
 
+from tests.harness.redis_tls import Security
 from tests.harness.services import RedisServer, _find_binary, _ServerProcess
 
 MASTER_NAME = "sytq-master"
@@ -23,29 +27,32 @@ class ReplicatedRedis(RedisServer):
 
     Full syncs start at once (the default waits 5 s for more replicas to share one)."""
 
-    def __init__(self, master_port: int | None = None) -> None:
+    def __init__(self, master_port: int | None = None, security: Security | None = None) -> None:
         super().__init__()
         self.master_port = master_port
+        self.security = security
 
     def _command(self) -> list[str]:
         cmd = [*super()._command(), "--repl-diskless-sync-delay", "0"]
+        if self.security:
+            cmd += [*self.security.server_args(), "--tls-port", str(self.port)]
         return cmd if self.master_port is None else [*cmd, "--replicaof", "127.0.0.1", str(self.master_port)]
 
 
 class SentinelProcess(_ServerProcess):
     """One Sentinel watching ``master_port`` under MASTER_NAME (quorum 2)."""
 
-    def __init__(self, master_port: int) -> None:
+    def __init__(self, master_port: int, security: Security | None = None) -> None:
         super().__init__("sentinel")
         self.master_port = master_port
+        self.security = security
         self.config = self.workdir / "sentinel.conf"
 
     def _command(self) -> list[str]:
         # Sentinel rewrites its config file as it learns the topology: written once, then kept.
         if not self.config.exists():
             self.config.write_text(
-                f"port {self.port}\n"
-                "bind 127.0.0.1\n"
+                (self._tls_config() if self.security else f"port {self.port}\n") + "bind 127.0.0.1\n"
                 f"dir {self.workdir}\n"
                 f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master_port} 2\n"
                 f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
@@ -54,17 +61,28 @@ class SentinelProcess(_ServerProcess):
             )
         return [_find_binary("redis-server"), str(self.config), "--sentinel"]
 
+    def _tls_config(self) -> str:
+        """TLS only, to clients, to the servers and to the other Sentinels; the servers' ACL user."""
+        s = self.security
+        assert s is not None
+        return (
+            f"port 0\ntls-port {self.port}\ntls-cert-file {s.cert}\ntls-key-file {s.key}\n"
+            f"tls-ca-cert-file {s.ca}\ntls-auth-clients no\ntls-replication yes\n"
+            f"sentinel auth-user {MASTER_NAME} {s.user}\nsentinel auth-pass {MASTER_NAME} {s.password}\n"
+        )
+
 
 class SentinelDeployment:
     """Master + two replicas + three Sentinels; ``url`` is the redis+sentinel:// URL for them."""
 
-    def __init__(self) -> None:
-        self.master = ReplicatedRedis()
+    def __init__(self, security: Security | None = None) -> None:
+        self.security = security
+        self.master = ReplicatedRedis(security=security)
         self.master.start()
-        self.replicas = [ReplicatedRedis(self.master.port) for _ in range(2)]
+        self.replicas = [ReplicatedRedis(self.master.port, security) for _ in range(2)]
         for replica in self.replicas:
             replica.start()
-        self.sentinels = [SentinelProcess(self.master.port) for _ in range(3)]
+        self.sentinels = [SentinelProcess(self.master.port, security) for _ in range(3)]
         for sentinel in self.sentinels:
             sentinel.start()
         self.wait_ready()
@@ -76,14 +94,25 @@ class SentinelDeployment:
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-        return f"redis+sentinel://{hosts}/{MASTER_NAME}/0"
+        if self.security is None:
+            return f"redis+sentinel://{hosts}/{MASTER_NAME}/0"
+        s = self.security
+        auth = f"{s.user}:{quote(s.password, safe='')}@"
+        return f"rediss+sentinel://{auth}{hosts}/{MASTER_NAME}/0?ssl_ca_certs={s.ca}"
+
+    def _client(self, port: int, sentinel: bool = False) -> redis.Redis:
+        """A plain client of one server or Sentinel (TLS and the ACL user when secured)."""
+        extra: dict[str, Any] = self.security.client_kwargs() if self.security else {}
+        if sentinel:  # the Sentinels take no user
+            extra = {k: v for k, v in extra.items() if k not in ("username", "password")}
+        return redis.Redis(port=port, socket_timeout=1.0, **extra)
 
     def master_port(self) -> int:
         """The master as the Sentinels see it now."""
         for sentinel in self.sentinels:
             if not sentinel.running:
                 continue
-            client = redis.Redis(port=sentinel.port, socket_timeout=1.0)
+            client = self._client(sentinel.port, sentinel=True)
             try:
                 _, port = client.sentinel_get_master_addr_by_name(MASTER_NAME)
                 return int(port)
@@ -114,7 +143,7 @@ class SentinelDeployment:
             except RuntimeError:
                 port = old_port
             if port != old_port:
-                client = redis.Redis(port=port, socket_timeout=1.0)
+                client = self._client(port)
                 try:
                     if client.info("replication")["role"] == "master":
                         return port
@@ -131,7 +160,7 @@ class SentinelDeployment:
         for server in self.servers:
             if server.port == master or not server.running:
                 continue
-            client = redis.Redis(port=server.port, socket_timeout=1.0)
+            client = self._client(server.port)
             try:
                 info = client.info("replication")
                 if info.get("master_port") == master and info.get("master_link_status") == "up":
@@ -143,7 +172,7 @@ class SentinelDeployment:
         return online
 
     def _sentinel_sees_all(self, sentinel: SentinelProcess) -> bool:
-        client = redis.Redis(port=sentinel.port, socket_timeout=1.0)
+        client = self._client(sentinel.port, sentinel=True)
         try:
             master = client.sentinel_master(MASTER_NAME)
             return int(master["num-slaves"]) == 2 and int(master["num-other-sentinels"]) == 2
