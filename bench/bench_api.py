@@ -1,10 +1,10 @@
 """HTTP ingress throughput: single and batch submits vs a bare LPUSH endpoint and a Go peer.
 
-Everything runs on loopback: a private redis-server, uvicorn (same settings for both Python apps),
-the Go peer (``bench/go/ingress``: gin + the asynq client, both contracts) and wrk as the load
-generator. Rounds alternate the peers so that other load on the machine hits all alike, and CPU
-per request (server and Redis) is measured next to req/s because it does not depend on that
-load. ``python -m bench.bench_api [--quick]`` writes ``bench/results/api.json`` and
+Everything runs on loopback: a private redis-server, ``sytq api`` (ours, as deployed), the bare
+FastAPI ceiling on stock uvicorn, the Go peer (``bench/go/ingress``: gin + the asynq client, both
+contracts) and wrk as the load generator. Rounds alternate the peers so that other load on the
+machine hits all alike, and CPU per request (server and Redis) is measured next to req/s because
+it does not depend on that load. ``python -m bench.bench_api [--quick]`` writes ``bench/results/api.json`` and
 ``bench/results/api.md``.
 """
 
@@ -83,25 +83,18 @@ def go_peer_cmd(binary: Path, port: int, redis_port: int) -> list[str]:
     return [str(binary), "-addr", f"127.0.0.1:{port}", "-redis", f"127.0.0.1:{redis_port}"]
 
 
-def uvicorn_cmd(target: str, port: int, workers: int, factory: bool) -> list[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        target,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--backlog",
-        "4096",
-    ]
-    return [*cmd, "--factory"] if factory else cmd
+def _listen(port: int, workers: int) -> list[str]:
+    return ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+
+
+def uvicorn_cmd(target: str, port: int, workers: int) -> list[str]:
+    quiet = ["--log-level", "warning", "--no-access-log", "--backlog", "4096"]
+    return [sys.executable, "-m", "uvicorn", target, *_listen(port, workers), *quiet]
+
+
+def sytq_api_cmd(port: int, workers: int) -> list[str]:
+    """Ours exactly as deployed: ``sytq api`` (its uvicorn settings and HTTP protocol)."""
+    return [sys.executable, "-m", "sytq_cli", "api", *_listen(port, workers)]
 
 
 def wrk(url: str, body: str, connections: int, seconds: int, workdir: Path) -> dict[str, float]:
@@ -227,7 +220,7 @@ def run(quick: bool) -> dict[str, Any]:
             for _ in range(rounds):
                 port = free_port()
                 sample(
-                    uvicorn_cmd("bench.api_ceiling_app:app", port, workers, False),
+                    uvicorn_cmd("bench.api_ceiling_app:app", port, workers),
                     env,
                     port,
                     [("ceiling", "/lpush", SINGLE_BODY, 64)],
@@ -241,7 +234,7 @@ def run(quick: bool) -> dict[str, Any]:
                 )
                 port = free_port()
                 sample(
-                    uvicorn_cmd("api.app:create_asgi_app", port, workers, True),
+                    sytq_api_cmd(port, workers),
                     env,
                     port,
                     [
