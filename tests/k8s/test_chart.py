@@ -247,6 +247,147 @@ def test_keda_on_sentinel_uses_the_redis_sentinel_trigger(kube: KubeControlPlane
     assert triggers[1]["metadata"]["listName"] == "asynq:{default}:pending"
 
 
+# Field names from KEDA 2.x's docs (scalers redis-lists, redis-sentinel-lists, redis-cluster-lists): the
+# repository has no KEDA CRD schema to validate against, and KEDA's CRDs leave trigger metadata open.
+LIST_METADATA = {"listName", "listLength", "activationListLength", "enableTLS", "unsafeSsl"}
+KEDA_TRIGGER_METADATA = {
+    "redis": {"address", *LIST_METADATA},
+    "redis-sentinel": {"addresses", "sentinelMaster", *LIST_METADATA},
+    "redis-cluster": {"addresses", *LIST_METADATA},
+}
+AUTH_PARAMETERS = {"username", "password", "tls", "ca", "cert", "key", "keyPassword"}
+KEDA_AUTH_PARAMETERS = {
+    "redis": AUTH_PARAMETERS,
+    "redis-sentinel": {"sentinelUsername", "sentinelPassword", *AUTH_PARAMETERS},
+    "redis-cluster": AUTH_PARAMETERS,
+}
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+TOPOLOGIES = {
+    "redis": ("rediss://app:s3cret%2Fp%40w@redis:6380/0?ssl_ca_certs=/ca.pem", {}),
+    "redis-sentinel": (
+        "rediss+sentinel://app:s3cret%2Fp%40w@s0:26379,s1:26379/mymaster/0"
+        "?ssl_ca_certs=/ca.pem&sentinel_username=watch&sentinel_password=p%3Dq",
+        {"sentinel": {"addresses": "s0:26379,s1:26379", "master": "mymaster"}},
+    ),
+    "redis-cluster": (
+        "rediss+cluster://app:s3cret%2Fp%40w@r0:6379,r1:6379/?ssl_ca_certs=/ca.pem",
+        {"cluster": {"addresses": "r0:6379,r1:6379"}},
+    ),
+}
+
+
+def render_values(kube: KubeControlPlane, tmp_path: Path, values: dict[str, Any]) -> list[dict[str, Any]]:
+    path = tmp_path / f"values-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return render(kube, "-f", str(path))
+
+
+def keda_objects(objects: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    triggers = next(o for o in objects if o["kind"] == "ScaledObject")["spec"]["triggers"]
+    auth = next((o for o in objects if o["kind"] == "TriggerAuthentication"), None)
+    return triggers, auth
+
+
+def assert_documented_by_keda(
+    trigger_type: str, triggers: list[dict[str, Any]], auth: dict[str, Any] | None
+) -> None:
+    for trigger in triggers:
+        assert trigger["type"] == trigger_type
+        assert set(trigger["metadata"]) <= KEDA_TRIGGER_METADATA[trigger_type]
+        assert set(trigger) <= {"type", "metadata", "authenticationRef"}
+    if auth is not None:
+        assert (auth["apiVersion"], set(auth["spec"]) - {"secretTargetRef", "env"}) == (
+            "keda.sh/v1alpha1",
+            set(),
+        )
+        refs = [*auth["spec"].get("secretTargetRef", []), *auth["spec"].get("env", [])]
+        assert {r["parameter"] for r in refs} <= KEDA_AUTH_PARAMETERS[trigger_type]
+        assert all(set(r) == {"parameter", "name", "key"} for r in auth["spec"].get("secretTargetRef", []))
+
+
+@pytest.mark.parametrize("secured", [False, True], ids=["plain", "tls-acl"])
+@pytest.mark.parametrize("trigger_type", list(TOPOLOGIES))
+def test_keda_triggers_log_in_and_use_tls_as_the_redis_url_does(
+    kube: KubeControlPlane, tmp_path: Path, trigger_type: str, secured: bool
+) -> None:
+    url, topology = TOPOLOGIES[trigger_type]
+    if not secured:  # the same deployment without TLS or credentials
+        url = url.replace("rediss", "redis", 1).replace("app:s3cret%2Fp%40w@", "").partition("?")[0]
+    keda: dict[str, Any] = {"enabled": True, **topology, "tls": {"ca": CA_PEM} if secured else {}}
+    objects = render_values(
+        kube, tmp_path, {"keda": keda, "workerPool": {"enabled": False}, "secrets": {"redisUrl": url}}
+    )
+    triggers, auth = keda_objects(objects)
+    assert_documented_by_keda(trigger_type, triggers, auth)
+    secret = next(
+        o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == "rel-syt-queue-secrets"
+    )
+    worker = next(
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "rel-syt-queue-worker"
+    )
+    env = {e["name"]: e.get("value") for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
+    if not secured:
+        assert auth is None
+        assert all("authenticationRef" not in t and "enableTLS" not in t["metadata"] for t in triggers)
+        assert not [k for k in secret["stringData"] if k.startswith("KEDA_")]
+        assert "KEDA_REDIS_TLS" not in env
+        return
+    assert auth is not None
+    assert (
+        {t["authenticationRef"]["name"] for t in triggers}
+        == {auth["metadata"]["name"]}
+        == {"rel-syt-queue-redis"}
+    )
+    # with a CA, TLS is switched on in the TriggerAuthentication: KEDA refuses enableTLS beside it
+    assert all("enableTLS" not in t["metadata"] and "unsafeSsl" not in t["metadata"] for t in triggers)
+    refs = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
+    expected = {"username": "app", "password": "s3cret/p@w", "ca": CA_PEM}
+    if trigger_type == "redis-sentinel":
+        expected |= {"sentinelUsername": "watch", "sentinelPassword": "p=q"}
+    assert {p: secret["stringData"][r["key"]] for p, r in refs.items()} == expected
+    assert {r["name"] for r in refs.values()} == {"rel-syt-queue-secrets"}
+    assert auth["spec"]["env"] == [{"parameter": "tls", "name": "KEDA_REDIS_TLS", "containerName": "worker"}]
+    assert env["KEDA_REDIS_TLS"] == "enable"
+
+
+@pytest.mark.parametrize(
+    ("query", "metadata"),
+    [("", {"enableTLS": "true"}), ("?ssl_cert_reqs=none", {"enableTLS": "true", "unsafeSsl": "true"})],
+    ids=["system-cas", "unsafe"],
+)
+def test_keda_tls_without_a_ca_goes_in_the_trigger_metadata(
+    kube: KubeControlPlane, tmp_path: Path, query: str, metadata: dict[str, str]
+) -> None:
+    values = {"keda": {"enabled": True}, "secrets": {"redisUrl": f"rediss://:pw@redis:6380/0{query}"}}
+    triggers, auth = keda_objects(render_values(kube, tmp_path, values))
+    assert_documented_by_keda("redis", triggers, auth)
+    assert all({k: t["metadata"].get(k) for k in metadata} == metadata for t in triggers)
+    assert all("unsafeSsl" not in t["metadata"] for t in triggers) == (not query)
+    assert auth is not None and [r["parameter"] for r in auth["spec"]["secretTargetRef"]] == ["password"]
+    assert "env" not in auth["spec"]
+
+
+def test_keda_with_an_existing_secret_uses_the_keys_named(kube: KubeControlPlane, tmp_path: Path) -> None:
+    keda = {
+        "enabled": True, "sentinel": {"addresses": "s0:26379", "master": "m"},
+        "auth": {"usernameKey": "redis-user", "passwordKey": "redis-pw",
+                 "sentinelPasswordKey": "sentinel-pw"},
+        "tls": {"caKey": "ca.crt"},
+    }  # fmt: skip
+    objects = render_values(kube, tmp_path, {"keda": keda, "secrets": {"existingSecret": "mine"}})
+    triggers, auth = keda_objects(objects)
+    assert_documented_by_keda("redis-sentinel", triggers, auth)
+    assert auth is not None
+    assert sorted((r["parameter"], r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]) == [
+        ("ca", "mine", "ca.crt"),
+        ("password", "mine", "redis-pw"),
+        ("sentinelPassword", "mine", "sentinel-pw"),
+        ("username", "mine", "redis-user"),
+    ]
+    assert auth["spec"]["env"][0]["parameter"] == "tls"
+    assert not any(o["kind"] == "Secret" for o in objects)
+
+
 CLUSTER_AND_SENTINEL = [
     "--set", "keda.enabled=true", "--set", "keda.cluster.addresses=r:6379",
     "--set", "keda.sentinel.addresses=s:26379", "--set", "keda.sentinel.master=m",
@@ -294,6 +435,31 @@ def test_keda_on_a_cluster_uses_the_redis_cluster_trigger(kube: KubeControlPlane
         ),
         (["--set", "config.SYTQ_CONTROLLER_POOL_IMAGES=x"], "set workerPool.policy instead"),
         (["--set", "workerPool.policy.images={a b}"], "/workerPool/policy/images/0"),
+        (
+            ["--set", "keda.enabled=true", "--set", "secrets.redisUrl=rediss://r:6380/0?ssl_ca_certs=/ca"],
+            "give KEDA the same CA as keda.tls.ca",
+        ),
+        (
+            [
+                "--set",
+                "keda.enabled=true",
+                "--set",
+                "secrets.redisUrl=rediss://r:6380/0?ssl_cert_reqs=none",
+                "--set",
+                "keda.tls.ca=PEM",
+            ],
+            "choose one",
+        ),
+        (
+            ["--set", "keda.enabled=true", "--set", "keda.auth.passwordKey=pw"],
+            "keys of secrets.existingSecret",
+        ),
+        (
+            ["--set", "keda.enabled=true", "--set", "secrets.existingSecret=s", "--set", "keda.tls.ca=PEM"],
+            "name its key in keda.tls.caKey",
+        ),
+        (["--set", "keda.enabled=true", "--set", "keda.tls.unsafeSsl=true"], "keda.tls.unsafeSsl needs TLS"),
+        (["--set", "keda.enabled=true", "--set", "secrets.redisUrl=redis://:p%C3%A9@r:6379/0"], "non-ASCII"),
     ],
     ids=[
         "sentinel-no-master",
@@ -312,6 +478,12 @@ def test_keda_on_a_cluster_uses_the_redis_cluster_trigger(kube: KubeControlPlane
         "keys-and-no-auth",
         "pool-policy-in-config",
         "pool-image-with-space",
+        "keda-url-ca-not-given",
+        "keda-unsafe-and-ca",
+        "keda-auth-keys-without-existing-secret",
+        "keda-ca-with-existing-secret",
+        "keda-unsafe-without-tls",
+        "keda-non-ascii-password",
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(
