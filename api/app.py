@@ -98,6 +98,7 @@ def build_state(settings: Settings) -> AppState:
         store=_task_store(settings),
         allow_nets=settings.callback_allow_nets,
         served_queues=frozenset(settings.queue_weights),
+        record_tables=settings.record_table_allowlist,
     )
 
 

@@ -4,20 +4,23 @@ A PHP app's single submits are most of the API's traffic, and for them Starlette
 stack, router and exception plumbing cost more CPU than the route itself. This outermost ASGI app
 answers ``POST`` on the submit paths by calling the very route functions FastAPI registers (same
 parsing, validation, auth, limits, idempotency and answers), renders their exceptions with the
-app's own exception handlers, and caps the body with the same middleware; every other request
-goes through the full FastAPI app, which also still documents these routes in OpenAPI.
+app's own exception handlers, and caps the body as ``BodyLimitMiddleware`` does (the same 413s);
+every other request goes through the full FastAPI app, which also still documents these routes in
+OpenAPI.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
-from api.middleware import BodyLimitMiddleware
+from api.errors import LEGACY_PREFIX
+from api.middleware import send_413
 
 log = logging.getLogger("sytq.api")
 Route = Callable[[Request], Awaitable[Response]]
@@ -30,20 +33,27 @@ class SubmitFastLane:
     def __init__(self, app: FastAPI, routes: Mapping[str, Route], max_body_bytes: int) -> None:
         self.app = app
         self.routes = dict(routes)
-        self._capped: ASGIApp = BodyLimitMiddleware(self._serve, max_bytes=max_body_bytes)
+        self.max_body_bytes = max_body_bytes
         self._handlers: dict[type[BaseException], ExceptionHandler] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.routes:
-            await self._capped(scope, receive, send)
+            await self._serve(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        legacy = scope["path"].startswith(LEGACY_PREFIX)
+        if _declared_length(scope) > self.max_body_bytes:
+            await send_413(send, self.max_body_bytes, legacy)
+            return
         scope["app"] = self.app  # what app_state(request) reads
-        request = Request(scope, receive)
+        request = CappedRequest(scope, receive, self.max_body_bytes)
         try:
             response = await self.routes[scope["path"]](request)
+        except BodyTooLarge:
+            await send_413(send, self.max_body_bytes, legacy)
+            return
         except Exception as exc:
             response = await self._handler_for(exc)(request, exc)
         await response(scope, receive, send)
@@ -61,6 +71,54 @@ class SubmitFastLane:
         )  # type: ignore[assignment]
         self._handlers[kind] = handler
         return handler
+
+
+class BodyTooLarge(Exception):
+    """The body grew past the cap while it was read (chunked, or a lying Content-Length)."""
+
+
+class CappedRequest(Request):
+    """A Request whose body is read once, in as many messages as it comes, up to ``max_bytes``.
+
+    Reads the body the way Starlette does, without its async generator per request."""
+
+    def __init__(self, scope: Scope, receive: Receive, max_bytes: int) -> None:
+        super().__init__(scope, receive)
+        self._max_bytes = max_bytes
+
+    async def body(self) -> bytes:
+        if not hasattr(self, "_body"):
+            chunks: list[bytes] = []
+            seen = 0
+            while True:
+                message = await self._receive()
+                if message["type"] == "http.disconnect":
+                    self._is_disconnected = True
+                    raise ClientDisconnect()
+                chunk = message.get("body", b"")
+                seen += len(chunk)
+                if seen > self._max_bytes:
+                    raise BodyTooLarge()
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            self._stream_consumed = True
+            self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return self._body
+
+    async def stream(self) -> AsyncGenerator[bytes, None]:
+        yield await self.body()
+        yield b""
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

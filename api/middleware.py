@@ -28,7 +28,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
-                    await _send_413(send, self.max_bytes, scope["path"].startswith(LEGACY_PREFIX))
+                    await send_413(send, self.max_bytes, scope["path"].startswith(LEGACY_PREFIX))
                     return
                 break
         seen = 0
@@ -46,7 +46,7 @@ class BodyLimitMiddleware:
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     refused = True
-                    await _send_413(send, self.max_bytes, legacy)
+                    await send_413(send, self.max_bytes, legacy)
                     return {"type": "http.disconnect"}
             return message
 
@@ -62,7 +62,8 @@ class BodyLimitMiddleware:
             # The app tripped over the disconnect we fed it; the 413 is already sent.
 
 
-async def _send_413(send: Send, max_bytes: int, legacy: bool) -> None:
+async def send_413(send: Send, max_bytes: int, legacy: bool) -> None:
+    """The 413 for a body over ``max_bytes``: the Go original's envelope on its routes."""
     message = f"request body over {max_bytes} bytes"
     if legacy:
         body, media_type = marshal(envelope(413, message)), GIN_JSON_TYPE.encode()

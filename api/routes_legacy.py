@@ -14,8 +14,9 @@ from api.gobind import BindError, bind_create_task, bind_list_query
 from api.gojson import GIN_JSON_TYPE, GoMap, envelope, gin_json, go_string
 from api.models import Envelope, ProcessTaskRequest
 from api.ownership import may_see_original, owner_of
+from api.responses import ReadyResponse
 from api.security import BEARER_SECURITY, authorize, require
-from api.state import AppState, app_state
+from api.state import AppState, app_state, raw_header
 from sytq.queue import TaskInfo, TaskNotFoundError, TaskState, new_task_id
 from sytq.tasks import DEFAULT_QUEUE
 
@@ -24,6 +25,7 @@ router = APIRouter(tags=["compat"])
 
 SUBMIT_PATH = "/api/tasks/llm"
 _PROCESS_SUBMITTED = metrics.SUBMITTED.labels("process")
+_GIN_JSON_TYPE = GIN_JSON_TYPE.encode()
 # Go's time.Time{}.Unix(): what the original shows as created_at for a task with no next run.
 GO_ZERO_TIME_UNIX = -62135596800
 # ListTasks: limit 1..100 (10 when absent or not positive).
@@ -67,12 +69,12 @@ def created_at(info: TaskInfo) -> int:
 )
 async def submit_process(request: Request) -> Response:
     state = app_state(request)
-    key = await authorize(state, request.headers.get("authorization"), "submit", compat=True)
+    key = await authorize(state, raw_header(request, b"authorization"), "submit", compat=True)
     try:
         table_name, record_id = bind_create_task(await request.body())
     except BindError as exc:
         return gin_json(400, envelope(400, str(exc)))
-    if table_name not in state.settings.record_table_allowlist:
+    if table_name not in state.record_tables:
         message = f"table_name {table_name!r} is not allowed (SYTQ_RECORD_TABLES)"
         return gin_json(400, envelope(400, message))
     try:
@@ -86,7 +88,7 @@ async def submit_process(request: Request) -> Response:
         b'{"code":200,"message":"Success","data":{"task_id":%s,"status":"enqueued"}}'
         % go_string(task_id).encode()
     )
-    return Response(body, media_type=GIN_JSON_TYPE)
+    return ReadyResponse(body, _GIN_JSON_TYPE)
 
 
 async def _queue_registered(state: AppState, queue: str) -> bool:

@@ -22,8 +22,9 @@ from api.models import (
     ChatTaskRequest,
     TaskAccepted,
 )
+from api.responses import ReadyResponse
 from api.security import BEARER_SECURITY, authorize, charge
-from api.state import AppState, app_state
+from api.state import AppState, app_state, raw_header
 from api.submitter import AlreadySubmitted, ChatSubmission
 from sytq.callbacks import UnsafeCallbackURL, check_callback_url
 from sytq.idempotency import MAX_KEY_LENGTH, IdempotencyKeyReused, fingerprint
@@ -42,6 +43,7 @@ JSON_PATHS = frozenset({SUBMIT_PATH, BATCH_PATH})
 SELF_PARSED_BODIES: tuple[type[BaseModel], ...] = (ChatTaskRequest, BatchRequest)
 
 _JSON = "application/json"
+_JSON_TYPE = _JSON.encode()
 # A callback host that takes longer than this to resolve is refused rather than holding the request.
 CALLBACK_CHECK_SECONDS = 3.0
 CALLBACK_CHECKS_AT_ONCE = 16  # a batch with many distinct hosts resolves them in parallel
@@ -196,10 +198,10 @@ def _first_line(exc: ValueError) -> str:
 )
 async def submit_llm(request: Request) -> Response:
     state = app_state(request)
-    key = await authorize(state, request.headers.get("authorization"), "submit")
+    key = await authorize(state, raw_header(request, b"authorization"), "submit")
     raw = await request.body()
     body = parse_body(ChatTaskRequest, raw)
-    idempotency_key = request.headers.get("idempotency-key")
+    idempotency_key = raw_header(request, b"idempotency-key")
     if idempotency_key and len(idempotency_key) > MAX_KEY_LENGTH:
         raise _unprocessable(["header", "Idempotency-Key"], f"at most {MAX_KEY_LENGTH} characters")
     # Everything that can refuse the request runs before the idempotency key is claimed, so a
@@ -225,7 +227,7 @@ async def submit_llm(request: Request) -> Response:
             await _release_quietly(state, key.name, idempotency_key)
         raise
     _SINGLE_SUBMITTED.inc()
-    return Response(accepted_body(task_id), media_type=_JSON)
+    return ReadyResponse(accepted_body(task_id), _JSON_TYPE)
 
 
 def parse_body(model: type[BodyT], raw: bytes) -> BodyT:
@@ -261,7 +263,7 @@ async def _release_quietly(state: AppState, client: str, idempotency_key: str) -
 )
 async def submit_llm_batch(request: Request) -> Response:
     state = app_state(request)
-    key = await authorize(state, request.headers.get("authorization"), "submit")
+    key = await authorize(state, raw_header(request, b"authorization"), "submit")
     body = parse_body(BatchRequest, await request.body())
     cap = state.settings.api_max_batch
     if len(body.tasks) > cap:

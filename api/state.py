@@ -35,6 +35,7 @@ class AppState:
     store: Any  # sytq.storage.TaskStore, or None when the database cannot be opened
     allow_nets: str
     served_queues: frozenset[str] = frozenset()  # SYTQ_QUEUES: where a submit may go
+    record_tables: frozenset[str] = frozenset()  # SYTQ_RECORD_TABLES: what llm:process may name
 
     async def get_record(self, task_id: str) -> tuple[Any, bool]:
         """The stored row (or None) and whether the database answered at all."""
@@ -66,3 +67,12 @@ class AppState:
 def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.sytq
     return state
+
+
+def raw_header(request: Request, name: bytes) -> str | None:
+    """The first ``name`` header (lower-case, as ASGI gives them), read without building ``Headers``."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -83,3 +84,23 @@ async def test_fast_lane_answers_as_the_full_app(
         answers.append((response.status_code, sorted(response.headers.items()), _masked(response.content)))
     full, fast = answers
     assert fast == full
+
+
+@pytest.mark.parametrize("path", ["/api/v1/tasks/llm", "/api/tasks/llm", "/api/v1/tasks/llm:batch"])
+async def test_a_body_growing_past_the_cap_is_refused_alike(settings: Settings, path: str) -> None:
+    """No Content-Length, chunks past api_max_body_bytes: the same 413 from both apps."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"prompt": "'
+        for _ in range(70):
+            yield b"y" * 1000
+        yield b'"}'
+
+    answers = []
+    for app in (create_app(settings), create_asgi_app(settings)):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+            response = await http.post(path, content=chunks(), headers=GOOD)
+        answers.append((response.status_code, sorted(response.headers.items()), response.content))
+    full, fast = answers
+    assert fast == full
+    assert fast[0] == 413
