@@ -1,7 +1,7 @@
 """Who is calling: API keys (``Authorization: Bearer <key>``) and HTTP Basic users.
 
 Both are configured as ``name:sha256hex:scope|scope`` entries (``SYTQ_API_KEYS`` hashes the key,
-``SYTQ_BASIC_AUTH_USERS`` the password), so the server never holds a plaintext secret. ``admin``
+``SYTQ_BASIC_AUTH_USERS`` the password), so its configuration holds no plaintext secret. ``admin``
 implies every other scope. The name is the tenant: tasks are owned by the name that submitted them.
 """
 
@@ -12,7 +12,7 @@ import binascii
 import hashlib
 import hmac
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from sytq.settings import ConfigError, Settings
@@ -20,6 +20,7 @@ from sytq.settings import ConfigError, Settings
 log = logging.getLogger("sytq.api")
 
 Scope = Literal["submit", "read", "admin"]
+MAX_VERIFIED_HEADERS = 1024
 SCOPES: frozenset[str] = frozenset({"submit", "read", "admin"})
 
 
@@ -50,6 +51,15 @@ class Identities:
     keys: tuple[ApiKey, ...]
     basic_users: tuple[ApiKey, ...]
     disabled: bool = False
+    # Authorization values that matched, and whom: a repeat skips decoding, hashing and comparing
+    # (a PHP app sends the same header with every request). Only matches are kept, so a wrong
+    # secret is always checked in full; bounded so that many callers cannot grow it.
+    verified: dict[str, ApiKey] = field(default_factory=dict, compare=False, repr=False)
+
+    def remember(self, authorization: str, key: ApiKey) -> None:
+        if len(self.verified) >= MAX_VERIFIED_HEADERS:
+            self.verified.clear()
+        self.verified[authorization] = key
 
 
 def _parse_entries(spec: str, setting: str, what: str) -> tuple[ApiKey, ...]:

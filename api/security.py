@@ -90,6 +90,10 @@ def authenticate(state: AppState, authorization: str | None, *, compat: bool = F
     identities = state.identities
     if identities.disabled:
         return ANONYMOUS
+    if authorization is not None:
+        known = identities.verified.get(authorization)
+        if known is not None:
+            return known
     scheme, _, token = (authorization or "").strip().partition(" ")
     found: ApiKey | None = None
     if scheme.lower() == "bearer" and token.strip():
@@ -99,6 +103,7 @@ def authenticate(state: AppState, authorization: str | None, *, compat: bool = F
         if credentials is not None:
             found = match_basic(identities.basic_users, *credentials)
     if found is not None:
+        identities.remember(authorization or "", found)
         return found
     if compat:
         raise HTTPException(401, "", headers=_challenge(state, compat=True))

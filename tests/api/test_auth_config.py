@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+from types import SimpleNamespace
 
 import pytest
+from fastapi import HTTPException
 
 from api.auth import (
+    MAX_VERIFIED_HEADERS,
     basic_credentials,
     hash_key,
     load_identities,
@@ -15,6 +18,7 @@ from api.auth import (
     parse_api_keys,
     parse_basic_users,
 )
+from api.security import authenticate
 from sytq.settings import ConfigError, Settings
 
 
@@ -94,3 +98,26 @@ def test_sytq_api_without_keys_exits_with_one_clear_line() -> None:
     )
     assert run.returncode == 2
     assert "no API keys: set SYTQ_API_KEYS" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_matched_authorization_values_are_remembered_and_bounded() -> None:
+    settings = Settings(
+        api_keys=f"ops:{hash_key('k1')}:admin", basic_auth_users=f"php:{hash_key('pw')}:submit"
+    )
+    state = SimpleNamespace(settings=settings, identities=load_identities(settings))
+    identities = state.identities
+    basic = "Basic " + base64.b64encode(b"php:pw").decode()
+    first = authenticate(state, basic)  # type: ignore[arg-type]
+    assert first.name == "php" and identities.verified == {basic: first}
+    assert authenticate(state, basic) is first  # type: ignore[arg-type]
+    wrong = "Basic " + base64.b64encode(b"php:nope").decode()
+    other_user = "Basic " + base64.b64encode(b"ops:pw").decode()
+    for refused in (wrong, other_user, "Bearer nope"):
+        with pytest.raises(HTTPException) as caught:
+            authenticate(state, refused)  # type: ignore[arg-type]
+        assert caught.value.status_code == 401
+    assert list(identities.verified) == [basic]  # a value that did not match is never remembered
+    for n in range(MAX_VERIFIED_HEADERS + 5):
+        identities.remember(f"Bearer fake-{n}", first)
+    assert len(identities.verified) <= MAX_VERIFIED_HEADERS
+    assert authenticate(state, "Bearer k1").name == "ops"  # type: ignore[arg-type]
