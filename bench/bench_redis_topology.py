@@ -1,6 +1,6 @@
-"""Redis topologies: no-op throughput on 1, 2 and 3 Cluster masters; failover recovery times.
+"""Redis topologies: no-op and LLM-shaped throughput on 1, 2 and 3 Cluster masters; failover recovery.
 
-    python -m bench.bench_redis_topology [--quick] [--n N]
+    python -m bench.bench_redis_topology [--quick] [--n N] [--llm-n N]
 
 Throughput: a Redis Cluster of M masters (no replicas) is started on loopback with Debian's
 redis-server, one queue per master (its name's hash tag falls into that master's slots), N no-op tasks
@@ -14,6 +14,8 @@ Sentinel recovery: one master, two replicas, three Sentinels (down-after 1 s). A
 one task at a time) runs tasks of 20 ms; the master is killed with SIGKILL; recovery = kill -> the
 first handler call of a task dequeued after the kill (from the new master). The same on a Cluster of
 three masters and three replicas (cluster-node-timeout 1 s), killing the master of the worker's queue.
+
+LLM-shaped throughput: see bench/redis_topology_llm.py (full pipeline, stub LLM, MariaDB).
 
 Internal role: ``--role worker --url URL --queue Q --n N``.
 """
@@ -32,11 +34,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import redis_topology_llm
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CONCURRENCY = 100
 TASK_TYPE = "bench:noop"
 ENQUEUE_BATCH = 500
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+LLM_CONCURRENCY = 100  # calls in flight per worker
+LLM_LATENCY = 0.1  # the stub LLM's answer time, seconds
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -234,6 +240,12 @@ def _request(i: int) -> Any:
 
 
 def _markdown(result: dict[str, Any]) -> str:
+    llm = result["llm"]
+    llm_lines = redis_topology_llm.markdown(llm["rows"], llm["n"], llm["concurrency"], llm["latency"])
+    return _noop_markdown(result) + "\n" + "\n".join(llm_lines) + "\n"
+
+
+def _noop_markdown(result: dict[str, Any]) -> str:
     rows = result["throughput"]
     base = rows[0]["best"]["rate"]
     lines = [
@@ -284,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_redis_topology", description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--n", type=int, default=None, help="tasks per queue")
+    parser.add_argument("--llm-n", type=int, default=None, help="LLM-shaped tasks per queue")
     parser.add_argument("--role", choices=["worker"])
     parser.add_argument("--url")
     parser.add_argument("--queue")
@@ -298,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     trials = range(1 if args.quick else 3)
     recovery = [asyncio.run(_recovery_once("sentinel")) for _ in trials]
     cluster_recovery = [asyncio.run(_recovery_once("cluster")) for _ in trials]
+    llm_n = args.llm_n or (600 if args.quick else 3000)
+    llm_rows = redis_topology_llm.run((1, 2, 3), llm_n, LLM_CONCURRENCY, LLM_LATENCY)
     result = {
         "n": n,
         "runs": runs,
@@ -306,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         "cluster_recovery_s": cluster_recovery,
         "load_before": load_before,
         "load_after": f"{os.getloadavg()[0]:.1f}",
+        "llm": {"n": llm_n, "concurrency": LLM_CONCURRENCY, "latency": LLM_LATENCY, "rows": llm_rows},
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "redis_topology.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
