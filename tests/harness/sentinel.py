@@ -19,6 +19,7 @@ from tests.harness.redis_tls import Security
 from tests.harness.services import RedisServer, _find_binary, _ServerProcess
 
 MASTER_NAME = "sytq-master"
+SENTINEL_PASSWORD = "watch/pw"  # what secured Sentinels require of clients and of each other
 DOWN_AFTER_MS = 1000
 
 
@@ -62,13 +63,15 @@ class SentinelProcess(_ServerProcess):
         return [_find_binary("redis-server"), str(self.config), "--sentinel"]
 
     def _tls_config(self) -> str:
-        """TLS only, to clients, to the servers and to the other Sentinels; the servers' ACL user."""
+        """TLS only, to clients, to the servers and to the other Sentinels; the servers' ACL user; a
+        password of the Sentinels' own."""
         s = self.security
         assert s is not None
         return (
             f"port 0\ntls-port {self.port}\ntls-cert-file {s.cert}\ntls-key-file {s.key}\n"
             f"tls-ca-cert-file {s.ca}\ntls-auth-clients no\ntls-replication yes\n"
             f"sentinel auth-user {MASTER_NAME} {s.user}\nsentinel auth-pass {MASTER_NAME} {s.password}\n"
+            f"requirepass {SENTINEL_PASSWORD}\nsentinel sentinel-pass {SENTINEL_PASSWORD}\n"
         )
 
 
@@ -98,13 +101,14 @@ class SentinelDeployment:
             return f"redis+sentinel://{hosts}/{MASTER_NAME}/0"
         s = self.security
         auth = f"{s.user}:{quote(s.password, safe='')}@"
-        return f"rediss+sentinel://{auth}{hosts}/{MASTER_NAME}/0?ssl_ca_certs={s.ca}"
+        query = f"ssl_ca_certs={s.ca}&sentinel_password={quote(SENTINEL_PASSWORD, safe='')}"
+        return f"rediss+sentinel://{auth}{hosts}/{MASTER_NAME}/0?{query}"
 
     def _client(self, port: int, sentinel: bool = False) -> redis.Redis:
         """A plain client of one server or Sentinel (TLS and the ACL user when secured)."""
         extra: dict[str, Any] = self.security.client_kwargs() if self.security else {}
-        if sentinel:  # the Sentinels take no user
-            extra = {k: v for k, v in extra.items() if k not in ("username", "password")}
+        if sentinel and self.security:  # the Sentinels have only a password of their own
+            extra = {k: v for k, v in extra.items() if k != "username"} | {"password": SENTINEL_PASSWORD}
         return redis.Redis(port=port, socket_timeout=1.0, **extra)
 
     def master_port(self) -> int:

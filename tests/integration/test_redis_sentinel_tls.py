@@ -1,6 +1,7 @@
 """Sentinel over TLS (``rediss+sentinel://``): Sentinels and data nodes listen with TLS only.
 
-The data nodes admit only an ACL user; the pipeline runs across one failover of the master.
+The data nodes admit only an ACL user, the Sentinels only clients with their own password
+(``sentinel_password``); the pipeline runs across one failover of the master.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio.sentinel import MasterNotFoundError
 
 from sytq.redis_connect import connect, parse_sentinel_url
 from sytq.settings import ConfigError
@@ -58,6 +60,21 @@ def test_tls_options_apply_to_the_master_and_the_sentinels_unless_overridden() -
 def test_bad_tls_options_of_a_sentinel_url_are_config_errors(url: str, complaint: str) -> None:
     with pytest.raises(ConfigError, match=complaint):
         connect(url)
+
+
+async def test_sentinels_with_a_password_refuse_a_client_without_it(
+    secure_sentinels: SentinelDeployment,
+) -> None:
+    without = secure_sentinels.url.partition("&sentinel_password=")[0]
+    refused = connect(without, socket_connect_timeout=2.0, socket_timeout=2.0)
+    admitted = connect(secure_sentinels.url, socket_connect_timeout=2.0, socket_timeout=2.0)
+    try:
+        with pytest.raises(MasterNotFoundError, match=r"No master found.*Authentication required"):
+            await refused.ping()
+        assert await admitted.ping()
+    finally:
+        await refused.aclose()
+        await admitted.aclose()
 
 
 async def test_pipeline_over_tls_sentinels_carries_on_through_a_failover(
