@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import uuid
 
 import pytest
 
 from sytq import redis_keys as keys
 from sytq.queue import ServerConfig, default_retry_delay
+from sytq.queue.client import new_task_id
 from sytq.queue.codec import CorruptTaskError, TaskMessage
 from sytq.queue.processor import queue_order
 from sytq.queue.proto import ServerInfoProto, WorkerInfoProto
@@ -131,3 +134,19 @@ def test_invalid_enqueue_arguments_are_rejected_before_redis() -> None:
     ):
         with pytest.raises(InvalidTaskError):
             _prepare(bad, time.time())
+
+
+def test_a_forked_child_draws_task_ids_of_its_own() -> None:
+    """Ids come from a pool of random bytes; a child must not reuse what its parent holds."""
+    new_task_id()  # the parent's pool is filled
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child process
+        os.write(writer, new_task_id().encode())
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    childs = os.read(reader, 64).decode()
+    os.close(reader)
+    assert uuid.UUID(childs).version == 4
+    assert childs != new_task_id()
