@@ -130,8 +130,16 @@ def chat_payload_json(req: ChatTaskRequest, default_model: str, client_id: str, 
     does not share are checked here: the parameters' own validators, a user turn in explicit
     messages, and the payload's message count once a system turn is added.
     """
+    has_parameters = any(
+        v is not None for v in (req.temperature, req.max_tokens, req.top_p, req.stop, req.response_format)
+    )
+    one_prompt = req.messages is None and req.prompt is not None and text_size <= _CONTENT_LIMIT
+    if one_prompt and not has_parameters and not req.metadata:
+        plain = _plain_chat_payload_json(req, req.prompt or "", default_model, client_id)
+        if plain is not None:
+            return plain
     turns: list[dict[str, str]] | list[ChatMessage]
-    if req.messages is None and req.prompt is not None and text_size <= _CONTENT_LIMIT:
+    if one_prompt and req.prompt is not None:
         turns = [{"role": "user", "content": req.prompt}]
         if req.system:
             turns.insert(0, {"role": "system", "content": req.system})
@@ -141,9 +149,6 @@ def chat_payload_json(req: ChatTaskRequest, default_model: str, client_id: str, 
             raise ValueError("messages must contain at least one user message")
         if len(turns) > _MESSAGES_LIMIT:
             raise ValueError(f"at most {_MESSAGES_LIMIT} messages, system included")
-    has_parameters = any(
-        v is not None for v in (req.temperature, req.max_tokens, req.top_p, req.stop, req.response_format)
-    )
     document: dict[str, object] = {
         "model": req.model or default_model,
         "messages": turns,
@@ -162,6 +167,30 @@ def chat_payload_json(req: ChatTaskRequest, default_model: str, client_id: str, 
     document["metadata"] = req.metadata or {}
     document["client_id"] = client_id
     return pydantic_core.to_json(document, exclude_none=True)
+
+
+# json.dumps(str, ensure_ascii=False) without its dispatch: it escapes exactly what pydantic's
+# serializer escapes (quote, backslash, control characters) and writes the rest as UTF-8.
+_json_text: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _plain_chat_payload_json(
+    req: ChatTaskRequest, prompt: str, default_model: str, client_id: str
+) -> bytes | None:
+    """``chat_payload_json`` for a prompt with no parameters and no metadata (most submits), written
+    as text; None for text that is not UTF-8 (a lone surrogate), which the general path reports."""
+    user = '{"role":"user","content":' + _json_text(prompt) + "}"
+    turns = '{"role":"system","content":' + _json_text(req.system) + "}," + user if req.system else user
+    callback = ',"callback_url":' + _json_text(req.callback_url) if req.callback_url is not None else ""
+    model = _json_text(req.model or default_model)
+    text = (
+        f'{{"model":{model},"messages":[{turns}],"parameters":{{}}{callback},'
+        f'"metadata":{{}},"client_id":{_json_text(client_id)}}}'
+    )
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return None
 
 
 def _first_line(exc: ValueError) -> str:

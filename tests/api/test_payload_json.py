@@ -73,3 +73,22 @@ def test_rules_the_request_does_not_share_are_still_checked() -> None:
         payload_of({"prompt": "p", "response_format": {"type": "xml"}})
     with pytest.raises(ValueError, match="at most 1000 messages"):
         payload_of({"system": "s", "messages": [{"role": "user", "content": "u"}] * 1000})
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    prompt=st.text(min_size=1, max_size=40),
+    system=st.none() | st.text(max_size=20),
+    model=st.none() | st.text(min_size=1, max_size=10),
+    callback_url=st.none() | st.text(min_size=1, max_size=20),
+    client_id=st.text(min_size=1, max_size=10),
+)
+def test_a_prompt_without_parameters_or_metadata_is_the_models_json(
+    prompt: str, system: str | None, model: str | None, callback_url: str | None, client_id: str
+) -> None:
+    """The path most submits take (written as text, not through the serializer)."""
+    req = ChatTaskRequest.model_validate(
+        {"prompt": prompt, "system": system, "model": model, "callback_url": callback_url, "metadata": {}}
+    )
+    written = chat_payload_json(req, "deepseek-chat", client_id, req.text_size())
+    assert written == model_json(req, "deepseek-chat", client_id)
