@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
-from sytq.queue import EnqueueRequest, QueueClient, QueueError, TaskIdConflictError
+from sytq.queue import EnqueueRequest, QueueClient, TaskIdConflictError, TaskInfo
 from sytq.tasks import DEFAULT_QUEUE, OWNER_HEADER, TYPE_LLM_CHAT, TYPE_LLM_PROCESS, LLMChatPayload
 
 
@@ -65,16 +65,21 @@ def process_payload(table_name: str, record_id: int) -> bytes:
 
 
 def _request(item: ChatSubmission) -> EnqueueRequest:
+    # Positional (type, payload, queue, task_id, max_retry, timeout, deadline, process_at,
+    # process_in, unique_for, retention, headers): keywords cost twice as much, once per task.
     return EnqueueRequest(
-        type=TYPE_LLM_CHAT,
-        payload=item.payload_json,
-        queue=item.queue,
-        task_id=item.task_id,
-        max_retry=item.max_retry,
-        timeout=item.timeout_seconds,
-        process_at=item.process_at,
-        process_in=item.process_in,
-        retention=item.retention_seconds or None,
+        TYPE_LLM_CHAT,
+        item.payload_json,
+        item.queue,
+        item.task_id,
+        item.max_retry,
+        item.timeout_seconds,
+        None,
+        item.process_at,
+        item.process_in,
+        None,
+        item.retention_seconds or None,
+        None,
     )
 
 
@@ -96,12 +101,12 @@ class QueueSubmitter:
         outcomes = await self._client.enqueue_many([_request(i) for i in items])
         results: list[str | Exception] = []
         for item, outcome in zip(items, outcomes, strict=True):
-            if isinstance(outcome, TaskIdConflictError):
-                results.append(AlreadySubmitted(item.task_id))
-            elif isinstance(outcome, QueueError):
-                results.append(outcome)
-            else:
+            if isinstance(outcome, TaskInfo):
                 results.append(outcome.id)
+            elif isinstance(outcome, TaskIdConflictError):
+                results.append(AlreadySubmitted(item.task_id))
+            else:
+                results.append(outcome)
         return results
 
     async def submit_process(self, task_id: str, table_name: str, record_id: int, owner: str) -> str:

@@ -233,19 +233,20 @@ class QueueClient:
         retention: float | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> TaskInfo:
+        # Positional, in the fields' order: keywords cost twice as much on this hot path.
         request = EnqueueRequest(
-            type=type,
-            payload=payload,
-            queue=queue,
-            task_id=task_id,
-            max_retry=max_retry,
-            timeout=timeout,
-            deadline=deadline,
-            process_at=process_at,
-            process_in=process_in,
-            unique_for=unique_for,
-            retention=retention,
-            headers=headers,
+            type,
+            payload,
+            queue,
+            task_id,
+            max_retry,
+            timeout,
+            deadline,
+            process_at,
+            process_in,
+            unique_for,
+            retention,
+            headers,
         )
         return await self.enqueue_request(request)
 

@@ -150,3 +150,19 @@ def test_a_forked_child_draws_task_ids_of_its_own() -> None:
     os.close(reader)
     assert uuid.UUID(childs).version == 4
     assert childs != new_task_id()
+
+
+def test_enqueue_request_fields_keep_the_order_hot_paths_build_them_in() -> None:
+    """QueueClient.enqueue and the API's submitter build EnqueueRequest positionally."""
+    from api.submitter import ChatSubmission, _request
+    from sytq.queue.models import EnqueueRequest
+
+    assert EnqueueRequest._fields == (
+        "type", "payload", "queue", "task_id", "max_retry", "timeout", "deadline",
+        "process_at", "process_in", "unique_for", "retention", "headers",
+    )  # fmt: skip
+    item = ChatSubmission("id-1", b"{}", "q", 3, 600.0, 86400.0, None, 5.0)
+    assert _request(item) == EnqueueRequest(
+        type="llm:chat", payload=b"{}", queue="q", task_id="id-1", max_retry=3, timeout=600.0,
+        process_in=5.0, retention=86400.0,
+    )  # fmt: skip
