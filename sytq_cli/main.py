@@ -35,6 +35,7 @@ def _cmd_api(args: argparse.Namespace) -> int:
         workers=args.workers or settings.api_workers,
         log_level=settings.log_level.lower(),
         access_log=False,
+        proxy_headers=False,  # nothing here reads the client address: no X-Forwarded-* scan per request
     )
     return 0
 
