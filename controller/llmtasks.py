@@ -446,13 +446,17 @@ class _Mirror:
                 await asyncio.wait_for(wake.wait(), timeout=resync)
         return True
 
-    async def expire_after_ttl(self) -> None:
+    async def expire_after_ttl(self, stopped: kopf.DaemonStopped) -> None:
         ttl = self.spec.get("ttlSecondsAfterFinished")
         finished = self.status.get("completionTime")
         if ttl is None or self.phase not in FINAL_PHASES or not finished:
             return
         due = datetime.fromisoformat(str(finished).replace("Z", "+00:00")).timestamp() + int(ttl)
-        await asyncio.sleep(max(0.0, due - datetime.now(UTC).timestamp()))
+        # Wakes when kopf stops the daemon: a deletion (kopf keeps the finalizer until this daemon
+        # has exited, and never cancels it) or the controller's shutdown must not wait for the TTL.
+        await stopped.wait(max(0.0, due - datetime.now(UTC).timestamp()))
+        if stopped:
+            return
         await self.take_off_queue()  # a finished task's retained copy: no finalizer does it for us
         try:
             await self.ctx.custom.delete_namespaced_custom_object(
@@ -466,7 +470,9 @@ class _Mirror:
 
 # backoff: a mirror that crashed (e.g. apiserver overloaded) restarts soon, not after kopf's 60 s.
 @kopf.daemon(GROUP, VERSION, LLMTASK_PLURAL, id="mirror", backoff=MIRROR_RESTART_SECONDS)
-async def mirror_llmtask(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+async def mirror_llmtask(
+    body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped, **_: Any
+) -> None:
     ctx = _ctx(memo)
     mirror = _Mirror(ctx, body, logger)
     if mirror.phase not in FINAL_PHASES:
@@ -486,7 +492,7 @@ async def mirror_llmtask(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, 
                 return
         finally:
             ctx.wakeups.unregister(mirror.task_id)
-    await mirror.expire_after_ttl()
+    await mirror.expire_after_ttl(stopped)
 
 
 def holds_a_task(body: kopf.Body, **_: Any) -> bool:

@@ -114,6 +114,26 @@ def test_ttl_after_finished_deletes_the_llmtask_and_its_queue_task(operator_env:
     assert not redis.Redis.from_url(env.redis_url).exists(f"asynq:{{default}}:t:{task_id}")
 
 
+def test_a_finished_llmtask_waiting_for_its_ttl_is_deleted_at_once(operator_env: OperatorEnv) -> None:
+    env = operator_env
+    env.start_stub()
+    env.start_worker()
+    controller = env.start_controller()
+    env.submit("finished", prompt="done soon", ttlSecondsAfterFinished=86400)
+    wait_until(
+        lambda: phase_of(env, "finished") == "Succeeded", 30, lambda: f"Succeeded; log:\n{controller.log()}"
+    )
+    task_id = env.llmtask("finished")["status"]["taskId"]
+    # Its mirror waits for the TTL; the deletion must not wait with it (kopf keeps the finalizer
+    # until the daemon has exited).
+    env.kubectl("delete", "llmtask", "finished", "--wait=false")
+    wait_until(lambda: not env.llmtasks(), 30, lambda: f"LLMTask gone; log:\n{controller.log()}")
+    import redis
+
+    assert not redis.Redis.from_url(env.redis_url).exists(f"asynq:{{default}}:t:{task_id}")
+    assert controller.alive, controller.log()
+
+
 def peers(env: OperatorEnv) -> list[int]:
     """Priorities of the controllers announced in the KopfPeering object."""
     status = json.loads(env.kubectl("get", "kopfpeering", NAMESPACE, "-o", "json").stdout).get("status") or {}
