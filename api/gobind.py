@@ -12,7 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from api.gojson import go_text
+from sytq.gojson import go_text
 
 
 class BindError(ValueError):

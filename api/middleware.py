@@ -7,7 +7,8 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import LEGACY_PREFIX
-from api.gojson import GIN_JSON_TYPE, envelope, marshal
+from api.gojson import GIN_JSON_TYPE, envelope
+from sytq.gojson import marshal
 
 
 class BodyLimitMiddleware:

@@ -11,12 +11,13 @@ from fastapi.responses import Response
 from api import metrics
 from api.auth import ApiKey
 from api.gobind import BindError, bind_create_task, bind_list_query
-from api.gojson import GIN_JSON_TYPE, GoMap, envelope, gin_json, go_string
+from api.gojson import GIN_JSON_TYPE, envelope, gin_json
 from api.models import Envelope, ProcessTaskRequest
 from api.ownership import may_see_original, owner_of
 from api.responses import ReadyResponse
 from api.security import BEARER_SECURITY, authorize, require
 from api.state import AppState, app_state, raw_header
+from sytq.gojson import GoMap, go_string
 from sytq.queue import TaskInfo, TaskNotFoundError, TaskState, new_task_id
 from sytq.tasks import DEFAULT_QUEUE
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pydantic_core
 
-from sytq.callbacks import callback_body
+from sytq.callbacks import callback_body, record_callback_body
 from sytq.queue import Task, TaskIdConflictError
 from sytq.storage import CALLBACK_DELIVERED, CALLBACK_PENDING, STATUS_SUCCEEDED, TaskRecord
 from sytq.tasks import TYPE_CALLBACK_DELIVER, TYPE_LLM_PROCESS, CallbackPayload
@@ -48,11 +48,6 @@ def _callback_result(record: TaskRecord) -> dict[str, Any] | None:
         "finish_reason": record.finish_reason,
         "model": record.model,
     }
-
-
-def record_callback_body(report: str, timestamp: int) -> dict[str, Any]:
-    """The Go original's record-mode callback, the body existing receivers parse (keys in its order)."""
-    return {"result": report, "status": "success", "timestamp": timestamp}
 
 
 def _body_for(record: TaskRecord) -> dict[str, Any] | None:

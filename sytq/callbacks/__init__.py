@@ -6,6 +6,7 @@ from sytq.callbacks.delivery import (
     callback_body,
     deliver_callback,
     encode_body,
+    record_callback_body,
 )
 from sytq.callbacks.signing import (
     IDEMPOTENCY_HEADER,
@@ -35,6 +36,7 @@ __all__ = [
     "deliver_callback",
     "encode_body",
     "parse_allow_nets",
+    "record_callback_body",
     "sign",
     "signed_headers",
     "verify_signature",

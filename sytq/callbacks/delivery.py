@@ -13,6 +13,7 @@ from urllib.parse import urljoin
 
 from sytq.callbacks.signing import signed_headers
 from sytq.callbacks.ssrf import IPAddress, IPNetwork, UnresolvableCallbackHost, check_callback_url
+from sytq.gojson import GoMap, marshal
 from sytq.http1 import ConnectFailed, HTTPConnectionError, HTTPResponse, Proxy, post_once
 
 # 307/308 keep method and body, so the signed POST can be replayed as is; other 3xx are failures.
@@ -33,8 +34,20 @@ class DeliveryResult:
     url: str  # the URL that finally answered (after redirects)
 
 
+# The Go original's record-mode callback: its receivers may compare or verify the bytes it sent.
+RECORD_BODY_KEYS = ("result", "status", "timestamp")
+
+
+def record_callback_body(report: str, timestamp: int) -> dict[str, Any]:
+    """The Go original's record-mode callback, the body existing receivers parse."""
+    return {"result": report, "status": "success", "timestamp": timestamp}
+
+
 def encode_body(body: dict[str, Any]) -> bytes:
-    """The exact bytes that are signed and sent."""
+    """The exact bytes that are signed and sent: the record-mode body as the original's
+    ``json.Marshal`` of its map wrote it (``<`` as ``\\u003c`` …), any other body as compact JSON."""
+    if tuple(body) == RECORD_BODY_KEYS:
+        return marshal(GoMap(body))
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 

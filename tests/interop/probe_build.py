@@ -1,5 +1,6 @@
 """Build the Go test programs once per source content: `asynqprobe` (shared by the interop tests and
-bench/) and `ginpeer` (the gin side of the byte comparisons of the Go original's HTTP surface).
+bench/), `ginpeer` (the gin side of the byte comparisons of the Go original's HTTP surface) and
+`gomarshal` (Go's json.Marshal of the record-mode callback).
 
 A binary is cached under ~/.cache/sytq/interop/<sha256 of its sources>/<name>, so only the first run
 pays for `go build` (and, on a fresh machine, the Go module download).
@@ -26,6 +27,9 @@ GINPEER_DIR = MODULE_DIR / "ginpeer"
 GINPEER_SOURCES = ("go.mod", "go.sum", "main.go", "types/types.go")
 
 
+GOMARSHAL_SOURCES = ("go.mod", "gomarshal/main.go")
+
+
 def source_digest(module_dir: Path = MODULE_DIR, sources: tuple[str, ...] = SOURCES) -> str:
     digest = hashlib.sha256()
     for name in sources:
@@ -41,6 +45,10 @@ def build_asynqprobe() -> Path:
 
 def build_ginpeer() -> Path:
     return build_go_program(GINPEER_DIR, GINPEER_SOURCES, "ginpeer")
+
+
+def build_gomarshal() -> Path:
+    return build_go_program(MODULE_DIR, GOMARSHAL_SOURCES, "gomarshal")
 
 
 def build_go_program(module_dir: Path, sources: tuple[str, ...], name: str) -> Path:

@@ -5,11 +5,13 @@ on its valuation_records DDL in MariaDB strict mode, with the rows and callbacks
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from sytq.callbacks import verify_signature
 from sytq_cli.stub_llm import deterministic_content
 from tests.harness.llm_fixtures import (
     CallbackReceiver,
@@ -22,6 +24,7 @@ from tests.harness.llm_fixtures import (
 from tests.harness.records import insert_record, read_record
 from tests.harness.services import MariaDBServer
 from tests.interop.conftest import AsynqProbe
+from tests.interop.probe_build import build_gomarshal
 
 SYS = "你是估值助手"
 
@@ -136,3 +139,49 @@ async def test_go_originals_tasks_finish_on_our_worker_with_the_rows_right(
     assert callback_receiver.for_task(broke_task) == []
     after = await asynqprobe.stats("default")
     assert (after["pending"], after["retry"], after["active"]) == (0, 0, 0)
+
+
+def go_callback_bytes(result: str, timestamp: int) -> bytes:
+    """What the original's sendCallback sent: Go's json.Marshal of its map, by a real Go program."""
+    marshal = subprocess.run(
+        [str(build_gomarshal()), str(timestamp)], input=result.encode(), capture_output=True, check=True
+    )
+    return marshal.stdout
+
+
+async def test_record_callback_bytes_are_gos_json_marshal(
+    asynqprobe: AsynqProbe,
+    pipeline_env: PipelineEnv,
+    mariadb_server: MariaDBServer,
+    redis_client: aioredis.Redis,
+    stub_llm: StubLLMProcess,
+    callback_receiver: CallbackReceiver,
+) -> None:
+    # The stub's answer quotes the prompt, so the report carries HTML and a line separator.
+    user = f"<script>&</script>\u2028行\u2029 {time.time_ns()}"
+    record_id = insert_record(
+        mariadb_server,
+        pipeline_env.record_database,
+        sys_message=SYS,
+        user_message=user,
+        callback_url=callback_receiver.url + "/valuation",
+    )
+    [task] = await asynqprobe.enqueue_ok(go_task(record_id))
+    async with running_worker(pipeline_env.settings, redis_client) as pipeline:
+        await wait_callback_state(pipeline.store, task["id"], "delivered")
+
+    report = deterministic_content("deepseek-chat", f"{SYS}\n{user}")
+    assert read_record(mariadb_server, pipeline_env.record_database, record_id)["report"] == report
+    received = callback_receiver.wait_for(task["id"])
+    timestamp = json.loads(received.body)["timestamp"]
+    assert received.body == go_callback_bytes(report, timestamp)
+    assert b"\\u003cscript\\u003e\\u0026" in received.body and b"\\u2028" in received.body
+    # The signature covers exactly these bytes.
+    secret = pipeline_env.settings.callback_secret
+    assert secret is not None
+    assert verify_signature(
+        secret.get_secret_value(),
+        received.body,
+        received.headers["X-SYTQ-Signature"],
+        received.headers["X-SYTQ-Timestamp"],
+    )

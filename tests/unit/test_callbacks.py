@@ -9,6 +9,7 @@ from sytq.callbacks import (
     check_callback_url,
     encode_body,
     parse_allow_nets,
+    record_callback_body,
     sign,
     signed_headers,
     verify_signature,
@@ -111,3 +112,18 @@ def test_signature_round_trip_and_tampering() -> None:
 def test_without_a_secret_no_signature_header_is_sent() -> None:
     headers = signed_headers(None, "t1", b"{}")
     assert "X-SYTQ-Signature" not in headers and headers["Idempotency-Key"] == "t1"
+
+
+def test_record_callback_body_is_written_as_gos_json_marshal() -> None:
+    # Go's rules: map keys sorted, no spaces, < > & U+2028 U+2029 as \u escapes, other non-ASCII raw.
+    body = encode_body(record_callback_body('<script>&</script>\u2028é\u2029"\n', 1_700_000_000))
+    assert body == (
+        b'{"result":"\\u003cscript\\u003e\\u0026\\u003c/script\\u003e\\u2028\xc3\xa9\\u2029\\"\\n",'
+        b'"status":"success","timestamp":1700000000}'
+    )
+
+
+def test_v1_callback_body_keeps_its_compact_json() -> None:
+    assert encode_body({"task_id": "t1", "status": "succeeded", "result": "<a>&"}) == (
+        b'{"task_id":"t1","status":"succeeded","result":"<a>&"}'
+    )

@@ -13,7 +13,8 @@ from api.gobind import (
     go_quote,
     parse_query,
 )
-from api.gojson import GoMap, envelope, go_text, marshal
+from api.gojson import envelope
+from sytq.gojson import GoMap, go_text, marshal
 
 REQUIRED_TABLE = (
     "Key: 'CreateTaskRequest.TableName' Error:Field validation for 'TableName' failed on the 'required' tag"
