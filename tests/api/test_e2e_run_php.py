@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from sytq.callbacks import encode_body, signed_headers
+from tests.harness.php_example import PHP_DIR, start_php_receiver
 from tests.harness.services import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
 
-PHP_DIR = Path(__file__).resolve().parents[2] / "examples" / "php"
 SECRET = "php-shared-secret"
 
 
@@ -28,13 +28,7 @@ SECRET = "php-shared-secret"
 def callback_receiver(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     port = free_port()
     log = tmp_path / "callbacks.jsonl"
-    env = {**os.environ, "SYTQ_CALLBACK_SECRET": SECRET, "SYTQ_CALLBACK_LOG": str(log)}
-    proc = subprocess.Popen(
-        ["php", "-S", f"127.0.0.1:{port}", str(PHP_DIR / "callback_receiver.php")],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_php_receiver("127.0.0.1", port, SECRET, log)
     wait_for_port(port, proc=proc)
     yield f"http://127.0.0.1:{port}/callback", log
     proc.terminate()

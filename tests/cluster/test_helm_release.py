@@ -5,13 +5,17 @@ LLMWorkerPool's Deployment and pods garbage-collected with it."""
 from __future__ import annotations
 
 import json
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.harness.kube_cluster_fixtures import RELEASE_NAMESPACE, Release, pod_ready
+from tests.harness.kube_cluster_fixtures import (
+    RELEASE_NAMESPACE,
+    Release,
+    pod_ready,
+    worker_tasks_processed,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "examples" / "llmtask.yaml"
 NAMESPACE = RELEASE_NAMESPACE
@@ -55,7 +59,7 @@ def test_api_answers_through_its_service_and_a_worker_pod_runs_the_task(release:
 def test_example_llmtask_succeeds_on_a_worker_pod(release: Release) -> None:
     cluster = release.cluster
     name = yaml.safe_load(EXAMPLE.read_text())["metadata"]["name"]
-    processed_before = _worker_tasks_processed(release)
+    processed_before = worker_tasks_processed(release)
     cluster.kubectl("apply", "-f", str(EXAMPLE))
 
     def succeeded() -> dict[str, object] | None:
@@ -67,7 +71,7 @@ def test_example_llmtask_succeeds_on_a_worker_pod(release: Release) -> None:
     listed = cluster.kubectl("get", "llmtasks", "-n", NAMESPACE).stdout
     assert name in listed and "Succeeded" in listed
     # the only workers are the pool's pods: their own counter says one of them ran it
-    assert _worker_tasks_processed(release) > processed_before
+    assert worker_tasks_processed(release) > processed_before
 
 
 def test_deleting_a_pool_garbage_collects_its_deployment_and_pods(release: Release) -> None:
@@ -96,15 +100,3 @@ def test_deleting_a_pool_garbage_collects_its_deployment_and_pods(release: Relea
 
     cluster.wait_for("the Deployment and pods to be garbage-collected", collected, timeout=180)
     assert release.ready_pods("llm.syt.io/pool=default"), "the release's own pool was touched"
-
-
-def _worker_tasks_processed(release: Release) -> float:
-    """Sum of sytq_tasks_processed_total over the default pool's worker pods (their /metrics)."""
-    total = 0.0
-    for pod in release.ready_pods("llm.syt.io/pool=default"):
-        url = f"http://{pod['status']['podIP']}:9090/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            for line in response.read().decode().splitlines():
-                if line.startswith("sytq_tasks_processed_total{"):
-                    total += float(line.rsplit(" ", 1)[1])
-    return total

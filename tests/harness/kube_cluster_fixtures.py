@@ -78,7 +78,7 @@ class HostServices:
 
 @dataclass
 class Release:
-    """A Helm release of charts/syt-queue on the cluster."""
+    """A Helm release of charts/syt-queue on the cluster (or the manifests, applied as ``syt-queue``)."""
 
     cluster: KubeCluster
     name: str
@@ -191,7 +191,8 @@ def cluster_services(kube_cluster: KubeCluster) -> Iterator[HostServices]:
 
 def chart_values(image: str, services: HostServices, database: str, **overrides: Any) -> dict[str, Any]:
     """Values for a test release: our imported image, never pulled; the host's Redis and MariaDB;
-    one API key; one replica each; the in-release stub LLM answers the workers."""
+    one API key; one replica each; the in-release stub LLM answers the workers; callbacks allowed to
+    this host's bridge address."""
     repository, tag = image.rsplit(":", 1)
     values: dict[str, Any] = {
         "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
@@ -201,8 +202,13 @@ def chart_values(image: str, services: HostServices, database: str, **overrides:
             "callbackSecret": secrets.token_hex(16),
             "apiKeys": api_keys_setting(),
         },
-        # the API accepts tasks for the queues test pools serve
-        "config": {"SYTQ_QUEUES": "critical=6,default=3,low=1,burst=1,slow=1"},
+        "config": {
+            # the API accepts tasks for the queues test pools serve
+            "SYTQ_QUEUES": "critical=6,default=3,low=1,burst=1,slow=1",
+            # callbacks may go to receivers on this host's bridge address (private, so refused by
+            # default): the one exemption an operator makes for an in-house receiver
+            "SYTQ_CALLBACK_ALLOW_NETS": f"{HOST_IP}/32",
+        },
         "api": {"replicas": 1},
         "controller": {"replicas": 1, "resyncSeconds": 2, "scaleIntervalSeconds": 2},
         "workerPool": {
@@ -241,10 +247,13 @@ def helm_release(
     cluster.helm("uninstall", RELEASE_NAME, *namespace, "--wait", "--timeout=60s", check=False, timeout=90)
 
 
-def deploy_stub_llm(release: Release, name: str, latency: str) -> str:
-    """A `sytq stub-llm` Deployment + Service of our image answering after ``latency`` (seconds or a
-    distribution spec); returns its in-cluster base URL once a pod is Ready."""
-    image = release.cluster.get_json("llmworkerpool", "default", "-n", release.namespace)["spec"]["image"]
+def deploy_stub_llm(release: Release, name: str, latency: str, image: str | None = None) -> str:
+    """A `sytq stub-llm` Deployment + Service of our image (by default the release's pool's)
+    answering after ``latency`` (seconds or a distribution spec); returns its in-cluster base URL
+    once a pod is Ready."""
+    if image is None:
+        pool = release.cluster.get_json("llmworkerpool", "default", "-n", release.namespace)
+        image = str(pool["spec"]["image"])
     labels = {"app": name}
     args = ["stub-llm", "--host", "0.0.0.0", "--port", "8081", "--latency", latency]
     container = {
@@ -299,3 +308,15 @@ def apply_pool(release: Release, name: str, llm_url: str | None = None, **spec: 
 
 def delete_quietly(release: Release, *what: str) -> None:
     release.cluster.kubectl("delete", *what, "-n", release.namespace, "--wait=false", check=False)
+
+
+def worker_tasks_processed(release: Release, pool: str = "default") -> float:
+    """Sum of sytq_tasks_processed_total over a pool's Ready worker pods (their /metrics)."""
+    total = 0.0
+    for pod in release.ready_pods(f"llm.syt.io/pool={pool}"):
+        url = f"http://{pod['status']['podIP']}:9090/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith("sytq_tasks_processed_total{"):
+                    total += float(line.rsplit(" ", 1)[1])
+    return total
