@@ -154,8 +154,11 @@ def test_example_llmtask_succeeds_on_a_pod_of_the_default_pool(installed: Releas
     assert task["status"]["attempts"] == 1 and task["status"]["usage"]["totalTokens"] > 0, task["status"]
     listed = cluster.kubectl("get", "llmtasks", "-n", NAMESPACE).stdout
     assert name in listed and "Succeeded" in listed, listed
-    # the pool's pods are the only workers: their own counter says one of them ran it
-    assert worker_tasks_processed(installed, "default") >= 1
+    # The pool's pods are the only workers: their own counter says one of them ran it (read once
+    # the pod is Ready: a worker takes tasks before its readiness probe has passed).
+    cluster.wait_for(
+        "a default-pool pod counting the task", lambda: worker_tasks_processed(installed, "default") >= 1
+    )
 
 
 def test_kubectl_delete_removes_everything_the_manifests_applied(
