@@ -25,10 +25,12 @@ from api import (
 from api.auth import load_identities
 from api.errors import install_error_handlers
 from api.fast_lane import SubmitFastLane
+from api.go_request_metrics import GoRequestMetrics
 from api.middleware import BodyLimitMiddleware, JsonByDefaultMiddleware
 from api.openapi import install_openapi
 from api.state import AppState
 from api.submitter import QueueSubmitter, TaskSubmitter
+from sytq import metrics_go
 from sytq.callbacks import parse_allow_nets
 from sytq.gc_tuning import freeze_startup_objects
 from sytq.idempotency import IdempotencyStore
@@ -161,4 +163,8 @@ def create_asgi_app(settings: Settings | None = None) -> ASGIApp:
         routes_submit.BATCH_PATH: routes_submit.submit_llm_batch,
         routes_legacy.SUBMIT_PATH: routes_legacy.submit_process,
     }
-    return SubmitFastLane(app, routes, settings.api_max_body_bytes)
+    served: ASGIApp = SubmitFastLane(app, routes, settings.api_max_body_bytes)
+    if settings.metrics_go_compat:
+        metrics_go.enable()
+        served = GoRequestMetrics(served, fixed_paths=routes, renamed=routes_legacy.GIN_FULL_PATHS)
+    return served

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.state import app_state
+from sytq import metrics_go
 
 router = APIRouter(tags=["health"])
 
@@ -31,5 +32,6 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    go_compat = app_state(request).settings.metrics_go_compat
+    return Response(metrics_go.exposition(go_compat), media_type=CONTENT_TYPE_LATEST)

@@ -25,6 +25,9 @@ log = logging.getLogger("sytq.api")
 router = APIRouter(tags=["compat"])
 
 SUBMIT_PATH = "/api/tasks/llm"
+STATUS_PATH = "/api/tasks/{task_id}"
+# gin's c.FullPath() of our routes whose parameter the original named differently (its metrics' label).
+GIN_FULL_PATHS = {STATUS_PATH: "/api/tasks/:id"}
 _PROCESS_SUBMITTED = metrics.SUBMITTED.labels("process")
 _GIN_JSON_TYPE = GIN_JSON_TYPE.encode()
 # Go's time.Time{}.Unix(): what the original shows as created_at for a task with no next run.
@@ -97,7 +100,7 @@ async def _queue_registered(state: AppState, queue: str) -> bool:
 
 
 @router.get(
-    "/api/tasks/{task_id}",
+    STATUS_PATH,
     summary="The Go original's task status (default queue)",
     response_class=Response,
     responses=_ENVELOPE_DOC,

@@ -10,8 +10,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
+
+from sytq import metrics_go
 
 ReadyCheck = Callable[[], Awaitable[str | None]]  # None = ready, else why not
 REDIS_PING_TIMEOUT_SECONDS = 5.0
@@ -29,8 +31,9 @@ _Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class HealthApp:
-    def __init__(self, ready_check: ReadyCheck) -> None:
+    def __init__(self, ready_check: ReadyCheck, go_metrics: bool = False) -> None:
         self._ready_check = ready_check
+        self._go_metrics = go_metrics  # also the Go original's syt_go_queue_* metrics
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: _Send) -> None:
         if scope["type"] != "http":
@@ -42,7 +45,7 @@ class HealthApp:
             problem = await self._ready_check()
             await _reply(send, 200 if problem is None else 503, (problem or "ready").encode() + b"\n")
         elif path == "/metrics":
-            await _reply(send, 200, generate_latest(), CONTENT_TYPE_LATEST)
+            await _reply(send, 200, metrics_go.exposition(self._go_metrics), CONTENT_TYPE_LATEST)
         else:
             await _reply(send, 404, b"not found\n")
 
@@ -57,8 +60,10 @@ async def _reply(send: _Send, status: int, body: bytes, content_type: str = "tex
 class HealthServer:
     """Runs the health app in the current event loop; ``port`` 0 disables it."""
 
-    def __init__(self, port: int, ready_check: ReadyCheck, host: str = "0.0.0.0") -> None:
-        config = uvicorn.Config(HealthApp(ready_check), host=host, port=port, log_level="warning",
+    def __init__(
+        self, port: int, ready_check: ReadyCheck, host: str = "0.0.0.0", go_metrics: bool = False
+    ) -> None:
+        config = uvicorn.Config(HealthApp(ready_check, go_metrics), host=host, port=port, log_level="warning",
                                 access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None

@@ -272,6 +272,9 @@ class Settings(BaseSettings):
 
     # --- observability -------------------------------------------------------------------------
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no metrics listener")
+    metrics_go_compat: bool = Field(
+        default=False, description="Also serve the Go original's syt_go_queue_* metrics on /metrics"
+    )
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sytq import metrics_go
 from sytq.log_setup import task_context
 from sytq.metrics import TASKS_PROCESSED, labelled
 from sytq.queue import Task
@@ -39,3 +40,4 @@ async def handle_chat(pipeline: Pipeline, task: Task) -> None:
         record, called = await run_llm(pipeline, task, new)
         await finish_succeeded(pipeline, task, record)
         labelled(TASKS_PROCESSED, task.type, "succeeded" if called else "reused").inc()
+        metrics_go.task_succeeded(task.type)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
+from sytq import metrics_go
+from sytq.metrics import TASK_DURATION, labelled
 from sytq.queue import Handler, SkipRetry, Task
 from sytq.settings import Settings
 from sytq.tasks import TYPE_CALLBACK_DELIVER, TYPE_LLM_CHAT, TYPE_LLM_PROCESS
@@ -47,12 +50,29 @@ def logging_failures(handler: Handler) -> Handler:
     return run
 
 
+def timed(task_type: str, handler: Handler) -> Handler:
+    """Each run's time into sytq_task_duration_seconds (and the original's task duration)."""
+    ours = labelled(TASK_DURATION, task_type)
+
+    async def run(task: Task) -> None:
+        started = time.monotonic()
+        try:
+            await handler(task)
+        finally:
+            elapsed = time.monotonic() - started
+            ours.observe(elapsed)
+            metrics_go.task_ran(task_type, elapsed)
+
+    return run
+
+
 def handlers_for(pipeline: Pipeline) -> dict[str, Handler]:
-    return {
-        TYPE_LLM_CHAT: logging_failures(functools.partial(handle_chat, pipeline)),
-        TYPE_LLM_PROCESS: logging_failures(functools.partial(handle_process, pipeline)),
-        TYPE_CALLBACK_DELIVER: logging_failures(functools.partial(handle_callback, pipeline)),
+    handlers = {
+        TYPE_LLM_CHAT: functools.partial(handle_chat, pipeline),
+        TYPE_LLM_PROCESS: functools.partial(handle_process, pipeline),
+        TYPE_CALLBACK_DELIVER: functools.partial(handle_callback, pipeline),
     }
+    return {kind: timed(kind, logging_failures(handler)) for kind, handler in handlers.items()}
 
 
 def build_handlers(

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import NoReturn
 
+from sytq import metrics_go
 from sytq.llm import LLMError, LLMFatalError
 from sytq.metrics import TASKS_FAILED
 from sytq.queue import RetryDelay, RetryIn, SkipRetry, Task
@@ -55,6 +56,7 @@ async def fail_task(pipeline: Pipeline, task: Task, message: str, reason: str) -
     """Store a final failure, queue its callback, and archive the task."""
     record = await pipeline.store.mark_failed(task.id, message, final=True)
     TASKS_FAILED.labels(type=task.type, reason=reason).inc()
+    metrics_go.task_failed(task.type, reason)
     await enqueue_callback(pipeline, task, record)
     raise SkipRetry(message)
 
@@ -137,6 +139,7 @@ async def _attempt_failed(
         await fail_task(pipeline, task, message, exc.reason)
     await pipeline.store.mark_failed(task.id, message, final=False)
     TASKS_FAILED.labels(type=task.type, reason=exc.reason).inc()
+    metrics_go.task_failed(task.type, exc.reason)
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         raise RetryIn(retry_after, message) from exc

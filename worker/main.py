@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 import uvloop
 
+from sytq import metrics_go
 from sytq.gc_tuning import freeze_startup_objects
 from sytq.health_server import HealthServer, ReadyCheck, redis_problem
 from sytq.log_setup import configure_logging
@@ -87,13 +88,18 @@ async def run_worker(settings: Settings, config: ServerConfig | None = None) -> 
     redis = worker_redis(settings.redis_url)
     pipeline = await asyncio.to_thread(build_pipeline, settings, redis)
     servers = WorkerServers(redis, settings, pipeline, config)
+    if settings.metrics_go_compat:
+        metrics_go.enable()
+        metrics_go.workers(settings.worker_concurrency)
     freeze_startup_objects(GC_THRESHOLDS)
     health: HealthServer | None = None
     depth = asyncio.create_task(export_queue_depth(Inspector(redis)))
     reconciler = _start_reconciler(settings, pipeline, redis)
     try:
         if settings.metrics_port:
-            health = HealthServer(settings.metrics_port, _ready_check(redis, pipeline))
+            health = HealthServer(
+                settings.metrics_port, _ready_check(redis, pipeline), go_metrics=settings.metrics_go_compat
+            )
             await health.start()
         log.info("worker started: queues=%s concurrency=%d provider=%s proxy=%s; "
                  "callbacks: queue=%s concurrency=%d",

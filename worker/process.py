@@ -15,6 +15,7 @@ from typing import NoReturn
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
+from sytq import metrics_go
 from sytq.log_setup import task_context
 from sytq.metrics import RECORDS_PROCESSED, TASKS_PROCESSED, labelled
 from sytq.queue import SkipRetry, Task
@@ -37,7 +38,14 @@ async def _note_failure(pipeline: Pipeline, table: str, record_id: int, message:
 
 
 async def _record_broken(
-    pipeline: Pipeline, task: Task, table: str, record_id: int, exc: DBAPIError, *, answered: bool = False
+    pipeline: Pipeline,
+    task: Task,
+    table: str,
+    record_id: int,
+    exc: DBAPIError,
+    reason: str,
+    *,
+    answered: bool = False,
 ) -> NoReturn:
     """A permanent database error on the record: fail the task now with the server's message."""
     if is_transient(exc):
@@ -46,8 +54,9 @@ async def _record_broken(
     await _note_failure(pipeline, table, record_id, message)
     RECORDS_PROCESSED.labels(table=table, outcome="failed").inc()
     if answered:  # the answer stays on the task's own row; no success callback for a row left unwritten
+        metrics_go.task_failed(task.type, reason)
         raise SkipRetry(message) from exc
-    await fail_before_start(pipeline, task, message, "record_error")
+    await fail_before_start(pipeline, task, message, reason)
 
 
 def _request(settings_model: str, max_tokens: int, task: Task, record: Record) -> NewTask:
@@ -79,7 +88,7 @@ async def handle_process(pipeline: Pipeline, task: Task) -> None:
         try:
             record = await records.fetch(table, record_id)
         except DBAPIError as exc:
-            await _record_broken(pipeline, task, table, record_id, exc)
+            await _record_broken(pipeline, task, table, record_id, exc, "record_error")
         if record is None:
             await fail_before_start(
                 pipeline, task, f"{table} has no row with id {record_id}", "record_missing"
@@ -106,14 +115,15 @@ async def handle_process(pipeline: Pipeline, task: Task) -> None:
             try:
                 await records.mark_processing(table, record_id, settings.record_status_processing)
             except DBAPIError as exc:
-                await _record_broken(pipeline, task, table, record_id, exc)
+                await _record_broken(pipeline, task, table, record_id, exc, "record_status_error")
         new = _request(settings.llm_default_model, settings.record_max_tokens, task, record)
         stored, called = await run_llm(pipeline, task, new, on_attempt_error=on_attempt_error)
         try:
             # False on a re-delivery whose row already holds this answer: node advanced once only.
             await records.mark_done(table, record_id, settings.record_status_done, stored.content or "")
         except DBAPIError as exc:
-            await _record_broken(pipeline, task, table, record_id, exc, answered=True)
+            await _record_broken(pipeline, task, table, record_id, exc, "record_result_error", answered=True)
         await finish_succeeded(pipeline, task, stored)
         RECORDS_PROCESSED.labels(table=table, outcome="done").inc()
         labelled(TASKS_PROCESSED, task.type, "succeeded" if called else "reused").inc()
+        metrics_go.task_succeeded(task.type)

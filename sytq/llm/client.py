@@ -12,6 +12,7 @@ from typing import Any
 
 import pydantic_core
 
+from sytq import metrics_go
 from sytq.http1 import HTTP1Pool, HTTPConnectionError, Proxy
 from sytq.llm.breaker import CircuitBreaker
 from sytq.llm.errors import LLMError, LLMFatalError, LLMRetryableError, error_for_status
@@ -108,7 +109,9 @@ class LLMClient:
             raise
         finally:
             LLM_IN_FLIGHT.dec()
-            labelled(LLM_LATENCY, model, outcome).observe(time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            labelled(LLM_LATENCY, model, outcome).observe(elapsed)
+            metrics_go.llm_call(outcome, elapsed)
         self._note_health(None)
         for kind, field in (("prompt", "prompt_tokens"), ("completion", "completion_tokens")):
             if field in result.usage:

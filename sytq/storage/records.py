@@ -8,15 +8,19 @@ original advances by one on success) are written. The table is described, never 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from sytq import metrics_go
 from sytq.storage.engine import create_engine
 from sytq.storage.runner import DBRunner
+
+Result = TypeVar("Result")
 
 # failed_info is TEXT in the original's DDL: 65,535 bytes. Kept well under, whole characters only.
 FAILED_INFO_MAX_BYTES = 60_000
@@ -106,7 +110,7 @@ class RecordStore:
                 current_task_node=int(row.current_task_node or 0),
             )
 
-        return await self._db.run(_fetch)
+        return await self._measured("get_record", self._db.run(_fetch))
 
     async def read_row(self, table_name: str, record_id: int) -> dict[str, Any] | None:
         """Every column of one row, as the table has them (for ``sytq records get``)."""
@@ -121,19 +125,32 @@ class RecordStore:
 
         return await self._db.run(_read)
 
-    async def _update(self, statement: sa.Update) -> int:
+    @staticmethod
+    async def _measured(operation: str, query: Awaitable[Result]) -> Result:
+        """``query``'s result, counted in the Go original's database metrics under its operation name."""
+        started = time.monotonic()
+        try:
+            result = await query
+        except BaseException:
+            metrics_go.database_query(operation, False, started)
+            raise
+        metrics_go.database_query(operation, True, started)
+        return result
+
+    async def _update(self, operation: str, statement: sa.Update) -> int:
         """Rows the statement matched."""
 
         def _run(session: Session) -> int:
             result: sa.CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
             return result.rowcount
 
-        return await self._db.run(_run)
+        return await self._measured(operation, self._db.run(_run))
 
     async def mark_processing(self, table_name: str, record_id: int, status: str) -> None:
         """An attempt starts: only ``status`` changes, as in the original."""
         table = self._table(table_name)
-        await self._update(sa.update(table).where(table.c.id == record_id).values(status=status))
+        statement = sa.update(table).where(table.c.id == record_id).values(status=status)
+        await self._update("update_status", statement)
 
     async def mark_done(self, table_name: str, record_id: int, status: str, report: str) -> bool:
         """Store the answer and advance ``current_task_node`` by one; False when the row already
@@ -148,7 +165,7 @@ class RecordStore:
                 status=status, report=report, current_task_node=sa.func.coalesce(c.current_task_node, 0) + 1
             )
         )
-        return await self._update(statement) > 0
+        return await self._update("update_record", statement) > 0
 
     async def mark_failed(self, table_name: str, record_id: int, status: str | None, info: str) -> None:
         """Count a failed attempt and keep its error; ``status`` is written unless None."""
@@ -159,4 +176,4 @@ class RecordStore:
         }
         if status is not None:
             values["status"] = status
-        await self._update(sa.update(table).where(table.c.id == record_id).values(**values))
+        await self._update("update_record", sa.update(table).where(table.c.id == record_id).values(**values))
