@@ -283,7 +283,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"alternating round(s); {result['cores']} cores shared by wrk, the server and redis-server "
         f"(load average before: {load}). "
         f"Single submits: 64 connections; batch: 8 connections x {result['batch_size']} tasks per request. "
-        "Processes: uvicorn worker processes for the Python apps, GOMAXPROCS for the Go peer "
+        "Processes: ours is `sytq api --workers N` (uvicorn worker processes, its one-write protocol), "
+        "the ceiling stock uvicorn workers, the Go peer GOMAXPROCS "
         f"({result['go_peer']}). CPU columns: server (all its processes) and Redis CPU time per request. "
         "No authentication on any peer.",
         "",
