@@ -330,7 +330,8 @@ def markdown(result: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        f"Load average after: {after}. CPU per request does not depend on that load; req/s and latency do.",
+        f"Load average after: {after}. Other work on the 2 cores moves req/s and latency most; CPU per "
+        "request moves less, but it does move (caches, and smaller coalesced Redis batches).",
         "Where a submit's CPU goes (profile): [api-profile.md](api-profile.md).",
         "Targets: single submits >= 1.0x the Go peer's req/s on both contracts, server CPU <= 80 us per "
         "single submit, p99 <= the Go peer's; batch >= 100,000 tasks/s.",
