@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from redis.exceptions import RedisError
 
 from controller.context import ControllerContext
+from controller.kopf_registry import spawn_without_finalizer
 from controller.kube_events import drain
 from controller.status import changed_fields, condition, rfc3339, status_from_task
 from sytq.k8s_resources import (
@@ -548,16 +548,6 @@ async def _mark_cancelled(mirror: _Mirror, message: str) -> None:
     )
 
 
-def _mirror_without_kopf_finalizer() -> None:
-    """kopf puts its finalizer on every object a daemon runs for, so that it can stop the daemon
-    before the object goes. The mirror needs none: it ends by itself when its LLMTask is gone (a
-    404), and ``release`` asks for the finalizer when a task must be cancelled on delete. kopf
-    has no option for this, so the registered handler is replaced by a copy that says so."""
-    spawning = kopf.get_default_registry()._spawning
-    spawning._handlers = [
-        dataclasses.replace(handler, requires_finalizer=False) if handler.fn is mirror_llmtask else handler
-        for handler in spawning._handlers
-    ]
-
-
-_mirror_without_kopf_finalizer()
+# No kopf finalizer: the mirror ends by itself when its LLMTask is gone (a 404), and ``release``
+# asks for the finalizer when a task must be cancelled on delete.
+spawn_without_finalizer(mirror_llmtask)

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from controller.context import ControllerContext
 from controller.deployment import build_deployment, deployment_name, pool_queue_names
+from controller.kopf_registry import spawn_without_finalizer
 from controller.pool_policy import PoolPolicy, violations
 from controller.scaling import PoolLimits, Stabilizer, recommend
 from controller.status import condition, rfc3339
@@ -159,6 +160,11 @@ async def autoscale_pool(
     patch.status["deployment"] = deployment_name(name)
     patch.status["observedGeneration"] = body.metadata.get("generation")
     _set_condition(patch, body, _condition("QueueReachable", True, "Polled", "queue depth read", body))
+
+
+# No kopf finalizer: the timer needs no cleanup, and the pool's Deployment goes with it by its owner
+# reference. With one, a pool deleted together with the controller (helm uninstall) stayed forever.
+spawn_without_finalizer(autoscale_pool)
 
 
 def _condition(type_: str, ok: bool, reason: str, message: str, body: kopf.Body) -> dict[str, Any]:

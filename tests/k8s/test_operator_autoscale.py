@@ -8,6 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from sytq.k8s_resources import LLMTASK_FINALIZER
 from sytq.queue import EnqueueRequest, QueueClient
 from tests.harness.operator_fixtures import NAMESPACE, OperatorEnv, manifest_pool_policy, wait_until
 
@@ -193,3 +194,38 @@ def test_callbacks_waiting_keep_a_pool_from_zero(operator_env: OperatorEnv) -> N
     wait_until(
         lambda: replicas(env, "deliverer-worker") == 0, 30, lambda: f"back to zero; log:\n{controller.log()}"
     )
+
+
+def test_a_pool_carries_no_finalizer_and_is_deleted_without_its_controller(operator_env: OperatorEnv) -> None:
+    """``helm uninstall`` deletes the controller and the chart's pool together: nothing may be left
+    waiting for a controller that is gone. A pool made by an older controller loses its finalizer."""
+    env = operator_env
+    controller = env.start_controller()
+    env.apply(pool("orphan", queues=[{"name": QUEUE, "weight": 1}], minReplicas=0, maxReplicas=2))
+    older = pool("older", queues=[{"name": QUEUE, "weight": 1}], minReplicas=0, maxReplicas=2)
+    older["metadata"]["finalizers"] = [LLMTASK_FINALIZER]  # what the controller used to put on
+    env.apply(older)
+
+    def polled(name: str) -> dict[str, Any]:
+        return dict(json.loads(env.kubectl("get", "llmworkerpool", name, "-o", "json").stdout))
+
+    # status.replicas is written by the autoscale timer: it has run for both pools
+    wait_until(
+        lambda: all("replicas" in polled(n).get("status", {}) for n in ("orphan", "older")),
+        30,
+        lambda: f"both pools polled; log:\n{controller.log()}",
+    )
+    assert not polled("orphan")["metadata"].get("finalizers")
+    wait_until(
+        lambda: not polled("older")["metadata"].get("finalizers"),
+        30,
+        lambda: f"the older pool's finalizer taken off; log:\n{controller.log()}",
+    )
+    assert deployment(env, "orphan-worker") is not None
+
+    controller.stop()
+    for name in ("orphan", "older"):
+        deleted = env.kubectl("delete", "llmworkerpool", name, "--timeout=20s", check=False)
+        assert deleted.returncode == 0, deleted.stderr
+        gone = env.kubectl("get", "llmworkerpool", name, check=False)
+        assert gone.returncode != 0 and "NotFound" in gone.stderr, gone.stdout
