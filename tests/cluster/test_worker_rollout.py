@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from tests.harness.kube_cluster_fixtures import (
     apply_pool,
     delete_quietly,
     deploy_stub_llm,
+    stub_calls_by_prompt,
 )
 
 NAMESPACE = RELEASE_NAMESPACE
@@ -120,7 +120,7 @@ def test_rolling_the_worker_deployment_under_load_calls_each_prompt_once(
         )
         final = statuses()
         assert sorted(final) == sorted(names)
-        by_prompt: dict[str, int] = _stub_stats(helm_release)["by_prompt"]
+        by_prompt = stub_calls_by_prompt(helm_release, STUB)
         for name, status in final.items():
             # one attempt, one call at the provider, one stored row: nothing cancelled and re-billed
             assert status["attempts"] == 1, (name, status)
@@ -149,11 +149,3 @@ def _llmtask(name: str) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": NAMESPACE},
         "spec": {"model": "deepseek-chat", "prompt": _prompt(name), "queue": POOL},
     }
-
-
-def _stub_stats(release: Release) -> dict[str, Any]:
-    """The stub's counters (per-prompt call counts included), read through its Service."""
-    url = release.service_url(STUB, 8081) + "/_stub/stats"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        stats: dict[str, Any] = json.loads(response.read())
-    return stats

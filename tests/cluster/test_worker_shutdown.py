@@ -13,6 +13,7 @@ from tests.harness.kube_cluster_fixtures import (
     apply_pool,
     delete_quietly,
     deploy_stub_llm,
+    stub_calls_by_prompt,
 )
 
 NAMESPACE = RELEASE_NAMESPACE
@@ -54,10 +55,15 @@ def test_a_stopped_worker_pod_finishes_its_calls_in_flight(helm_release: Release
         cluster.kubectl("delete", "pod", worker, "-n", NAMESPACE, "--wait=false")
 
         cluster.wait_for("every task Succeeded", lambda: phases() == ["Succeeded"] * TASKS, timeout=150)
+        by_prompt = stub_calls_by_prompt(helm_release, "slow-llm")
         for name in names:
             status = cluster.get_json("llmtask", name, "-n", NAMESPACE)["status"]
-            # one attempt: the call was not cancelled by the shutdown and run again elsewhere
+            # one attempt and one call at the provider: the call was not cancelled by the shutdown
+            # and paid for again elsewhere (a shutdown's cancel puts the task back without counting
+            # an attempt, so only the provider's count shows a second call)
             assert status["attempts"] == 1, status
+            calls = sum(n for prompt, n in by_prompt.items() if f"slow call {name}" in prompt)
+            assert calls == 1, (name, calls)
 
         def pod_gone() -> bool:
             return cluster.kubectl("get", "pod", worker, "-n", NAMESPACE, check=False).returncode != 0

@@ -320,3 +320,12 @@ def worker_tasks_processed(release: Release, pool: str = "default") -> float:
                 if line.startswith("sytq_tasks_processed_total{"):
                     total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def stub_calls_by_prompt(release: Release, stub: str) -> dict[str, int]:
+    """A stub LLM's call count per prompt (its /_stub/stats, read through its Service); the key is
+    every message of the call joined, so look a prompt up by containment."""
+    url = release.service_url(stub, 8081) + "/_stub/stats"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        counts: dict[str, int] = json.loads(response.read())["by_prompt"]
+    return counts
