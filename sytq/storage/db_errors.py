@@ -3,14 +3,23 @@
 Transient: the server is away or busy (lost connection, restart, failover, lock timeout, deadlock).
 Waiting helps, so storage calls retry them for a while. Permanent: the statement can never succeed
 as written (missing table or database, unknown column, a value the column refuses in strict mode,
-duplicate key, syntax): retrying only repeats the failure, so the task fails at once.
+duplicate key, syntax, a statement larger than the server's max_allowed_packet): retrying only
+repeats the failure, so the task fails at once.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, NoSuchTableError, ProgrammingError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchTableError,
+    OperationalError,
+    ProgrammingError,
+)
 
 # MySQL / MariaDB server and client error numbers, grouped by meaning.
 # fmt: off
@@ -20,7 +29,7 @@ TRANSIENT_MYSQL_CODES = frozenset({
     1044, 1045,  # access denied (credentials or grants being fixed: an outage for every task alike)
     1053,  # server shutdown in progress
     1129, 1130,  # host blocked / not allowed
-    1152, 1153, 1154, 1155, 1156, 1157, 1158, 1159, 1160, 1161,  # network read/write errors, aborted
+    1152, 1154, 1155, 1156, 1157, 1158, 1159, 1160, 1161,  # network read/write errors, aborted
     1203, 1226,  # user connection / resource limits
     1205, 1213,  # lock wait timeout, deadlock: the transaction is worth running again
     1290, 1792, 1836,  # read-only server / transaction (failover in progress)
@@ -39,6 +48,7 @@ PERMANENT_MYSQL_CODES = frozenset({
     1064, 1149,  # syntax
     1136,  # column count
     1138,  # invalid use of NULL
+    1153,  # packet bigger than max_allowed_packet: the statement never fits (see packet_limit)
     1264, 1690,  # out of range
     1265,  # data truncated
     1267, 1300,  # collation mix, invalid character string
@@ -54,6 +64,17 @@ PERMANENT_MYSQL_CODES = frozenset({
 # SQLITE_ERROR (no such table/column, syntax), TOOBIG, CONSTRAINT, MISMATCH, RANGE.
 _SQLITE_ERROR = 1
 PERMANENT_SQLITE_CODES = frozenset({_SQLITE_ERROR, 18, 19, 20, 25})
+
+
+class StatementTooLarge(OperationalError):
+    """A statement larger than the server's max_allowed_packet (its connection was closed for it)."""
+
+    def __init__(
+        self, statement: str | None, params: Any, orig: BaseException, size: int, limit: int
+    ) -> None:
+        super().__init__(statement, params, orig)
+        self.size = size
+        self.limit = limit
 
 
 def mysql_error_code(exc: BaseException) -> int | None:
@@ -75,6 +96,8 @@ def _sqlite_code(exc: BaseException) -> int | None:
 
 def is_transient(exc: BaseException) -> bool:
     """A connection-level failure worth waiting out; every other database error is permanent."""
+    if isinstance(exc, StatementTooLarge):
+        return False
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     code = mysql_error_code(exc)
@@ -99,6 +122,11 @@ def is_permanent(exc: BaseException) -> bool:
 
 def describe(exc: BaseException) -> str:
     """A one-line message for logs, task errors and ``failed_info``: the server's own words and number."""
+    if isinstance(exc, StatementTooLarge):
+        return (
+            f"database error 1153: a statement of {exc.size} bytes is larger than the server's"
+            f" max_allowed_packet ({exc.limit} bytes)"
+        )
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
     code = mysql_error_code(exc)
     if code is not None:

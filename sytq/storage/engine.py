@@ -8,6 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from sytq.storage.packet_limit import watch_statement_sizes
+
 
 def create_engine(url: str, pool_size: int = 10, *, lean_checkout: bool = False) -> sa.Engine:
     """A sync engine with pre-ping (connections survive a database restart) and sane timeouts.
@@ -34,6 +36,8 @@ def create_engine(url: str, pool_size: int = 10, *, lean_checkout: bool = False)
     engine = sa.create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+    elif parsed.get_backend_name() in ("mysql", "mariadb"):
+        watch_statement_sizes(engine)
     return engine
 
 

@@ -88,3 +88,12 @@ def test_sqlite_locked_database_is_transient(tmp_path: Path) -> None:
         exc = _error(waiter, "SELECT * FROM t")
         conn.rollback()
     assert is_transient(exc)
+
+
+def test_packet_bigger_than_max_allowed_packet_is_permanent() -> None:
+    import pymysql
+
+    # When the client does read the server's own 1153 (small statements racing the close).
+    server_said = pymysql.err.OperationalError(1153, "Got a packet bigger than 'max_allowed_packet' bytes")
+    refused = sa.exc.OperationalError("INSERT …", None, server_said)
+    assert is_permanent(refused) and describe(refused).startswith("database error 1153")

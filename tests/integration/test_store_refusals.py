@@ -33,15 +33,38 @@ POISONS: list[dict[str, Any]] = [
 ]
 
 
-@pytest.fixture
-async def store(mariadb_server: MariaDBServer) -> AsyncIterator[TaskStore]:
+SMALL_PACKET = 1_048_576  # MariaDB's max_allowed_packet for this test's connections (default 16 MiB)
+
+
+async def _migrated_store(mariadb_server: MariaDBServer) -> TaskStore:
     if not mariadb_server.running:
         mariadb_server.start()
     url = mariadb_server.create_database(f"refuse_{uuid.uuid4().hex[:8]}")
     await asyncio.to_thread(upgrade, url)
-    store = TaskStore.from_url(url, threads=4, retry_for_seconds=120)
+    return TaskStore.from_url(url, threads=4, retry_for_seconds=120)
+
+
+@pytest.fixture
+async def store(mariadb_server: MariaDBServer) -> AsyncIterator[TaskStore]:
+    store = await _migrated_store(mariadb_server)
     yield store
     await store.close()
+
+
+@pytest.fixture
+async def small_packet_store(mariadb_server: MariaDBServer) -> AsyncIterator[TaskStore]:
+    """A store whose connections were opened under a 1 MiB max_allowed_packet (restored after)."""
+    if not mariadb_server.running:
+        mariadb_server.start()
+    before = mariadb_server.fetch_one("SELECT @@GLOBAL.max_allowed_packet AS v", "mysql")
+    assert before is not None
+    mariadb_server.execute(f"SET GLOBAL max_allowed_packet = {SMALL_PACKET}")
+    try:
+        store = await _migrated_store(mariadb_server)
+        yield store
+        await store.close()
+    finally:
+        mariadb_server.execute(f"SET GLOBAL max_allowed_packet = {before['v']}")
 
 
 def _task(metadata: dict[str, Any]) -> NewTask:
@@ -105,3 +128,34 @@ async def test_long_multibyte_error_text_is_stored(store: TaskStore) -> None:
     row = await store.get(task.task_id)
     assert row is not None and row.status == STATUS_FAILED and row.error == record.error
     assert row.error is not None and row.error.startswith("错" * 1000) and len(row.error.encode()) < 65_536
+
+
+async def test_a_row_bigger_than_max_allowed_packet_fails_alone(small_packet_store: TaskStore) -> None:
+    # The server closes the connection on such a statement (the client sees "lost connection"): it
+    # must not be waited out as an outage (120 s here), and its batch neighbours must be written.
+    store = small_packet_store
+    good = [_task({"i": i}) for i in range(30)]
+    huge = _task({"huge": True})
+    tasks = [*good[:15], huge, *good[15:]]
+
+    def outcome(task: NewTask) -> LLMOutcome:
+        content = "x" * (SMALL_PACKET + 100_000) if task is huge else f"answer {task.task_id}"
+        return LLMOutcome(content, None, "stop", {"total_tokens": 3}, 10)
+
+    started = time.monotonic()
+    results = await _settle([store.store_first_answer(t, outcome(t), 1, started_at=utcnow()) for t in tasks])
+    assert time.monotonic() - started < 15
+    refused = results[15]
+    assert isinstance(refused, RowRefusedError) and huge.task_id in str(refused)
+    assert "database error 1153" in str(refused) and f"max_allowed_packet ({SMALL_PACKET} bytes)" in str(
+        refused
+    )
+    assert await store.get(huge.task_id) is None
+    for task, result in zip(good, results[:15] + results[16:], strict=True):
+        row = await store.get(task.task_id)
+        assert not isinstance(result, BaseException), result
+        assert row is not None and row.status == STATUS_SUCCEEDED and row.content == f"answer {task.task_id}"
+    # The refused task can still be failed, with the reason on its row, on the same store.
+    await store.begin_attempt(huge, 1)
+    failed = await store.mark_failed(huge.task_id, str(refused), final=True)
+    assert failed.status == STATUS_FAILED and "max_allowed_packet" in (failed.error or "")
