@@ -239,11 +239,9 @@ def helm_release(
     release = helm_install(cluster, RELEASE_NAME, RELEASE_NAMESPACE, values)
     print(f"helm install -> every Deployment Ready in {release.install_seconds:.1f}s")
     yield release
-    # Pools first, while the controller runs: kopf's finalizer on each (for the autoscale timer)
-    # would keep a pool deleted together with the controller, and its workers, forever.
-    # (LLMTasks are left to the cluster's end.)
+    # LLMTasks first, while the controller runs (their finalizer); pools need no such care.
     namespace = ("-n", RELEASE_NAMESPACE)
-    cluster.kubectl("delete", "llmworkerpools", "--all", *namespace, "--timeout=60s", check=False, timeout=90)
+    cluster.kubectl("delete", "llmtasks", "--all", *namespace, "--timeout=60s", check=False, timeout=90)
     cluster.helm("uninstall", RELEASE_NAME, *namespace, "--wait", "--timeout=60s", check=False, timeout=90)
 
 
