@@ -27,7 +27,7 @@ from sytq.storage import (
     TaskRecord,
     utcnow,
 )
-from sytq.tasks import TYPE_CALLBACK_DELIVER
+from sytq.tasks import OWNER_HEADER, TYPE_CALLBACK_DELIVER
 from worker.finish import enqueue_callback
 from worker.pipeline import Pipeline
 
@@ -66,7 +66,8 @@ async def fail_before_start(
 ) -> NoReturn:
     """Fail a task that cannot even start (bad payload, missing record): a bare row keeps the error
     (and the callback URL, when one could be read, so the caller hears of it)."""
-    bare = NewTask(task.id, task.type, task.queue, callback_url=callback_url)
+    owner = task.headers.get(OWNER_HEADER)
+    bare = NewTask(task.id, task.type, task.queue, client_id=owner, callback_url=callback_url)
     await pipeline.store.begin_attempt(bare, task.retried + 1)
     await fail_task(pipeline, task, message, reason)
 

@@ -21,7 +21,7 @@ from sytq.metrics import RECORDS_PROCESSED, TASKS_PROCESSED, labelled
 from sytq.queue import SkipRetry, Task
 from sytq.storage import NewTask, Record, RecordTableNotAllowed
 from sytq.storage.db_errors import describe, is_transient
-from sytq.tasks import LLMProcessPayload
+from sytq.tasks import OWNER_HEADER, LLMProcessPayload
 from worker.finish import finish_succeeded
 from worker.llm_run import fail_before_start, run_llm
 from worker.pipeline import Pipeline
@@ -72,6 +72,8 @@ def _request(settings_model: str, max_tokens: int, task: Task, record: Record) -
         messages=messages,
         parameters={"max_tokens": max_tokens},
         metadata={"table_name": record.table, "id": record.id},
+        # The submitter, kept on the row: once the queue drops the finished task, it still may read it.
+        client_id=task.headers.get(OWNER_HEADER),
         callback_url=record.callback_url,
     )
 

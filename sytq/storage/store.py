@@ -109,6 +109,7 @@ class TaskRecord:
     callback_attempts: int
     metadata: dict[str, Any]
     callback_error: str | None = None
+    client_id: str | None = None  # the submitter (tenant): who may read the task once it left the queue
 
     @property
     def finished(self) -> bool:
@@ -139,6 +140,7 @@ class TaskRecord:
             callback_attempts=row.callback_attempts,
             metadata=dict(row.meta or {}),
             callback_error=row.callback_error,
+            client_id=row.client_id,
         )
 
 
@@ -529,6 +531,7 @@ def _record_from_values(values: dict[str, Any]) -> TaskRecord:
         callback_status=values.get("callback_status"),
         callback_attempts=0,
         metadata=dict(values["metadata"] or {}),
+        client_id=values.get("client_id"),
     )
 
 

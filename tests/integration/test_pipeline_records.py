@@ -7,12 +7,16 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from sytq.queue import Inspector, QueueClient, TaskInfo, TaskNotFoundError
 from sytq_cli.stub_llm import deterministic_content
+from tests.api.helpers import bearer, key_entry
+from tests.harness.api_fixtures import RunningApi
 from tests.harness.llm_fixtures import (
     CallbackReceiver,
     PipelineEnv,
@@ -284,3 +288,51 @@ async def test_a_redelivered_task_advances_the_node_once_and_calls_the_llm_once(
     row = read_record(mariadb_server, db, record_id)
     assert row["status"] == "已完成" and row["current_task_node"] == 8
     assert stub_llm.calls_for(user) == 1
+
+
+async def test_a_finished_record_task_stays_readable_by_its_submitter_only(
+    start_api: Callable[..., RunningApi],
+    pipeline_env: PipelineEnv,  # with the stub provider
+    mariadb_server: MariaDBServer,
+    redis_client: aioredis.Redis,
+) -> None:
+    keys = ",".join(
+        [
+            key_entry("tenant-a", "a-secret", "submit|read"),
+            key_entry("tenant-b", "b-secret", "submit|read"),
+            key_entry("ops", "ops-secret", "admin"),
+        ]
+    )
+    api = start_api(api_keys=keys, database_url=pipeline_env.settings.database_url)
+    tenant_a, tenant_b, admin = bearer("a-secret"), bearer("b-secret"), bearer("ops-secret")
+    db = pipeline_env.record_database
+    record_id = insert_record(mariadb_server, db, sys_message=SYS, user_message="mine")
+    ids = []
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        async with running_worker(pipeline_env.settings, redis_client) as pipeline:
+            for row in (record_id, 987_654_321):  # one done, one failed before it started (no such row)
+                answer = await http.post(
+                    "/api/tasks/llm", json={"table_name": "valuation_records", "id": row}, headers=tenant_a
+                )
+                assert answer.status_code == 200, answer.text
+                ids.append(answer.json()["data"]["task_id"])
+            finals = [await wait_final(pipeline.store, task_id) for task_id in ids]
+        # Off the queue, only the task's row is left: the done one was deleted at its ack (as the
+        # original's were; the worker has stopped, its acks written), the failed one is archived
+        # until trimmed (deleted here).
+        inspector = Inspector(redis_client)
+        await inspector.delete_task("default", ids[1])
+        for task_id in ids:
+            with pytest.raises(TaskNotFoundError):
+                await inspector.find_task(task_id)
+        views = {
+            (who, task_id): await http.get(f"/api/v1/tasks/{task_id}", headers=headers)
+            for who, headers in (("a", tenant_a), ("b", tenant_b), ("admin", admin))
+            for task_id in ids
+        }
+    assert [f.status for f in finals] == ["succeeded", "failed"]
+    for task_id, status in zip(ids, ("succeeded", "failed"), strict=True):
+        assert views["a", task_id].status_code == 200 and views["a", task_id].json()["status"] == status
+        assert views["admin", task_id].status_code == 200
+        assert views["b", task_id].status_code == 404
+        assert views["b", task_id].json() == {"detail": f"task {task_id} not found"}
