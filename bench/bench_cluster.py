@@ -1,8 +1,8 @@
 """The chart on the real single-node cluster (tests/harness/cluster.py): how long `helm install`
-takes to have every pod Ready, and how long an LLMWorkerPool takes from zero pods to N Ready pods
-once tasks arrive.
+takes to have every pod Ready, how long an LLMWorkerPool takes from zero pods to N Ready pods
+once tasks arrive, and 1,000 LLMTasks run through worker pods (bench/cluster_llmtasks.py).
 
-    python -m bench.bench_cluster [--quick] [--rounds R] [--pods N]
+    python -m bench.bench_cluster [--quick] [--rounds R] [--pods N] [--llmtasks N]
 
 Needs root and the binaries of ``hack/k8s/build.sh --node``. Writes bench/results/cluster.json/.md.
 """
@@ -10,6 +10,7 @@ Needs root and the binaries of ``hack/k8s/build.sh --node``. Writes bench/result
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
@@ -20,6 +21,7 @@ from typing import Any
 
 from redis import Redis
 
+from bench.cluster_llmtasks import run_llmtasks
 from tests.harness.cluster import HOST_IP, KubeCluster
 from tests.harness.image_fixtures import HACK_IMAGE, buildah
 from tests.harness.kube_cluster_fixtures import (
@@ -98,13 +100,29 @@ def _scale_from_zero(release: Release, name: str, pods: int) -> dict[str, float]
     return {"first_pod_created_s": scaled_at - t0, "all_ready_s": ready_at - t0}
 
 
+def _llmtasks_round(cluster: KubeCluster, services: HostServices, n: int, pods: int) -> dict[str, Any]:
+    """A release whose pool starts at zero pods (at most ``pods``), then ``n`` LLMTasks."""
+    namespace = "syt-queue"  # where bench_operator's watch looks
+    cluster.create_namespace(namespace)
+    services.wire(cluster, namespace)
+    pool = {"minReplicas": 0, "maxReplicas": pods, "concurrency": 100, "targetBacklogPerReplica": 100}
+    values = chart_values(IMAGE, services, database="bench_llmtasks", workerPool=pool)
+    release = helm_install(cluster, "syt-queue", namespace, values)
+    load_before = _load()
+    figures = asyncio.run(run_llmtasks(release, services.redis.url, n))
+    figures["load_before_after"] = f"{load_before} -> {_load()}"
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_cluster", description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pods", type=int, default=3)
+    parser.add_argument("--llmtasks", type=int, default=1000)
     args = parser.parse_args(argv)
     rounds = 1 if args.quick else args.rounds
+    llmtasks = min(args.llmtasks, 200) if args.quick else args.llmtasks
     load_before = _load()
     cluster = KubeCluster()
     redis = RedisServer(extra_address=HOST_IP, password="bench")
@@ -130,12 +148,11 @@ def main(argv: list[str] | None = None) -> int:
             release = helm_install(cluster, f"syt-queue-{round_no}", namespace, values)
             installs.append(release.install_seconds)
             scales.append(_scale_from_zero(release, f"burst{round_no}", args.pods))
-            # pools first: their kopf finalizer needs the controller (docs/operator.md, Uninstalling)
-            cluster.kubectl("delete", "llmworkerpools", "--all", "-n", namespace, check=False)
             cluster.helm("uninstall", f"syt-queue-{round_no}", "-n", namespace, "--wait", check=False)
             redis_client.flushall()  # the next round starts from empty queues
         result["helm_install_to_ready_s"] = installs
         result["scale_from_zero"] = scales
+        result["llmtasks"] = _llmtasks_round(cluster, services, llmtasks, args.pods)
     finally:
         cluster.stop()
         redis.close()
@@ -172,8 +189,40 @@ def _markdown(result: dict[str, Any]) -> str:
             f"| pool 0 -> first worker pod, once {result['pods'] * 50} tasks arrive | {cell(first)} |",
             f"| pool 0 -> {result['pods']} worker pods Ready | {cell(ready)} |",
             "",
+            *_llmtask_lines(result["llmtasks"]),
         ]
     )
+
+
+def _llmtask_lines(run: dict[str, Any]) -> list[str]:
+    operator_json = RESULTS_DIR / "operator.json"
+    ref = json.loads(operator_json.read_text())["operator"] if operator_json.exists() else {}
+    by_process = ", ".join(f"{k} {v}" for k, v in run["cpu_ms_per_task_by_process"].items())
+    ref_done = f"{ref['all_succeeded_seconds']} s ({ref['throughput_per_s']}/s)" if ref else "-"
+    ref_lag = f"{ref['lag_p50_ms']} / {ref['lag_p95_ms']} / {ref['lag_max_ms']} ms" if ref else "-"
+    return [
+        f"### {run['tasks']} LLMTasks through worker pods (pool from 0 pods,"
+        f" at most {run['most_ready_worker_pods']} Ready at once)",
+        "",
+        "Created 32 at a time with the API's client, dispatched by the controller pod, run by the pool's"
+        " worker pods against the release's stub LLM (zero latency), status mirrored by the controller."
+        " Status lag: the worker's own completed timestamp -> a separate watch sees `phase: Succeeded`"
+        f" (an upper bound of the patch time). Load average before -> after: {run['load_before_after']}."
+        " Beside it the median burst round of bench/results/operator.md (its own run: apiserver only,"
+        " controller and one worker as host processes).",
+        "",
+        "| measure | cluster (pods) | apiserver only |",
+        "|---|---:|---:|",
+        f"| all Succeeded after | {run['all_succeeded_seconds']} s ({run['throughput_per_s']}/s)"
+        f" | {ref_done} |",
+        f"| status lag p50 / p95 / max | {run['lag_p50_ms']} / {run['lag_p95_ms']} / {run['lag_max_ms']} ms"
+        f" | {ref_lag} |",
+        f"| worker pods used | {run['worker_pods_used']} | 1 worker process |",
+        f"| CPU per task, every process on the machine | {run['cpu_ms_per_task']} ms | |",
+        "",
+        f"CPU ms per task by process: {by_process}.",
+        "",
+    ]
 
 
 if __name__ == "__main__":

@@ -362,6 +362,20 @@ def _create_in_process(
     cpu.value = _own_cpu_seconds()
 
 
+async def create_llmtasks(kubeconfig: Path, n: int, prefix: str, rate: float | None) -> float:
+    """Create the LLMTasks in a process of their own (so the caller's watch is not slowed by them:
+    GIL); returns that process's CPU seconds."""
+    creator_cpu = multiprocessing.get_context("fork").Value("d", 0.0)
+    creator = multiprocessing.get_context("fork").Process(
+        target=_create_in_process, args=(kubeconfig, n, prefix, rate, creator_cpu)
+    )
+    creator.start()
+    await asyncio.to_thread(creator.join)
+    if creator.exitcode != 0:
+        raise RuntimeError(f"creating the LLMTasks failed (exit code {creator.exitcode})")
+    return float(creator_cpu.value)
+
+
 def _own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -393,20 +407,12 @@ async def run_operator(
     machine0 = _cpu_by_process()
     profiler = _start_profile(env.kube, *profile) if profile else None
     start = time.time()
-    # The creates run in a process of their own, so this one's watch is not slowed by them (GIL).
-    creator_cpu = multiprocessing.get_context("fork").Value("d", 0.0)
-    creator = multiprocessing.get_context("fork").Process(
-        target=_create_in_process, args=(env.kube.kubeconfig, n, prefix, rate, creator_cpu)
-    )
-    creator.start()
-    await asyncio.to_thread(creator.join)
-    if creator.exitcode != 0:
-        raise RuntimeError(f"creating the LLMTasks failed (exit code {creator.exitcode})")
+    creator_cpu = await create_llmtasks(env.kube.kubeconfig, n, prefix, rate)
     created = time.time()
     all_seen = await asyncio.to_thread(watch.wait, 600)
     cpu1, peak_rss = _proc_usage(controller_pid)
     cpu_by_process = _cpu_delta(machine0, _cpu_by_process())
-    cpu_by_process["benchmark: creates"] = creator_cpu.value
+    cpu_by_process["benchmark: creates"] = creator_cpu
     cpu_by_process["benchmark: watch"] = watch.cpu_seconds
     await asyncio.sleep(0.5)  # late pub/sub messages
     listener.cancel()
