@@ -79,11 +79,14 @@ async def run_llmtasks(release: Release, redis_url: str, n: int) -> dict[str, An
     end = max(watch.seen.values())
     lags = [watch.seen[t] - clock.done[t] for t in watch.seen if t in clock.done]
     total_cpu = sum(v for v in cpu.values() if v > 0)
+    done = [clock.done[t] for t in watch.seen if t in clock.done]
     return {
         "tasks": n,
         "create_seconds": round(created - start, 2),
         "all_succeeded_seconds": round(end - start, 2),
         "throughput_per_s": round(n / (end - start), 1),
+        "first_done_after_s": round(min(done) - start, 2),
+        "workers_done_within_s": round(max(done) - min(done), 2),  # first to last worker completion
         "most_ready_worker_pods": pods.most_ready,
         "worker_pods_used": len(pods.pods_seen),
         "lag_samples": len(lags),
