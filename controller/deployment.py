@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 POOL_LABEL = "llm.syt.io/pool"
@@ -12,6 +13,9 @@ DEFAULT_GRACE_SECONDS = 120
 # Kept from the grace period for what follows the wait: cancelling stragglers (5 s), the final
 # outcome flush (5 s), closing connections; Kubernetes kills the pod when the grace period ends.
 SHUTDOWN_MARGIN_SECONDS = 15
+# Where the operator's Redis CA bundle is mounted (the chart points ssl_ca_certs here).
+REDIS_CA_DIR = "/etc/sytq/redis-ca"
+REDIS_CA_FILE = "ca.crt"
 
 
 def deployment_name(pool_name: str) -> str:
@@ -65,8 +69,31 @@ def _secret_env(env_name: str, ref: Mapping[str, Any] | None) -> list[dict[str, 
     return [{"name": env_name, "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref["key"]}}}]
 
 
+@dataclass(frozen=True)
+class RedisCaSecret:
+    """The operator's Secret holding the Redis CA bundle, and its key."""
+
+    name: str
+    key: str
+
+
+def _mount_redis_ca(pod_spec: dict[str, Any], container: dict[str, Any], ca: RedisCaSecret) -> None:
+    pod_spec["volumes"].append(
+        {
+            "name": "redis-ca",
+            "secret": {"secretName": ca.name, "items": [{"key": ca.key, "path": REDIS_CA_FILE}]},
+        }
+    )
+    container["volumeMounts"].append({"name": "redis-ca", "mountPath": REDIS_CA_DIR, "readOnly": True})
+
+
 def build_deployment(
-    pool_name: str, namespace: str, spec: Mapping[str, Any], *, replicas: int
+    pool_name: str,
+    namespace: str,
+    spec: Mapping[str, Any],
+    *,
+    replicas: int,
+    redis_ca: RedisCaSecret | None = None,
 ) -> dict[str, Any]:
     labels = {
         "app.kubernetes.io/name": "syt-queue",
@@ -119,6 +146,8 @@ def build_deployment(
         "volumes": [{"name": "tmp", "emptyDir": {}}],
     }
     container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if redis_ca is not None:
+        _mount_redis_ca(pod_spec, container, redis_ca)
     if spec.get("serviceAccountName"):
         pod_spec["serviceAccountName"] = spec["serviceAccountName"]
     template_metadata: dict[str, Any] = {"labels": labels}

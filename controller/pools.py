@@ -11,7 +11,12 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from redis.exceptions import RedisError
 
 from controller.context import ControllerContext
-from controller.deployment import build_deployment, deployment_name, pool_queue_names
+from controller.deployment import (
+    RedisCaSecret,
+    build_deployment,
+    deployment_name,
+    pool_queue_names,
+)
 from controller.kopf_registry import spawn_without_finalizer
 from controller.pool_policy import PoolPolicy, violations
 from controller.scaling import PoolLimits, Stabilizer, recommend
@@ -19,10 +24,15 @@ from controller.status import condition, rfc3339
 from sytq.k8s_resources import GROUP, LLMWORKERPOOL_PLURAL, VERSION
 from sytq.queue import QueueError
 from sytq.queue.models import QueueNotFoundError
-from sytq.settings import get_settings
+from sytq.settings import Settings, get_settings
 
 SCALE_INTERVAL_SECONDS = get_settings().controller_scale_interval_seconds
 POLICY_VIOLATION = "PolicyViolation"
+
+
+def redis_ca_of(settings: Settings) -> RedisCaSecret | None:
+    name = settings.controller_pool_redis_ca_secret
+    return RedisCaSecret(name, settings.controller_pool_redis_ca_key) if name else None
 
 
 def limits_of(spec: kopf.Spec) -> PoolLimits:
@@ -37,7 +47,13 @@ def limits_of(spec: kopf.Spec) -> PoolLimits:
 async def ensure_deployment(ctx: ControllerContext, body: kopf.Body, logger: kopf.Logger) -> int:
     """Create the pool's Deployment, or bring its pod template up to date; returns its replicas."""
     name, namespace = str(body.metadata.name), str(body.metadata.namespace)
-    desired = build_deployment(name, namespace, body.spec, replicas=limits_of(body.spec).min_replicas)
+    desired = build_deployment(
+        name,
+        namespace,
+        body.spec,
+        replicas=limits_of(body.spec).min_replicas,
+        redis_ca=redis_ca_of(ctx.settings),
+    )
     kopf.adopt(desired, owner=body)
     try:
         existing = await ctx.apps.read_namespaced_deployment(deployment_name(name), namespace)

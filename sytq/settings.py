@@ -165,7 +165,9 @@ class Settings(BaseSettings):
         default=100, ge=1, le=100_000, description="Provider calls in flight per worker process"
     )
     worker_prefetch: int | None = Field(
-        default=None, ge=0, le=100_000,
+        default=None,
+        ge=0,
+        le=100_000,
         description="Tasks held beyond the calls in flight (default: as many as the concurrency)",
     )
     shutdown_timeout: float = Field(default=8.0, ge=0)
@@ -269,6 +271,12 @@ class Settings(BaseSettings):
     controller_pool_secrets: str = Field(default="", description="Secrets a pool may reference")
     controller_pool_config_maps: str = Field(default="", description="ConfigMaps a pool may reference")
     controller_pool_env: str = Field(default="", description="Names a pool's extra env may set")
+    # The operator's CA for a Redis with TLS, mounted into every pool's worker pods (the chart's
+    # redisTLS.caSecret); not a pool field, so a pool author cannot mount another Secret this way.
+    controller_pool_redis_ca_secret: str = Field(
+        default="", description="Secret with the Redis CA bundle for worker pods; empty = none"
+    )
+    controller_pool_redis_ca_key: str = Field(default="ca.crt", min_length=1, description="Its key")
 
     # --- observability -------------------------------------------------------------------------
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no metrics listener")

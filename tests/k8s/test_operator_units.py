@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.deployment import build_deployment, queues_setting
+from controller.deployment import REDIS_CA_DIR, RedisCaSecret, build_deployment, queues_setting
+from controller.pools import redis_ca_of
 from controller.scaling import PoolLimits, Stabilizer, recommend
 from controller.status import attempts_of, changed_fields, parse_result, preview, status_from_task
 from sytq.k8s_resources import build_llmtask, payload_from_spec, task_id_for_uid
@@ -191,6 +192,26 @@ def test_worker_pods_wait_for_calls_in_flight_within_their_grace_period_and_have
     )
     names = [e["name"] for e in custom["spec"]["template"]["spec"]["containers"][0]["env"]]
     assert names.count("SYTQ_SHUTDOWN_TIMEOUT") == 2 and names[-1] == "SYTQ_SHUTDOWN_TIMEOUT"
+
+
+def test_worker_pods_mount_the_operators_redis_ca_only_when_configured() -> None:
+    from sytq.settings import Settings
+
+    spec = {"image": "img:1"}
+    plain = build_deployment("pool", "ns", spec, replicas=1)["spec"]["template"]["spec"]
+    assert [v["name"] for v in plain["volumes"]] == ["tmp"]
+    assert [m["name"] for m in plain["containers"][0]["volumeMounts"]] == ["tmp"]
+    assert redis_ca_of(Settings(controller_pool_redis_ca_secret="")) is None
+
+    ca = redis_ca_of(
+        Settings(controller_pool_redis_ca_secret="redis-ca", controller_pool_redis_ca_key="ca.pem")
+    )
+    assert ca == RedisCaSecret("redis-ca", "ca.pem")
+    pod = build_deployment("pool", "ns", spec, replicas=1, redis_ca=ca)["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "redis-ca")
+    assert volume["secret"] == {"secretName": "redis-ca", "items": [{"key": "ca.pem", "path": "ca.crt"}]}
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "redis-ca")
+    assert mount == {"name": "redis-ca", "mountPath": REDIS_CA_DIR, "readOnly": True}
 
 
 async def test_waiting_for_a_patch_slot_gives_way_to_news_without_leaking_slots() -> None:
