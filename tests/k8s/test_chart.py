@@ -494,6 +494,93 @@ def test_bad_values_are_refused_with_a_clear_message(
     assert expected in proc.stderr, proc.stderr
 
 
+REDIS_CA_PATH = "/etc/sytq/redis-ca/ca.crt"
+
+
+def pod_specs(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each rendered Deployment's pod spec, by component."""
+    templates = [o["spec"]["template"] for o in objects if o["kind"] == "Deployment"]
+    return {t["metadata"]["labels"]["app.kubernetes.io/component"]: t["spec"] for t in templates}
+
+
+def secret_data(objects: list[dict[str, Any]]) -> dict[str, str]:
+    """The release Secret's stringData (not the admin-key Secret)."""
+    (found,) = [o for o in objects if o["kind"] == "Secret" and "SYTQ_REDIS_URL" in o.get("stringData", {})]
+    return dict(found["stringData"])
+
+
+def redis_ca_mounts(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    return [
+        {**mount, "secret": volumes[mount["name"]]["secret"]}
+        for container in pod["containers"]
+        for mount in container.get("volumeMounts", [])
+        if mount["name"] == "redis-ca"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("rediss://u:p@redis:6380/0", f"rediss://u:p@redis:6380/0?ssl_ca_certs={REDIS_CA_PATH}"),
+        ("rediss+sentinel://s1:26379/m?ssl_check_hostname=true", f"rediss+sentinel://s1:26379/m?ssl_check_hostname=true&ssl_ca_certs={REDIS_CA_PATH}"),
+        (f"rediss://redis:6380/0?ssl_ca_certs={REDIS_CA_PATH}", f"rediss://redis:6380/0?ssl_ca_certs={REDIS_CA_PATH}"),
+    ],
+    ids=["added", "appended", "already-named"],
+)  # fmt: skip
+def test_redis_ca_secret_is_mounted_in_every_redis_pod_and_named_in_the_url(
+    kube: KubeControlPlane, tmp_path: Path, url: str, expected: str
+) -> None:
+    ca = {"name": "redis-ca-bundle", "key": "ca.pem"}
+    secret_volume = {"secretName": "redis-ca-bundle", "items": [{"key": "ca.pem", "path": "ca.crt"}]}
+    mount = {"name": "redis-ca", "mountPath": "/etc/sytq/redis-ca", "readOnly": True, "secret": secret_volume}
+    for keda in (False, True):
+        values = {
+            "redisTLS": {"caSecret": ca},
+            "secrets": {"redisUrl": url},
+            "keda": {"enabled": keda},
+            "workerPool": {"enabled": not keda},
+        }
+        objects = render_values(kube, tmp_path, values)
+        assert secret_data(objects)["SYTQ_REDIS_URL"] == expected
+        pods = pod_specs(objects)
+        for component in ("api", "controller", *(["worker"] if keda else [])):
+            assert redis_ca_mounts(pods[component]) == [mount], component
+        config = named(objects, "ConfigMap")["data"]
+        # pool workers: the controller mounts this Secret (tests/k8s/test_operator_units.py)
+        assert config["SYTQ_CONTROLLER_POOL_REDIS_CA_SECRET"] == "redis-ca-bundle"
+        assert config["SYTQ_CONTROLLER_POOL_REDIS_CA_KEY"] == "ca.pem"
+        # a pool still may not name the CA Secret itself: it is not added to the pool policy
+        assert "redis-ca-bundle" not in config["SYTQ_CONTROLLER_POOL_SECRETS"].split(",")
+        if keda:
+            triggers, auth = keda_objects(objects)
+            assert auth is not None
+            assert {"parameter": "ca", "name": "redis-ca-bundle", "key": "ca.pem"} in auth["spec"][
+                "secretTargetRef"
+            ]
+            assert "enableTLS" not in triggers[0]["metadata"]
+    without = render(kube)
+    assert all(redis_ca_mounts(pod) == [] for pod in pod_specs(without).values())
+    assert "SYTQ_CONTROLLER_POOL_REDIS_CA_SECRET" not in named(without, "ConfigMap")["data"]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("rediss://r:6380/0?ssl_ca_certs=/o/ca.pem", "ssl_ca_certs=/o/ca.pem, but redisTLS.caSecret is"),
+        ("redis://r:6379/0", "redisTLS.caSecret needs TLS"),
+    ],
+    ids=["other-ca-path", "plain-redis"],
+)  # fmt: skip
+def test_redis_ca_secret_refuses_a_url_it_cannot_serve(
+    kube: KubeControlPlane, url: str, expected: str
+) -> None:
+    args = ["--set", "redisTLS.caSecret.name=ca", "--set-string", f"secrets.redisUrl={url}"]
+    proc = kube.helm("template", "rel", str(CHART), *args, check=False)
+    assert proc.returncode != 0
+    assert expected in proc.stderr, proc.stderr
+
+
 NO_STUB_RESOURCE_MODE = [
     "--set", "api.resourceMode=true", "--set", "workerPool.minReplicas=1", "--set", "stubLLM.enabled=false",
 ]  # fmt: skip

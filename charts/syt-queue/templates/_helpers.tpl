@@ -54,6 +54,43 @@ securityContext:
 volumes:
   - name: tmp
     emptyDir: {}
+{{- with .Values.redisTLS.caSecret.name }}
+  - name: redis-ca
+    secret:
+      secretName: {{ . }}
+      items:
+        - {key: {{ $.Values.redisTLS.caSecret.key }}, path: ca.crt}
+{{- end }}
+{{- end -}}
+
+{{/* Where redisTLS.caSecret is mounted (controller/deployment.py REDIS_CA_DIR for pool workers). */}}
+{{- define "sytq.redisCaPath" -}}/etc/sytq/redis-ca/ca.crt{{- end -}}
+
+{{/* The container's mounts: /tmp, and the Redis CA when redisTLS.caSecret is set. */}}
+{{- define "sytq.volumeMounts" -}}
+volumeMounts:
+  - {name: tmp, mountPath: /tmp}
+{{- if .Values.redisTLS.caSecret.name }}
+  - {name: redis-ca, mountPath: /etc/sytq/redis-ca, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{/* secrets.redisUrl, with ssl_ca_certs pointing at the mounted redisTLS.caSecret when that is set. */}}
+{{- define "sytq.redisUrl" -}}
+{{- $url := required "secrets.redisUrl is required (or set secrets.existingSecret)" .Values.secrets.redisUrl -}}
+{{- if .Values.redisTLS.caSecret.name -}}
+{{- $path := include "sytq.redisCaPath" . -}}
+{{- if not (hasPrefix "rediss" $url) -}}
+{{- fail "redisTLS.caSecret needs TLS: secrets.redisUrl must be a rediss…:// URL" -}}
+{{- end -}}
+{{- $named := include "sytq.urlParam" (dict "url" $url "name" "ssl_ca_certs") -}}
+{{- if not $named -}}
+{{- $url = printf "%s%sssl_ca_certs=%s" $url (ternary "&" "?" (contains "?" $url)) $path -}}
+{{- else if ne $named $path -}}
+{{- fail (printf "secrets.redisUrl names ssl_ca_certs=%s, but redisTLS.caSecret is mounted at %s: drop ssl_ca_certs from the URL (the chart adds it) or leave redisTLS.caSecret empty" $named $path) -}}
+{{- end -}}
+{{- end -}}
+{{- $url -}}
 {{- end -}}
 
 {{- define "sytq.deepseekUrl" -}}https://api.deepseek.com{{- end -}}

@@ -31,6 +31,9 @@ entries), tlsByAuth (TLS with a CA: tls/ca in the TriggerAuthentication), enable
 {{- $unsafe := $k.tls.unsafeSsl -}}
 {{- $data := dict -}}
 {{- $refs := list -}}
+{{- /* redisTLS.caSecret: the CA our own pods mount, also KEDA's unless keda.tls.ca / caKey names one. */}}
+{{- $ca := .Values.redisTLS.caSecret -}}
+{{- $caRef := list -}}
 {{- if not .Values.secrets.existingSecret -}}
 {{- if or $k.auth.usernameKey $k.auth.passwordKey $k.auth.sentinelUsernameKey $k.auth.sentinelPasswordKey $k.tls.caKey -}}
 {{- fail "keda.auth.*Key and keda.tls.caKey name keys of secrets.existingSecret; without it KEDA's credentials follow secrets.redisUrl" -}}
@@ -51,6 +54,8 @@ entries), tlsByAuth (TLS with a CA: tls/ca in the TriggerAuthentication), enable
 {{- end -}}
 {{- if $k.tls.ca -}}
 {{- $_ := set $data "KEDA_REDIS_CA" $k.tls.ca -}}
+{{- else if $ca.name -}}
+{{- $caRef = list (dict "parameter" "ca" "name" $ca.name "key" $ca.key) -}}
 {{- else if and $tls (not $unsafe) (include "sytq.urlParam" (dict "url" $url "name" "ssl_ca_certs")) -}}
 {{- fail "secrets.redisUrl names its own CA (ssl_ca_certs): give KEDA the same CA as keda.tls.ca (PEM)" -}}
 {{- end -}}
@@ -69,11 +74,15 @@ entries), tlsByAuth (TLS with a CA: tls/ca in the TriggerAuthentication), enable
 {{- range $named -}}
 {{- if index . 1 }}{{ $refs = append $refs (dict "parameter" (index . 0) "name" $secret "key" (index . 1)) }}{{ end -}}
 {{- end -}}
+{{- if and $ca.name (not $k.tls.caKey) -}}
+{{- $caRef = list (dict "parameter" "ca" "name" $ca.name "key" $ca.key) -}}
 {{- end -}}
-{{- $withCa := ne (printf "%s%s" $k.tls.ca $k.tls.caKey) "" -}}
+{{- end -}}
+{{- $refs = concat $refs $caRef -}}
+{{- $withCa := ne (printf "%s%s%s" $k.tls.ca $k.tls.caKey $ca.name) "" -}}
 {{- if $withCa }}{{ $tls = true }}{{ end -}}
 {{- if and $withCa $unsafe -}}
-{{- fail "keda.tls.unsafeSsl (or ssl_cert_reqs=none) skips the certificate check that keda.tls.ca is for: choose one" -}}
+{{- fail "keda.tls.unsafeSsl (or ssl_cert_reqs=none) skips the certificate check that keda.tls.ca (or redisTLS.caSecret) is for: choose one" -}}
 {{- end -}}
 {{- if and $unsafe (not $tls) -}}
 {{- fail "keda.tls.unsafeSsl needs TLS (keda.tls.enabled or a rediss URL)" -}}
