@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from controller.deployment import build_deployment
+from controller.deployment import RedisCaSecret, build_deployment
 from controller.pool_policy import PoolPolicy, violations
 from sytq.settings import Settings
 
@@ -98,3 +98,27 @@ def test_empty_settings_allow_nothing() -> None:
 def test_worker_pods_mount_no_service_account_token() -> None:
     pod = build_deployment("p", "ns", COMPLIANT, replicas=0)["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "sytq-worker"
+
+
+def test_the_operators_redis_ca_secret_gives_pools_no_secret_of_their_own() -> None:
+    settings = Settings(
+        controller_pool_images="registry.local/sytq:1.0",
+        controller_pool_service_accounts="sytq-worker",
+        controller_pool_secrets="sytq-secrets",
+        controller_pool_config_maps="sytq-config",
+        controller_pool_env="SYTQ_CALLBACK_SECRET,SYTQ_LOG_LEVEL",
+        controller_pool_redis_ca_secret="redis-ca",
+    )
+    policy = PoolPolicy.from_settings(settings)
+    # naming the CA Secret (or any other) in the pool's own fields is still refused
+    for change, field in (
+        ({"envFrom": [{"secretRef": {"name": "redis-ca"}}]}, "spec.envFrom[0].secretRef.name: 'redis-ca'"),
+        ({"secrets": {"redisUrl": {"name": "redis-ca", "key": "ca.crt"}}}, "spec.secrets.redisUrl.name"),
+    ):
+        (found,) = violations({**COMPLIANT, **change}, policy)
+        assert found.startswith(field), found
+    # a pool cannot bring volumes of its own: only the operator's CA Secret is mounted
+    hostile = {**COMPLIANT, "volumes": [{"name": "x", "secret": {"secretName": "cloud-admin"}}]}
+    pod = build_deployment("p", "ns", hostile, replicas=0, redis_ca=RedisCaSecret("redis-ca", "ca.crt"))
+    volumes = pod["spec"]["template"]["spec"]["volumes"]
+    assert [v.get("secret", {}).get("secretName") for v in volumes] == [None, "redis-ca"]
