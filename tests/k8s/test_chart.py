@@ -768,3 +768,37 @@ def test_a_keyless_install_generates_an_admin_key_and_callback_secret_kept_on_up
         kube.kubectl("get", "secret", "sytq-syt-queue-admin-key", "-n", namespace, check=False).returncode
         != 0
     )
+
+
+def test_controller_mounts_the_chart_redis_ca_into_pool_workers(without_pool_admission: OperatorEnv) -> None:
+    """redisTLS.caSecret through the real controller: the pool's worker Deployment, as the apiserver
+    stores it, mounts that Secret read-only at the path the chart puts into the Redis URL."""
+    env = without_pool_admission
+    objects = render(
+        env.kube, "--namespace", NAMESPACE, "--set", "workerPool.name=ca-pool",
+        "--set", "secrets.redisUrl=rediss://redis:6380/0", "--set", "redisTLS.caSecret.name=redis-tls",
+    )  # fmt: skip
+    config, pool = named(objects, "ConfigMap"), named(objects, "LLMWorkerPool")
+    for obj in (config, pool):
+        obj["metadata"]["namespace"] = NAMESPACE
+    policy = {k: v for k, v in config["data"].items() if k.startswith("SYTQ_CONTROLLER_POOL_")}
+    env.kube.apply([config, pool])
+    controller = env.start_controller(**policy)
+    try:
+
+        def pod_spec() -> dict[str, Any] | None:
+            got = env.kubectl("get", "deployment", "ca-pool-worker", "-o", "json", check=False)
+            return json.loads(got.stdout)["spec"]["template"]["spec"] if got.returncode == 0 else None
+
+        pod = wait_until(pod_spec, 30, controller.log)
+        volume = next(v for v in pod["volumes"] if v["name"] == "redis-ca")
+        assert volume["secret"]["secretName"] == "redis-tls"
+        assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+        (container,) = pod["containers"]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "redis-ca")
+        assert mount == {"name": "redis-ca", "mountPath": "/etc/sytq/redis-ca", "readOnly": True}
+        assert f"{mount['mountPath']}/ca.crt" == REDIS_CA_PATH
+    finally:
+        env.kubectl("delete", "llmworkerpool", "ca-pool", "--ignore-not-found", "--timeout=60s")
+        env.kubectl("delete", "deployment", "ca-pool-worker", "--ignore-not-found")
+        env.kubectl("delete", "configmap", config["metadata"]["name"], "--ignore-not-found")
