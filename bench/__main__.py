@@ -53,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
 
     failures: list[str] = []
-    sections: list[str] = ["# Benchmark results\n", f"Run: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
-                           f"{' (quick)' if args.quick else ''}\n"]
+    sections: list[str] = [
+        "# Benchmark results\n",
+        f"Run: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}{' (quick)' if args.quick else ''}\n",
+    ]
     for name in names:
         print(f"== bench {name}", flush=True)
         cmd = [sys.executable, "-m", f"bench.bench_{name}", *(["--quick"] if args.quick else [])]

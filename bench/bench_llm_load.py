@@ -223,8 +223,19 @@ def _worker_command(peer: str, redis_url: str, stub_url: str, concurrency: int, 
         # asynq-prefetch: as ours holds tasks (2x the calls, SYTQ_WORKER_PREFETCH's default), asynq
         # gets twice the handlers with the calls capped at C.
         handlers = concurrency * 2 if peer == "asynq-prefetch" else concurrency
-        return [str(binary), "-redis", redis_url, "-llm", stub_url, "-concurrency", str(handlers),
-                "-max-calls", str(concurrency), "-n", str(n)]
+        return [
+            str(binary),
+            "-redis",
+            redis_url,
+            "-llm",
+            stub_url,
+            "-concurrency",
+            str(handlers),
+            "-max-calls",
+            str(concurrency),
+            "-n",
+            str(n),
+        ]
     return [sys.executable, "-m", "bench.bench_llm_load", "--role", peer]
 
 
@@ -239,8 +250,17 @@ def _build_go() -> Path:
     return target
 
 
-def run_peer(peer: str, *, redis_url: str, stub_url: str, database_url: str, concurrency: int,
-             latency: float, n: int, services: dict[str, int]) -> PeerResult:
+def run_peer(
+    peer: str,
+    *,
+    redis_url: str,
+    stub_url: str,
+    database_url: str,
+    concurrency: int,
+    latency: float,
+    n: int,
+    services: dict[str, int],
+) -> PeerResult:
     """``services``: name -> pid of the shared servers whose CPU per task is reported too."""
     r = redis.Redis.from_url(redis_url)
     r.flushall()
@@ -258,8 +278,12 @@ def run_peer(peer: str, *, redis_url: str, stub_url: str, database_url: str, con
         "SYTQ_CALLBACK_SECRET": "bench-secret",
         "GOMAXPROCS": "1",
     }
-    proc = subprocess.Popen(_pinned(_worker_command(peer, redis_url, stub_url, concurrency, n), 1),
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _pinned(_worker_command(peer, redis_url, stub_url, concurrency, n), 1),
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
     samples: list[tuple[float, int, int]] = []  # (time, processed, in flight)
     stub_marks: list[tuple[float, int, float]] = []  # (time, answered calls, seconds spent answering)
     pids = {"worker": proc.pid} | services
@@ -318,9 +342,22 @@ def run_peer(peer: str, *, redis_url: str, stub_url: str, database_url: str, con
         marks = [m for m in stub_marks if window[0][0] <= m[0] <= window[-1][0]]
         if len(marks) >= 2 and marks[-1][1] > marks[0][1]:
             stub_latency = (marks[-1][2] - marks[0][2]) / (marks[-1][1] - marks[0][1])
-    return PeerResult(peer, concurrency, latency, n, max(s[2] for s in samples), throughput,
-                      concurrency / latency, total, rss_peak, note, cpu_us, os.getloadavg()[0],
-                      mean_in_flight, stub_latency)
+    return PeerResult(
+        peer,
+        concurrency,
+        latency,
+        n,
+        max(s[2] for s in samples),
+        throughput,
+        concurrency / latency,
+        total,
+        rss_peak,
+        note,
+        cpu_us,
+        os.getloadavg()[0],
+        mean_in_flight,
+        stub_latency,
+    )
 
 
 def write_results(results: list[PeerResult], quick: bool, database: str) -> None:
@@ -335,18 +372,19 @@ def write_results(results: list[PeerResult], quick: bool, database: str) -> None
         f"calls, {results[0].tasks} tasks; storage for `ours`: {database}. "
         "Throughput: the sustained rate from the first C tasks done to the last C remaining (ramp-up and "
         "drain excluded); ideal = concurrency / latency; mean in flight and the stub's real seconds per "
-        "call over the same window."
-        + (" Quick run (small sizes)." if quick else ""),
+        "call over the same window." + (" Quick run (small sizes)." if quick else ""),
         "",
         "| peer | peak in flight | mean in flight | stub s/call | tasks/s | ideal | vs ideal | total s "
         "| peak RSS MB | load avg | note |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
-        lines.append(f"| {r.peer} | {r.peak_in_flight} | {r.mean_in_flight:.0f} | {r.stub_latency_s:.2f} | "
-                     f"{r.throughput:.0f} | {r.ideal:.0f} | "
-                     f"{r.ratio:.1%} | {r.total_seconds:.1f} | {r.rss_peak_mb:.0f} | {r.load_average:.1f} | "
-                     f"{r.note} |")
+        lines.append(
+            f"| {r.peer} | {r.peak_in_flight} | {r.mean_in_flight:.0f} | {r.stub_latency_s:.2f} | "
+            f"{r.throughput:.0f} | {r.ideal:.0f} | "
+            f"{r.ratio:.1%} | {r.total_seconds:.1f} | {r.rss_peak_mb:.0f} | {r.load_average:.1f} | "
+            f"{r.note} |"
+        )
     names = list(dict.fromkeys(name for r in results for name in r.cpu_us_per_task))
     lines += [
         "",
@@ -391,8 +429,10 @@ def main(argv: list[str] | None = None) -> None:
         for server in (redis_server, mariadb, stub):
             server.start()
         database_url = mariadb.create_database("bench_llm")
-        services = {name: _server_pid(server) for name, server in
-                    (("stub", stub), ("redis", redis_server), ("mariadbd", mariadb))}
+        services = {
+            name: _server_pid(server)
+            for name, server in (("stub", stub), ("redis", redis_server), ("mariadbd", mariadb))
+        }
         for pid in services.values():
             _pin_all_threads(pid, 0)
         from sytq.storage import upgrade
@@ -400,9 +440,18 @@ def main(argv: list[str] | None = None) -> None:
         upgrade(database_url)
         for peer in args.peers.split(","):
             print(f"-- {peer}", flush=True)
-            results.append(run_peer(peer, redis_url=redis_server.url, stub_url=stub.url,
-                                    database_url=database_url, concurrency=concurrency, latency=latency, n=n,
-                                    services=services))
+            results.append(
+                run_peer(
+                    peer,
+                    redis_url=redis_server.url,
+                    stub_url=stub.url,
+                    database_url=database_url,
+                    concurrency=concurrency,
+                    latency=latency,
+                    n=n,
+                    services=services,
+                )
+            )
             print(results[-1], flush=True)
     finally:
         for server in (stub, mariadb, redis_server):

@@ -27,6 +27,8 @@ async def redis_problem(redis: aioredis.Redis) -> str | None:
     except (RedisError, OSError, TimeoutError) as exc:
         return f"redis unreachable: {exc!r}"
     return None
+
+
 _Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
@@ -50,10 +52,19 @@ class HealthApp:
             await _reply(send, 404, b"not found\n")
 
 
-async def _reply(send: _Send, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8",
-                 ) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type.encode())]})
+async def _reply(
+    send: _Send,
+    status: int,
+    body: bytes,
+    content_type: str = "text/plain; charset=utf-8",
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type.encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -63,8 +74,14 @@ class HealthServer:
     def __init__(
         self, port: int, ready_check: ReadyCheck, host: str = "0.0.0.0", go_metrics: bool = False
     ) -> None:
-        config = uvicorn.Config(HealthApp(ready_check, go_metrics), host=host, port=port, log_level="warning",
-                                access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            HealthApp(ready_check, go_metrics),
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 

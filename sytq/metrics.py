@@ -15,9 +15,7 @@ _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 
 TASKS_PROCESSED = Counter(
     "sytq_tasks_processed_total", "Task runs finished by the worker", ["type", "outcome"]
 )
-TASKS_FAILED = Counter(
-    "sytq_tasks_failed_total", "Task runs that failed, by reason", ["type", "reason"]
-)
+TASKS_FAILED = Counter("sytq_tasks_failed_total", "Task runs that failed, by reason", ["type", "reason"])
 TASK_DURATION = Histogram(
     "sytq_task_duration_seconds", "Handler run time", ["type"], buckets=_LATENCY_BUCKETS
 )
@@ -50,6 +48,7 @@ def labelled(metric: Metric, *values: str) -> Metric:
     lookup (a lock, a tuple, a dict probe) runs several times per task."""
     child: Metric = _child(metric, values)
     return child
+
 
 # The controller (llm.syt.io operator)
 CONTROLLER_STATUS_LAG = Histogram(

@@ -79,12 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--workers", type=int, default=None, help="uvicorn worker processes (SYTQ_API_WORKERS)")
     api.set_defaults(handler=_cmd_api)
 
-    sub.add_parser("worker", help="run a worker process").set_defaults(
-        handler=_cmd_worker
-    )
-    sub.add_parser("controller", help="run the Kubernetes operator").set_defaults(
-        handler=_cmd_controller
-    )
+    sub.add_parser("worker", help="run a worker process").set_defaults(handler=_cmd_worker)
+    sub.add_parser("controller", help="run the Kubernetes operator").set_defaults(handler=_cmd_controller)
 
     stub = sub.add_parser("stub-llm", help="serve the OpenAI-compatible stub LLM")
     stub.add_argument("--host", default="127.0.0.1")

@@ -339,8 +339,14 @@ def serve(host: str, port: int, latency: str = "0", faults: str = "") -> None:
 
     app = create_app(StubConfig.from_strings(latency, faults))
     uvicorn.run(
-        app, host=host, port=port, log_level="warning", access_log=False, backlog=16384,
-        timeout_keep_alive=120, lifespan="on",
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        backlog=16384,
+        timeout_keep_alive=120,
+        lifespan="on",
     )
 
 

@@ -101,11 +101,16 @@ async def run_worker(settings: Settings, config: ServerConfig | None = None) -> 
                 settings.metrics_port, _ready_check(redis, pipeline), go_metrics=settings.metrics_go_compat
             )
             await health.start()
-        log.info("worker started: queues=%s concurrency=%d provider=%s proxy=%s; "
-                 "callbacks: queue=%s concurrency=%d",
-                 settings.queues, settings.worker_concurrency, settings.llm_base_url,
-                 pipeline.llm.proxy.url if pipeline.llm.proxy else "none",
-                 settings.callback_queue, settings.callback_concurrency)
+        log.info(
+            "worker started: queues=%s concurrency=%d provider=%s proxy=%s; "
+            "callbacks: queue=%s concurrency=%d",
+            settings.queues,
+            settings.worker_concurrency,
+            settings.llm_base_url,
+            pipeline.llm.proxy.url if pipeline.llm.proxy else "none",
+            settings.callback_queue,
+            settings.callback_concurrency,
+        )
         await servers.run(install_signal_handlers=True)
     finally:
         for background in (depth, reconciler):

@@ -137,8 +137,9 @@ class LLMClient:
             return self.read_timeout
         left = ends_at - time.monotonic()
         if left <= 0:
-            raise LLMRetryableError("no time left for a provider call before the task's deadline",
-                                    reason="timeout")
+            raise LLMRetryableError(
+                "no time left for a provider call before the task's deadline", reason="timeout"
+            )
         return min(self.read_timeout, left)
 
     async def _call(self, body: dict[str, Any], limit: float) -> ChatResult:

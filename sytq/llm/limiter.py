@@ -120,8 +120,15 @@ class SharedLimiter:
         while True:
             now_ms = int(time.time() * 1000)
             keys = self._keys(model, now_ms)
-            args = [now_ms, self._lease_ms, token, self.max_in_flight,
-                    self.requests_per_minute, self.tokens_per_minute, reserve]
+            args = [
+                now_ms,
+                self._lease_ms,
+                token,
+                self.max_in_flight,
+                self.requests_per_minute,
+                self.tokens_per_minute,
+                reserve,
+            ]
             wait_ms = int(await self._acquire(keys=keys, args=args))
             if wait_ms == 0:
                 break

@@ -15,7 +15,15 @@ class Task:
     acknowledgement instead."""
 
     __slots__ = (
-        "_writer", "attached_result", "deadline", "headers", "id", "max_retry", "payload", "queue", "retried",
+        "_writer",
+        "attached_result",
+        "deadline",
+        "headers",
+        "id",
+        "max_retry",
+        "payload",
+        "queue",
+        "retried",
         "type",
     )
 

@@ -38,7 +38,10 @@ def sql_literal(value: Any, quote: QuoteString) -> str:
 
 
 def insert_statements(
-    table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], quote: QuoteString,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    quote: QuoteString,
     max_bytes: int = 1_000_000,
 ) -> Iterator[str]:
     """``INSERT INTO table (columns) VALUES (...), (...)`` statements holding every row once, each

@@ -459,8 +459,16 @@ def _new_values(
 
 
 _ANSWER_COLUMNS = (
-    "status", "content", "reasoning_content", "finish_reason", "usage", "llm_latency_ms", "model", "error",
-    "finished_at", "callback_status",
+    "status",
+    "content",
+    "reasoning_content",
+    "finish_reason",
+    "usage",
+    "llm_latency_ms",
+    "model",
+    "error",
+    "finished_at",
+    "callback_status",
 )
 
 
@@ -579,8 +587,10 @@ def _update_chunk(connection: sa.Connection, updates: dict[str, dict[str, Any]])
         for task_id, value in zip(updates, column, strict=True):
             params += (task_id, value)
     params += updates
-    sql = (f"UPDATE {quote(_TABLE.name)} SET {', '.join(assignments)} "
-           f"WHERE {quote('task_id')} IN ({', '.join([mark] * len(updates))})")
+    sql = (
+        f"UPDATE {quote(_TABLE.name)} SET {', '.join(assignments)} "
+        f"WHERE {quote('task_id')} IN ({', '.join([mark] * len(updates))})"
+    )
     connection.exec_driver_sql(sql, tuple(params))
 
 
@@ -592,8 +602,10 @@ def _insert_many(connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
     quote_name, quote_value = _literal_quoting(connection)
     names = list(rows[0])
     statements = insert_statements(
-        quote_name(_TABLE.name), [quote_name(name) for name in names],
-        ([row[name] for name in names] for row in rows), quote_value,
+        quote_name(_TABLE.name),
+        [quote_name(name) for name in names],
+        ([row[name] for name in names] for row in rows),
+        quote_value,
     )
     for statement in statements:
         _execute_literal(connection, statement)

@@ -131,12 +131,18 @@ class RedisServer(_ServerProcess):
     def _command(self) -> list[str]:
         return [
             _find_binary("redis-server"),
-            "--port", str(self.port),
-            "--bind", *self._addresses(),
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.workdir),
-            "--daemonize", "no",
+            "--port",
+            str(self.port),
+            "--bind",
+            *self._addresses(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--daemonize",
+            "no",
             *(["--requirepass", self.password] if self.password else []),
         ]
 
@@ -159,8 +165,14 @@ class MariaDBServer(_ServerProcess):
             shutil.rmtree(self.datadir, ignore_errors=True)
             self.datadir.mkdir()
             result = subprocess.run(
-                [install, "--no-defaults", f"--datadir={self.datadir}",
-                 "--auth-root-authentication-method=normal", "--skip-test-db", user],
+                [
+                    install,
+                    "--no-defaults",
+                    f"--datadir={self.datadir}",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                    user,
+                ],
                 check=False,
                 capture_output=True,
             )
@@ -215,7 +227,10 @@ class MariaDBServer(_ServerProcess):
         import pymysql
 
         conn = pymysql.connect(
-            host="127.0.0.1", port=self.port, user="root", database=database,
+            host="127.0.0.1",
+            port=self.port,
+            user="root",
+            database=database,
             cursorclass=pymysql.cursors.DictCursor,
         )
         try:

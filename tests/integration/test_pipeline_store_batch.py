@@ -31,20 +31,26 @@ async def test_concurrent_answers_each_land_on_their_own_row(mariadb_server: Mar
         ids = [f"t-{uuid.uuid4()}" for _ in range(300)]
         callbacks = [f"https://example.com/{i}" if i % 4 == 0 else None for i in range(len(ids))]
         messages = [{"role": "user", "content": "q"}]
-        started = await asyncio.gather(*(
-            store.begin_attempt(NewTask(task_id, "llm:chat", "default", "m", messages, callback_url=cb), 1)
-            for task_id, cb in zip(ids, callbacks, strict=True)
-        ))
-        stored = await asyncio.gather(*(
-            store.mark_succeeded(record, _outcome(i, 5000)) for i, record in enumerate(started)
-        ))
+        started = await asyncio.gather(
+            *(
+                store.begin_attempt(
+                    NewTask(task_id, "llm:chat", "default", "m", messages, callback_url=cb), 1
+                )
+                for task_id, cb in zip(ids, callbacks, strict=True)
+            )
+        )
+        stored = await asyncio.gather(
+            *(store.mark_succeeded(record, _outcome(i, 5000)) for i, record in enumerate(started))
+        )
         assert [r.status for r in stored] == [STATUS_SUCCEEDED] * len(ids)
         for i, task_id in enumerate(ids):
             row = await store.get(task_id)
             assert row is not None
             expected = _outcome(i, 5000)
             assert (row.status, row.content, row.reasoning_content) == (
-                STATUS_SUCCEEDED, expected.content, expected.reasoning_content
+                STATUS_SUCCEEDED,
+                expected.content,
+                expected.reasoning_content,
             )
             assert (row.usage, row.llm_latency_ms, row.model) == ({"total_tokens": i}, 100 + i, f"m-{i % 3}")
             assert row.callback_status == ("pending" if callbacks[i] else None)
@@ -69,12 +75,19 @@ async def test_first_answers_are_inserted_whole_and_a_stored_answer_wins(
     store = TaskStore.from_url(url, threads=4, retry_for_seconds=5)
     try:
         ids = [f"f-{uuid.uuid4()}" for _ in range(300)]
-        tricky = "it's \\ \"q\" %s %% \n\t 😀 答案 \x00 end"
+        tricky = 'it\'s \\ "q" %s %% \n\t 😀 答案 \x00 end'
         news = [
-            NewTask(task_id, "llm:chat", "default", "m", [{"role": "user", "content": f"{tricky} {i}"}],
-                    {"temperature": 0.5} if i % 2 else {}, {"k": [i, None, True]},
-                    client_id=None if i % 3 else "client",
-                    callback_url=f"https://example.com/{i}" if i % 4 == 0 else None)
+            NewTask(
+                task_id,
+                "llm:chat",
+                "default",
+                "m",
+                [{"role": "user", "content": f"{tricky} {i}"}],
+                {"temperature": 0.5} if i % 2 else {},
+                {"k": [i, None, True]},
+                client_id=None if i % 3 else "client",
+                callback_url=f"https://example.com/{i}" if i % 4 == 0 else None,
+            )
             for i, task_id in enumerate(ids)
         ]
         # One id already has a row holding an answer, another a failed attempt.
@@ -85,17 +98,22 @@ async def test_first_answers_are_inserted_whole_and_a_stored_answer_wins(
         await store.mark_failed(failed.task_id, "HTTP 503", final=False)
 
         started = utcnow()
-        stored = await asyncio.gather(*(
-            store.store_first_answer(new, _outcome(i, 5000), 2, started_at=started)
-            for i, new in enumerate(news)
-        ))
+        stored = await asyncio.gather(
+            *(
+                store.store_first_answer(new, _outcome(i, 5000), 2, started_at=started)
+                for i, new in enumerate(news)
+            )
+        )
         assert stored[7].content == _outcome(7777, 10).content  # the stored answer wins
         for i, new in enumerate(news):
             row = await store.get(new.task_id)
             assert row is not None
             expected = _outcome(7777 if i == 7 else i, 10 if i == 7 else 5000)
             assert (row.status, row.content, row.reasoning_content, row.usage) == (
-                STATUS_SUCCEEDED, expected.content, expected.reasoning_content, expected.usage
+                STATUS_SUCCEEDED,
+                expected.content,
+                expected.reasoning_content,
+                expected.usage,
             )
             assert row == stored[i] or i == 8  # what the caller got is what is stored
             if i in (7, 8):

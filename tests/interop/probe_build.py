@@ -59,9 +59,7 @@ def build_go_program(module_dir: Path, sources: tuple[str, ...], name: str) -> P
         return target
     go = shutil.which("go") or "/usr/local/go/bin/go"
     if not os.access(go, os.X_OK):
-        raise ProbeBuildError(
-            f"the Go toolchain is required to build the test program {name} (`make deps`)"
-        )
+        raise ProbeBuildError(f"the Go toolchain is required to build the test program {name} (`make deps`)")
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and rename: concurrent runs never see a half-written binary.
     workdir = Path(tempfile.mkdtemp(dir=target.parent))

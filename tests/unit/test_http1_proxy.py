@@ -34,7 +34,11 @@ def test_environment_picks_the_proxy_by_the_targets_scheme() -> None:
 
 
 def test_explicit_setting_wins_and_direct_ignores_the_environment() -> None:
-    env, url, explicit = {"HTTPS_PROXY": "http://from-env:3128"}, "https://api.deepseek.com", "http://explicit:8888"
+    env, url, explicit = (
+        {"HTTPS_PROXY": "http://from-env:3128"},
+        "https://api.deepseek.com",
+        "http://explicit:8888",
+    )
     assert proxy_for(url, explicit, env) == Proxy("explicit", 8888, None)
     assert proxy_for(url, "direct", env) is None
     assert proxy_for(url, explicit, env | {"NO_PROXY": "deepseek.com"}) is None
@@ -148,7 +152,12 @@ async def test_callbacks_tunnel_to_the_vetted_address_through_their_own_proxy(
 ) -> None:
     url = f"http://localhost:{callback_receiver.port}/hook"
     result = await deliver_callback(
-        "t1", url, BODY, secret="k", allow_nets="127.0.0.0/8,::1/128", timeout_seconds=5,
+        "t1",
+        url,
+        BODY,
+        secret="k",
+        allow_nets="127.0.0.0/8,::1/128",
+        timeout_seconds=5,
         proxy=parse_proxy(tinyproxy.url),
     )
     assert result.status_code == 200

@@ -20,9 +20,7 @@ from sytq.llm import (
 
 ANSWER = {
     "model": "deepseek-reasoner",
-    "choices": [
-        {"message": {"content": "42", "reasoning_content": "thinking"}, "finish_reason": "stop"}
-    ],
+    "choices": [{"message": {"content": "42", "reasoning_content": "thinking"}, "finish_reason": "stop"}],
     "usage": {
         "prompt_tokens": 5,
         "completion_tokens": 7,
@@ -70,12 +68,18 @@ def test_empty_or_malformed_answers_are_retryable_errors(raw: bytes, reason: str
 def test_stream_with_keepalive_comments() -> None:
     acc = StreamAccumulator()
     lines = [
-        ": keep-alive", "", ": keep-alive", "",
-        'data: {"model": "m", "choices": [{"delta": {"reasoning_content": "hm"}}]}', "",
-        'data: {"choices": [{"delta": {"content": "Hel"}}]}', "",
+        ": keep-alive",
+        "",
+        ": keep-alive",
+        "",
+        'data: {"model": "m", "choices": [{"delta": {"reasoning_content": "hm"}}]}',
+        "",
+        'data: {"choices": [{"delta": {"content": "Hel"}}]}',
+        "",
         'data: {"choices": [{"delta": {"content": "lo"}, "finish_reason": "stop"}], '
         '"usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}',
-        "", "data: [DONE]",
+        "",
+        "data: [DONE]",
     ]
     for line in lines:
         acc.feed(line)
