@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from api.errors import LEGACY_PREFIX
-from api.middleware import send_413
+from api.middleware import declared_length, send_413
 
 log = logging.getLogger("sytq.api")
 Route = Callable[[Request], Awaitable[Response]]
@@ -44,7 +44,7 @@ class SubmitFastLane:
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         legacy = scope["path"].startswith(LEGACY_PREFIX)
-        if _declared_length(scope) > self.max_body_bytes:
+        if declared_length(scope) > self.max_body_bytes:
             await send_413(send, self.max_body_bytes, legacy)
             return
         scope["app"] = self.app  # what app_state(request) reads
@@ -109,16 +109,6 @@ class CappedRequest(Request):
     async def stream(self) -> AsyncGenerator[bytes, None]:
         yield await self.body()
         yield b""
-
-
-def _declared_length(scope: Scope) -> int:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return 0
-    return 0
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

@@ -22,19 +22,12 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.max_bytes:
-                    await send_413(send, self.max_bytes, scope["path"].startswith(LEGACY_PREFIX))
-                    return
-                break
+        legacy = scope["path"].startswith(LEGACY_PREFIX)
+        if declared_length(scope) > self.max_bytes:
+            await send_413(send, self.max_bytes, legacy)
+            return
         seen = 0
         refused = False
-        legacy = scope["path"].startswith(LEGACY_PREFIX)
 
         async def counting_receive() -> Message:
             # A body that grows past the cap (chunked, or lying Content-Length) is answered 413
@@ -61,6 +54,17 @@ class BodyLimitMiddleware:
             if not refused:
                 raise
             # The app tripped over the disconnect we fed it; the 413 is already sent.
+
+
+def declared_length(scope: Scope) -> int:
+    """The request's first Content-Length, 0 when absent or not a number (the bytes read still count)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
 
 
 async def send_413(send: Send, max_bytes: int, legacy: bool) -> None:
