@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness.kube_cluster_fixtures import RELEASE_NAMESPACE, Release, delete_quietly
+from tests.harness.kube_cluster_fixtures import RELEASE_NAMESPACE, Release, delete_quietly, llmtask
 
 NAMESPACE = RELEASE_NAMESPACE
 CONTROLLER = "deployment/syt-queue-controller"
@@ -40,14 +40,7 @@ def test_killing_the_active_controller_hands_over_to_the_standby(helm_release: R
         )
         cluster.kubectl("delete", "pod", active, "-n", NAMESPACE, "--grace-period=0", "--force")
 
-        cluster.apply(
-            {
-                "apiVersion": "llm.syt.io/v1alpha1",
-                "kind": "LLMTask",
-                "metadata": {"name": "after-failover", "namespace": NAMESPACE},
-                "spec": {"model": "deepseek-chat", "prompt": "still served?", "queue": "default"},
-            }
-        )
+        cluster.apply(llmtask("after-failover", "still served?"))
 
         def succeeded() -> bool:
             task = cluster.get_json("llmtask", "after-failover", "-n", NAMESPACE)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.harness.cluster import KubeCluster
-from tests.harness.kube_cluster_fixtures import HostServices, chart_values, helm_install
+from tests.harness.kube_cluster_fixtures import HostServices, chart_values, helm_install, llmtask
 
 NAMESPACE = "sytq-uninstall"
 RELEASE = "gone"
@@ -25,14 +25,7 @@ def test_helm_uninstall_leaves_nothing_terminating(
     namespace = ("-n", NAMESPACE)
     try:
         # a task run end to end first, so the pool's autoscale timer and the mirror have both run
-        cluster.apply(
-            {
-                "apiVersion": "llm.syt.io/v1alpha1",
-                "kind": "LLMTask",
-                "metadata": {"name": "before-uninstall", "namespace": NAMESPACE},
-                "spec": {"model": "deepseek-chat", "prompt": "one task before the uninstall"},
-            }
-        )
+        cluster.apply(llmtask("before-uninstall", "one task before the uninstall", namespace=NAMESPACE))
 
         def succeeded() -> bool:
             task = cluster.get_json("llmtask", "before-uninstall", *namespace)

@@ -13,6 +13,7 @@ from tests.harness.kube_cluster_fixtures import (
     apply_pool,
     delete_quietly,
     deploy_stub_llm,
+    llmtask,
 )
 
 NAMESPACE = RELEASE_NAMESPACE
@@ -40,17 +41,7 @@ def test_tasks_of_a_force_deleted_worker_pod_finish_once(
         )
         victim = pods[0]["metadata"]["name"]
         names = [f"killed-call-{i}" for i in range(TASKS)]
-        cluster.apply(
-            [
-                {
-                    "apiVersion": "llm.syt.io/v1alpha1",
-                    "kind": "LLMTask",
-                    "metadata": {"name": name, "namespace": NAMESPACE},
-                    "spec": {"model": "deepseek-chat", "prompt": f"call {name}", "queue": "killed"},
-                }
-                for name in names
-            ]
-        )
+        cluster.apply([llmtask(name, f"call {name}", queue="killed") for name in names])
 
         def statuses() -> list[dict[str, object]]:
             tasks = cluster.get_json("llmtasks", "-n", NAMESPACE)["items"]

@@ -16,6 +16,7 @@ from tests.harness.kube_cluster_fixtures import (
     apply_pool,
     delete_quietly,
     deploy_stub_llm,
+    llmtask,
     stub_calls_by_prompt,
 )
 
@@ -41,7 +42,7 @@ def test_rolling_the_worker_deployment_under_load_calls_each_prompt_once(
     def submit() -> None:
         name = f"rolling-call-{len(names):03d}"  # fixed width: no prompt contains another
         names.append(name)
-        cluster.apply(_llmtask(name))
+        cluster.apply(llmtask(name, _prompt(name), queue=POOL))
 
     def statuses() -> dict[str, dict[str, Any]]:
         tasks = cluster.get_json("llmtasks", "-n", NAMESPACE)["items"]
@@ -140,12 +141,3 @@ def test_rolling_the_worker_deployment_under_load_calls_each_prompt_once(
 
 def _prompt(name: str) -> str:
     return f"rolled call {name}"
-
-
-def _llmtask(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "llm.syt.io/v1alpha1",
-        "kind": "LLMTask",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {"model": "deepseek-chat", "prompt": _prompt(name), "queue": POOL},
-    }

@@ -13,6 +13,7 @@ from tests.harness.kube_cluster_fixtures import (
     apply_pool,
     delete_quietly,
     deploy_stub_llm,
+    llmtask,
     stub_calls_by_prompt,
 )
 
@@ -34,17 +35,7 @@ def test_a_stopped_worker_pod_finishes_its_calls_in_flight(helm_release: Release
         )
         worker = pods[0]["metadata"]["name"]
         names = [f"slow-call-{i}" for i in range(TASKS)]
-        cluster.apply(
-            [
-                {
-                    "apiVersion": "llm.syt.io/v1alpha1",
-                    "kind": "LLMTask",
-                    "metadata": {"name": name, "namespace": NAMESPACE},
-                    "spec": {"model": "deepseek-chat", "prompt": f"slow call {name}", "queue": "slow"},
-                }
-                for name in names
-            ]
-        )
+        cluster.apply([llmtask(name, f"slow call {name}", queue="slow") for name in names])
 
         def phases() -> list[str]:
             tasks = cluster.get_json("llmtasks", "-n", NAMESPACE)["items"]

@@ -304,6 +304,18 @@ def apply_pool(release: Release, name: str, llm_url: str | None = None, **spec: 
     )
 
 
+def llmtask(
+    name: str, prompt: str, queue: str = "default", namespace: str = RELEASE_NAMESPACE
+) -> dict[str, Any]:
+    """An LLMTask manifest for deepseek-chat (the stub LLMs answer any model)."""
+    return {
+        "apiVersion": "llm.syt.io/v1alpha1",
+        "kind": "LLMTask",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"model": "deepseek-chat", "prompt": prompt, "queue": queue},
+    }
+
+
 def delete_quietly(release: Release, *what: str) -> None:
     release.cluster.kubectl("delete", *what, "-n", release.namespace, "--wait=false", check=False)
 
