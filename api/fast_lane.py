@@ -38,11 +38,12 @@ class SubmitFastLane:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.routes:
-            await self._serve(scope, receive, send)
+            await self.serve(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a POST on one of ``routes`` (``sytq api``'s protocol calls this directly)."""
         legacy = scope["path"].startswith(LEGACY_PREFIX)
         if declared_length(scope) > self.max_body_bytes:
             await send_413(send, self.max_body_bytes, legacy)

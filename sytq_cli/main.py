@@ -22,14 +22,14 @@ def _cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.auth import load_identities
-    from sytq_cli.one_write_http import OneWriteHttpToolsProtocol
+    from sytq_cli.direct_http import DirectSubmitProtocol
 
     settings = get_settings()
     load_identities(settings)  # no keys and no SYTQ_AUTH_DISABLED: refuse here, in one clear line
     uvicorn.run(
         "api.app:create_asgi_app",
         factory=True,
-        http=OneWriteHttpToolsProtocol,
+        http=DirectSubmitProtocol,
         host=args.host or settings.api_host,
         port=args.port or settings.api_port,
         workers=args.workers or settings.api_workers,

@@ -38,6 +38,14 @@ class CoalescingTransport:
         if self._held_bytes >= FLUSH_AT_BYTES:
             self.flush()
 
+    def write_now(self, data: bytes) -> None:
+        """Write ``data`` after anything held, without waiting for the end of the loop pass."""
+        if self._held:
+            self._held.append(data)
+            self.flush()
+        elif not self._transport.is_closing():
+            self._transport.write(data)
+
     def writelines(self, chunks: Any) -> None:
         for chunk in chunks:
             self.write(chunk)
@@ -62,6 +70,9 @@ class CoalescingTransport:
         self._held, self._held_bytes = [], 0
         self._transport.abort()
 
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()  # asked on every answer: not through __getattr__
+
     def get_write_buffer_size(self) -> int:
         return self._held_bytes + self._transport.get_write_buffer_size()
 
@@ -71,8 +82,50 @@ class CoalescingTransport:
 
 
 class OneWriteHttpToolsProtocol(HttpToolsProtocol):
-    """``HttpToolsProtocol`` on a ``CoalescingTransport``."""
+    """``HttpToolsProtocol`` on a ``CoalescingTransport``, with a lazy keep-alive timer.
+
+    uvicorn arms a keep-alive timer after every answer and cancels it when the next request
+    arrives: a timer created and dropped per request. Here one timer per connection stays armed;
+    when it fires it closes the connection only if it has been idle for the whole timeout, and
+    otherwise sleeps for the rest of it. Connections still close after the same idle time."""
+
+    _idle_since: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalescing: Any = CoalescingTransport(transport, self.loop)
         super().connection_made(coalescing)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._idle_since = None
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+
+    def _unset_keepalive_if_required(self) -> None:
+        self._idle_since = None  # busy; an armed timer finds it so and leaves the connection open
+
+    def on_response_complete(self) -> None:
+        # uvicorn's, except for how the keep-alive timer is armed.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self._keep_alive_due)
+
+    def _keep_alive_due(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self._idle_since is None:
+            return  # a request is being answered; its answer arms the timer again
+        left = self._idle_since + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(left, self._keep_alive_due)
+        else:
+            self.timeout_keep_alive_handler()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -15,10 +15,11 @@ from api.app import create_app, create_asgi_app
 from api.fast_lane import SubmitFastLane
 from sytq.settings import Settings
 from tests.api.helpers import key_entry
+from tests.harness.raw_http import answers, closed, exchange, masked, post, serving
 from tests.harness.services import RedisServer
+from tests.unit.test_direct_http import CountingProtocol
 
 KEY = "fast-lane-key"
-UUID = rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 GOOD = {"Authorization": f"Bearer {KEY}"}
 JSON = {**GOOD, "Content-Type": "application/json"}
 
@@ -41,10 +42,6 @@ CASES: list[tuple[str, dict[str, str], bytes]] = [
     ("/api/tasks/llm", GOOD, b'{"table_name": "users", "id": 1}'),
     ("/api/tasks/llm", {}, b'{"table_name": "valuation_records", "id": 1}'),
 ]
-
-
-def _masked(content: bytes) -> bytes:
-    return re.sub(UUID, b"<id>", content)
 
 
 @pytest.fixture
@@ -81,7 +78,7 @@ async def test_fast_lane_answers_as_the_full_app(
     for app in (create_app(settings), create_asgi_app(settings)):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
             response = await http.post(path, content=body, headers=headers)
-        answers.append((response.status_code, sorted(response.headers.items()), _masked(response.content)))
+        answers.append((response.status_code, sorted(response.headers.items()), masked(response.content)))
     full, fast = answers
     assert fast == full
 
@@ -104,3 +101,33 @@ async def test_a_body_growing_past_the_cap_is_refused_alike(settings: Settings, 
     full, fast = answers
     assert fast == full
     assert fast[0] == 413
+
+
+# sytq api's HTTP protocol serves these routes without an ASGI cycle: the same bytes on the wire.
+
+
+async def _answers(settings: Settings, protocol: Any, *, pipelined: bool) -> bytes:
+    requests = [post(path, body, headers) for path, headers, body in CASES]
+    path, headers, body = CASES[0]
+    last = post(path, body, headers, close=True)  # ends the pipelined exchange
+    async with serving(create_asgi_app(settings), protocol, lifespan="on") as port:
+        if pipelined:
+            return masked(await exchange(port, b"".join([*requests, last])))
+        return b"".join([masked(await exchange(port, closed(request))) for request in requests])
+
+
+async def test_each_submit_case_answers_as_uvicorns_protocol(settings: Settings) -> None:
+    CountingProtocol.direct = 0
+    ours = await _answers(settings, CountingProtocol, pipelined=False)
+    assert CountingProtocol.direct == len(CASES) - 1  # all but the body over the cap (uvicorn's path: 413)
+    theirs = await _answers(settings, "httptools", pipelined=False)
+    assert ours == theirs
+    assert len(answers(ours)) == len(CASES)
+    assert answers(ours).count(b"HTTP/1.1 200 OK") == 4
+
+
+async def test_pipelined_submits_answer_in_order_as_uvicorns_protocol(settings: Settings) -> None:
+    ours = await _answers(settings, CountingProtocol, pipelined=True)
+    theirs = await _answers(settings, "httptools", pipelined=True)
+    assert ours == theirs
+    assert len(answers(ours)) == len(CASES) + 1

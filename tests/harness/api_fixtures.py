@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 import uvicorn
 
 from sytq.settings import Settings
+from sytq_cli.direct_http import DirectSubmitProtocol
 from tests.harness.services import MariaDBServer, RedisServer, free_port
 
 
@@ -44,7 +45,10 @@ def api_database_url(mariadb_server: MariaDBServer) -> str:
 
 
 def serve_in_thread(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    # The HTTP protocol ``sytq api`` serves with, so every API test runs through its direct path.
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", http=DirectSubmitProtocol
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()

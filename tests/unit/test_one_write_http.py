@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import re
-from collections.abc import AsyncIterator
 from typing import Any
 
-import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from sytq_cli.one_write_http import FLUSH_AT_BYTES, CoalescingTransport, OneWriteHttpToolsProtocol
-from tests.harness.queue_fixtures import wait_until
-from tests.harness.services import free_port
+from tests.harness.raw_http import exchange, masked, serving
 
 
 class RecordingTransport:
@@ -97,22 +92,6 @@ async def _app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": answer})
 
 
-@contextlib.asynccontextmanager
-async def _serving(protocol: Any) -> AsyncIterator[int]:
-    port = free_port()
-    config = uvicorn.Config(
-        _app, host="127.0.0.1", port=port, http=protocol, log_level="critical", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    await wait_until(lambda: server.started, what="the test server started")
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        await task
-
-
 REQUESTS = (
     b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello"
     b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n"
@@ -123,12 +102,8 @@ REQUESTS = (
 
 
 async def _exchange(protocol: Any) -> bytes:
-    async with _serving(protocol) as port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(REQUESTS)  # pipelined on one keep-alive connection
-        answer = await asyncio.wait_for(reader.read(-1), 30)
-        writer.close()
-    return re.sub(rb"date: [^\r]*\r\n", b"", answer)
+    async with serving(_app, protocol) as port:
+        return masked(await exchange(port, REQUESTS))  # pipelined on one keep-alive connection
 
 
 async def test_the_answers_are_byte_for_byte_the_stock_protocols() -> None:

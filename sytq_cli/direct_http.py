@@ -1,0 +1,264 @@
+"""``sytq api``'s HTTP protocol: the submit routes answered without an ASGI request cycle.
+
+uvicorn's protocol gives every request a request/response cycle object with an event, generic
+ASGI ``send`` and ``receive`` and a header check per answer (bench/results/api-profile.md). For
+the requests a PHP app sends most (``POST`` of a small body to a submit path), this protocol
+hands the complete body to the app's ``SubmitFastLane`` (the very routes, checks and exception
+handlers the ASGI path runs), renders its answer with the bytes uvicorn would write and sends it
+in one write. Every other request, and any submit it is not sure about (a query string, escapes,
+chunked or oversized bodies, ``Expect: 100-continue``, pipelined behind another request, a
+concurrency limit or root path, an app wrapped in other middleware), takes uvicorn's own path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, STATUS_LINE
+from uvicorn.protocols.utils import get_client_addr
+
+from api.fast_lane import SubmitFastLane
+from sytq_cli.one_write_http import OneWriteHttpToolsProtocol
+
+Message = MutableMapping[str, Any]  # an ASGI message
+_DISCONNECT: Message = {"type": "http.disconnect"}
+
+
+class _NoEvent:
+    """uvicorn's protocol sets its cycle's event when the connection drops; nothing waits on ours."""
+
+    def set(self) -> None:
+        return None
+
+
+_NO_EVENT = _NoEvent()
+
+
+class DirectRequest:
+    """One request served directly: the fields of uvicorn's cycle that its protocol reads and writes."""
+
+    __slots__ = (
+        "body",
+        "disconnected",
+        "keep_alive",
+        "message_event",
+        "more_body",
+        "response_complete",
+        "scope",
+    )
+
+    def __init__(self, scope: Any, keep_alive: bool) -> None:
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.body = bytearray()
+        self.more_body = True
+        self.response_complete = False
+        self.disconnected = False
+        self.message_event = _NO_EVENT
+
+    async def receive(self) -> Message:
+        if self.more_body or self.disconnected:
+            return _DISCONNECT
+        body, self.body = bytes(self.body), bytearray()
+        self.disconnected = True  # the body is given once; a second receive sees the end
+        return {"type": "http.request", "body": body, "more_body": False}
+
+
+class InvalidAnswer(RuntimeError):
+    """The app sent messages uvicorn would refuse too (raised where uvicorn's ``send`` raises)."""
+
+
+class Answer:
+    """An ASGI ``send`` that keeps the answer and renders it as uvicorn's protocol writes it."""
+
+    __slots__ = ("_auto_chunked", "_chunked", "_closes", "_head", "_length", "_parts", "complete", "status")
+
+    def __init__(self) -> None:
+        self.complete = False
+        self.status = 0
+        self._head: list[bytes] = []
+        self._parts: list[bytes] = []
+        self._length: int | None = None
+        self._chunked = False
+        self._auto_chunked = False
+        self._closes = False
+
+    @property
+    def started(self) -> bool:
+        return bool(self._head)
+
+    @property
+    def closes(self) -> bool:
+        """The app answered ``connection: close``."""
+        return self._closes
+
+    async def send(self, message: Message) -> None:
+        if not self._head:
+            if message["type"] != "http.response.start":
+                raise InvalidAnswer(f"expected http.response.start, got {message['type']!r}")
+            self._start(message["status"], message.get("headers", ()))
+        elif not self.complete:
+            if message["type"] != "http.response.body":
+                raise InvalidAnswer(f"expected http.response.body, got {message['type']!r}")
+            self._body(message.get("body", b""), message.get("more_body", False))
+        else:
+            raise InvalidAnswer(f"{message['type']!r} sent after the answer was complete")
+
+    def _start(self, status: int, headers: Any) -> None:
+        # Started even if a header is refused below: uvicorn then drops the connection unanswered.
+        head = self._head = [b""]
+        head[0], self.status = STATUS_LINE[status], status
+        for raw_name, value in headers:
+            if HEADER_RE.search(raw_name) or HEADER_VALUE_RE.search(value):
+                raise InvalidAnswer("invalid HTTP header")
+            name = raw_name.lower()
+            if name == b"content-length" and not self._chunked and self._length is None:
+                self._length = int(value.decode())
+            elif name == b"transfer-encoding" and value.lower() == b"chunked":
+                self._length, self._chunked = None, True
+            elif name == b"connection" and b"close" in [t.lower().strip() for t in value.split(b",")]:
+                self._closes = True
+            head += (name, b": ", value, b"\r\n")
+        if self._length is None and not self._chunked and status not in (204, 304):
+            self._chunked = self._auto_chunked = True
+
+    def _body(self, body: bytes, more_body: bool) -> None:
+        if self._chunked:
+            if body:
+                self._parts += (b"%x\r\n" % len(body), body, b"\r\n")
+            if not more_body:
+                self._parts.append(b"0\r\n\r\n")
+        elif body:
+            if self._length is None or len(body) > self._length:
+                raise InvalidAnswer("response content longer than Content-Length")
+            self._length -= len(body)
+            self._parts.append(body)
+        if not more_body:
+            if self._length:
+                raise InvalidAnswer("response content shorter than Content-Length")
+            self.complete = True
+
+    def render(self, default_headers: list[tuple[bytes, bytes]], keep_alive: bool) -> bytes:
+        """Status line, the server's default headers, the app's, then what uvicorn adds."""
+        out = [self._head[0]]
+        for name, value in default_headers:
+            out += (name, b": ", value, b"\r\n")
+        out += self._head[1:]
+        if not keep_alive and not self._closes:
+            out.append(b"connection: close\r\n")
+        if self._auto_chunked:
+            out.append(b"transfer-encoding: chunked\r\n")
+        out.append(b"\r\n")
+        out += self._parts
+        return b"".join(out)
+
+
+_INTERNAL_ERROR: list[Message] = [
+    {
+        "type": "http.response.start",
+        "status": 500,
+        "headers": [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"21"),
+            (b"connection", b"close"),
+        ],
+    },
+    {"type": "http.response.body", "body": b"Internal Server Error"},
+]
+
+
+class DirectSubmitProtocol(OneWriteHttpToolsProtocol):
+    """``OneWriteHttpToolsProtocol`` that serves plain submits straight through ``SubmitFastLane``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        lane = self.app if isinstance(self.app, SubmitFastLane) else None
+        plain_server = self.limit_concurrency is None and not self.root_path
+        self._lane = lane if plain_server else None
+        self._paths = {path.encode(): path for path in lane.routes} if lane is not None else {}
+
+    def _direct_path(self) -> str | None:
+        """The route this request may be served directly on, or None for uvicorn's own path."""
+        path = self._paths.get(self.url)
+        if path is None or self.expect_100_continue or self.pipeline:
+            return None
+        if self.cycle is not None and not self.cycle.response_complete:
+            return None  # pipelined behind a request still being answered: uvicorn queues it
+        if self.parser.get_method() != b"POST" or self.parser.should_upgrade():
+            return None
+        assert self._lane is not None
+        length = -1
+        for name, value in self.headers:
+            if name == b"content-length":
+                if length >= 0 or not value.isdigit():
+                    return None
+                length = int(value)
+            elif name == b"transfer-encoding":
+                return None
+        return path if 0 <= length <= self._lane.max_body_bytes else None
+
+    def on_headers_complete(self) -> None:
+        path = self._direct_path() if self._lane is not None else None
+        if path is None:
+            super().on_headers_complete()
+            return
+        http_version = self.parser.get_http_version()
+        scope: Any = self.scope
+        scope["method"] = "POST"
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        scope["path"] = path
+        scope["raw_path"] = self.url
+        scope["query_string"] = b""
+        self.cycle = DirectRequest(scope, http_version != "1.0" and self.parser.should_keep_alive())  # type: ignore[assignment]
+
+    def on_body(self, body: bytes) -> None:
+        cycle: Any = self.cycle
+        if type(cycle) is DirectRequest:
+            cycle.body += body  # at most max_body_bytes: Content-Length was checked
+            return
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        cycle: Any = self.cycle
+        if type(cycle) is not DirectRequest:
+            super().on_message_complete()
+            return
+        cycle.more_body = False
+        task = self.loop.create_task(self._answer(cycle))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def _answer(self, request: DirectRequest) -> None:
+        assert self._lane is not None
+        answer = Answer()
+        try:
+            await self._lane.serve(request.scope, request.receive, answer.send)
+            if not answer.complete:
+                raise InvalidAnswer("the app returned without completing its answer")
+        except BaseException as exc:
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            if answer.started:
+                self.transport.close()
+                return
+            answer = Answer()
+            for message in _INTERNAL_ERROR:
+                await answer.send(message)
+        if self.access_log:
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(request.scope),
+                "POST",
+                request.scope["path"],
+                request.scope["http_version"],
+                answer.status,
+            )
+        if self.transport.is_closing():
+            return
+        keep_alive = request.keep_alive and not answer.closes  # shutdown() may have turned it off meanwhile
+        request.response_complete = True
+        self.transport.write_now(answer.render(self.server_state.default_headers, keep_alive))  # type: ignore[attr-defined]
+        if not keep_alive:
+            self.transport.close()
+        self.on_response_complete()
