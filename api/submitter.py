@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
-from sytq.queue import EnqueueRequest, QueueClient, TaskIdConflictError, TaskInfo
+from sytq.queue import EnqueueRequest, QueueClient, TaskIdConflictError
 from sytq.tasks import DEFAULT_QUEUE, OWNER_HEADER, TYPE_LLM_CHAT, TYPE_LLM_PROCESS, LLMChatPayload
 
 
@@ -92,17 +92,16 @@ class QueueSubmitter:
 
     async def submit_chat(self, item: ChatSubmission) -> str:
         try:
-            info = await self._client.enqueue_request(_request(item))
+            return await self._client.enqueue_request_id(_request(item))
         except TaskIdConflictError as exc:
             raise AlreadySubmitted(item.task_id) from exc
-        return info.id
 
     async def submit_chat_many(self, items: Sequence[ChatSubmission]) -> list[str | Exception]:
-        outcomes = await self._client.enqueue_many([_request(i) for i in items])
+        outcomes = await self._client.enqueue_ids([_request(i) for i in items])
         results: list[str | Exception] = []
         for item, outcome in zip(items, outcomes, strict=True):
-            if isinstance(outcome, TaskInfo):
-                results.append(outcome.id)
+            if isinstance(outcome, str):
+                results.append(outcome)
             elif isinstance(outcome, TaskIdConflictError):
                 results.append(AlreadySubmitted(item.task_id))
             else:
@@ -113,11 +112,11 @@ class QueueSubmitter:
         # Default options, default queue: exactly what the original's asynq.Client.Enqueue did (the
         # owner header is extra; Go workers ignore it). A chat task names its owner in the payload's
         # client_id instead: a header costs more to encode than the rest of the message.
-        info = await self._client.enqueue(
+        request = EnqueueRequest(
             TYPE_LLM_PROCESS,
             process_payload(table_name, record_id),
-            queue=DEFAULT_QUEUE,
-            task_id=task_id,
+            DEFAULT_QUEUE,
+            task_id,
             headers={OWNER_HEADER: owner},
         )
-        return info.id
+        return await self._client.enqueue_request_id(request)

@@ -80,12 +80,26 @@ def new_task_id() -> str:
 
 
 class _Prepared:
-    __slots__ = ("info", "item", "unique")
+    """A checked, encoded task. Its TaskInfo is built only for callers that ask for one."""
 
-    def __init__(self, item: redis_ops.EnqueueItem, info: TaskInfo, unique: str | None) -> None:
+    __slots__ = ("item", "msg", "next_process_at", "unique")
+
+    def __init__(
+        self,
+        item: redis_ops.EnqueueItem,
+        msg: TaskMessage,
+        unique: str | None,
+        next_process_at: datetime | None,
+    ) -> None:
         self.item = item
-        self.info = info
+        self.msg = msg
         self.unique = unique
+        self.next_process_at = next_process_at  # None: pending now (the batch's moment)
+
+    def info(self, moment: _Moment) -> TaskInfo:
+        if self.next_process_at is None:
+            return task_info(self.msg, TaskState.PENDING, next_process_at=moment.pending_next_at)
+        return task_info(self.msg, TaskState.SCHEDULED, next_process_at=self.next_process_at)
 
 
 class _Moment:
@@ -183,22 +197,19 @@ def _prepare(req: EnqueueRequest, moment: _Moment) -> _Prepared:
         scheduled_at = None if process_at is None else int(process_at)
         placement = redis_ops.enqueue_placement(scheduled_at, time.time_ns(), unique or "", unique_ttl)
     item: redis_ops.EnqueueItem = (task_id, msg.encode(), placement)
-    if process_at is None:
-        info = task_info(msg, TaskState.PENDING, next_process_at=moment.pending_next_at)
-    else:
-        info = task_info(msg, TaskState.SCHEDULED, next_process_at=datetime.fromtimestamp(process_at, UTC))
-    return _Prepared(item, info, unique)
+    scheduled = None if process_at is None else datetime.fromtimestamp(process_at, UTC)
+    return _Prepared(item, msg, unique, scheduled)
 
 
-def _outcome(code: object, prepared: _Prepared) -> TaskInfo | QueueError:
-    if isinstance(code, Exception):
-        return QueueError(f"enqueue of {prepared.info.id} failed: {code}")
+def _refusal(code: object, prepared: _Prepared) -> QueueError | None:
+    """The error for a task the enqueue script did not write (None: written)."""
     if code == 1:
-        return prepared.info
+        return None
+    msg = prepared.msg
+    if isinstance(code, Exception):
+        return QueueError(f"enqueue of {msg.id} failed: {code}")
     if code == 0:
-        return TaskIdConflictError(
-            f"task id {prepared.info.id!r} already exists in queue {prepared.info.queue!r}"
-        )
+        return TaskIdConflictError(f"task id {msg.id!r} already exists in queue {msg.queue!r}")
     return DuplicateTaskError(f"a task with the same type and payload holds {prepared.unique}")
 
 
@@ -216,6 +227,7 @@ class QueueClient:
         self._wait = redis_ops.wait_replicas_call(wait_replicas, wait_timeout_ms) if wait_replicas else None
         self._wait_replicas = wait_replicas
         self._coalescer: Coalescer[EnqueueRequest, TaskInfo] = Coalescer(self.enqueue_many)
+        self._id_coalescer: Coalescer[EnqueueRequest, str] = Coalescer(self.enqueue_ids)
 
     async def enqueue(
         self,
@@ -265,24 +277,33 @@ class QueueClient:
         """Enqueue all in one round trip. Invalid requests come back as errors in their slot;
         QueueUnavailableError is raised when Redis cannot be reached (nothing is known to be written)."""
         moment = _Moment()
-        prepared: list[_Prepared | QueueError] = []
-        for req in requests:
-            try:
-                prepared.append(_prepare(req, moment))
-            except QueueError as exc:
-                prepared.append(exc)
+        outcomes = await self._enqueue_prepared([_prepared_or_error(req, moment) for req in requests])
+        return [outcome if isinstance(outcome, QueueError) else outcome.info(moment) for outcome in outcomes]
+
+    async def enqueue_ids(self, requests: Sequence[EnqueueRequest]) -> list[str | QueueError]:
+        """``enqueue_many`` answering each task's id instead of its TaskInfo (what an API answers)."""
+        moment = _Moment()
+        outcomes = await self._enqueue_prepared([_prepared_or_error(req, moment) for req in requests])
+        return [outcome if isinstance(outcome, QueueError) else outcome.msg.id for outcome in outcomes]
+
+    async def enqueue_request_id(self, request: EnqueueRequest) -> str:
+        """``enqueue_request`` answering the task's id; concurrent calls share one round trip."""
+        return await self._id_coalescer.submit(request)
+
+    async def _enqueue_prepared(self, prepared: list[_Prepared | QueueError]) -> list[_Prepared | QueueError]:
+        """Writes the valid tasks; each slot is then its task, written, or why it was not."""
         valid = [p for p in prepared if isinstance(p, _Prepared)]
         if not valid:
-            return [p for p in prepared if isinstance(p, QueueError)]
+            return prepared
         by_queue: dict[str, list[_Prepared]] = {}
         for p in valid:
-            by_queue.setdefault(p.info.queue, []).append(p)
+            by_queue.setdefault(p.msg.queue, []).append(p)
         chunks = [
             group[start : start + _BATCH_CHUNK]
             for group in by_queue.values()
             for start in range(0, len(group), _BATCH_CHUNK)
         ]
-        calls = [redis_ops.enqueue_batch_call(c[0].info.queue, [p.item for p in c]) for c in chunks]
+        calls = [redis_ops.enqueue_batch_call(c[0].msg.queue, [p.item for p in c]) for c in chunks]
         # SADD asynq:queues rides along every round trip: remembering registered queues (as asynq's client
         # does) would leave a queue unlisted after Redis lost its data, e.g. a restart without persistence.
         queues = sorted(by_queue)
@@ -294,9 +315,19 @@ class QueueClient:
             raise QueueError(f"cannot register queues {queues}: {replies[0]}")
         if wait:
             self._check_replicated(replies.pop())
-        replies = replies[1:]
-        codes: dict[int, object] = {}
-        for chunk, reply in zip(chunks, replies, strict=True):
+        refused: dict[int, QueueError] = {}
+        for chunk, reply in zip(chunks, replies[1:], strict=True):
             for i, p in enumerate(chunk):
-                codes[id(p)] = reply if isinstance(reply, Exception) else reply[i]
-        return [_outcome(codes[id(p)], p) if isinstance(p, _Prepared) else p for p in prepared]
+                error = _refusal(reply if isinstance(reply, Exception) else reply[i], p)
+                if error is not None:
+                    refused[id(p)] = error
+        if not refused:
+            return prepared
+        return [refused.get(id(p), p) for p in prepared]
+
+
+def _prepared_or_error(req: EnqueueRequest, moment: _Moment) -> _Prepared | QueueError:
+    try:
+        return _prepare(req, moment)
+    except QueueError as exc:
+        return exc

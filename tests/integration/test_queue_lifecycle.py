@@ -100,6 +100,33 @@ async def test_enqueue_many_reports_per_item(queue_client: QueueClient) -> None:
     assert out[3].state is TaskState.SCHEDULED  # type: ignore[union-attr]
 
 
+async def test_enqueue_ids_reports_per_item_as_enqueue_many(
+    queue_client: QueueClient, inspector: Inspector
+) -> None:
+    await queue_client.enqueue("t", b"x", task_id="taken")
+    ids = await queue_client.enqueue_ids(
+        [
+            EnqueueRequest("t", b"1", task_id="fresh"),
+            EnqueueRequest("t", b"2", task_id="taken"),
+            EnqueueRequest("", b"3"),
+            EnqueueRequest("t", b"4", queue="other", process_in=60),
+            EnqueueRequest("u", b"5", unique_for=60),
+            EnqueueRequest("u", b"5", unique_for=60),
+        ]
+    )
+    assert ids[0] == "fresh"
+    assert isinstance(ids[1], TaskIdConflictError)
+    assert isinstance(ids[2], InvalidTaskError)
+    assert isinstance(ids[3], str) and isinstance(ids[4], str)
+    assert isinstance(ids[5], DuplicateTaskError)
+    assert (await inspector.get_task("default", "fresh")).payload == b"1"
+    assert (await inspector.get_task("other", ids[3])).state is TaskState.SCHEDULED
+    one = await queue_client.enqueue_request_id(EnqueueRequest("t", b"6", task_id="single"))
+    assert one == "single"
+    with pytest.raises(TaskIdConflictError):
+        await queue_client.enqueue_request_id(EnqueueRequest("t", b"7", task_id="single"))
+
+
 async def test_server_runs_handler_and_deletes_task(
     redis_client: aioredis.Redis, queue_client: QueueClient, inspector: Inspector, queue_server: ServerRunner
 ) -> None:
