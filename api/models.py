@@ -62,7 +62,9 @@ class ChatTaskRequest(_Body):
     def text_size(self) -> int:
         """Characters of prompt text, for the prompt size cap."""
         size = len(self.prompt or "") + len(self.system or "")
-        return size + sum(len(m.content) for m in self.messages or ())
+        if self.messages:
+            size += sum(len(m.content) for m in self.messages)
+        return size
 
 
 class TaskAccepted(BaseModel):

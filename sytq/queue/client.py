@@ -119,6 +119,9 @@ def _invalid_number(value: object) -> bool:
     )
 
 
+_PLAIN_NUMBERS = (float, int)  # exact types: bool is not one of them
+
+
 def _checked_number(name: str, value: float | None) -> None:
     if value is not None and _invalid_number(value):
         raise InvalidTaskError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -140,10 +143,18 @@ def _prepare(req: EnqueueRequest, moment: _Moment) -> _Prepared:
         not isinstance(max_retry, int) or isinstance(max_retry, bool) or not 0 <= max_retry < 2**31
     ):
         raise InvalidTaskError(f"max_retry must be an integer >= 0, got {max_retry!r}")
-    _checked_number("timeout", req.timeout)
-    _checked_number("process_in", req.process_in)
-    _checked_number("unique_for", req.unique_for)
-    _checked_number("retention", req.retention)
+    timeout_ = req.timeout
+    plain_timeout = timeout_ is None or (type(timeout_) in _PLAIN_NUMBERS and 0 <= timeout_ < math.inf)
+    if (
+        not plain_timeout
+        or req.process_in is not None
+        or req.unique_for is not None
+        or req.retention is not None
+    ):
+        _checked_number("timeout", req.timeout)
+        _checked_number("process_in", req.process_in)
+        _checked_number("unique_for", req.unique_for)
+        _checked_number("retention", req.retention)
     if req.deadline is not None and not isinstance(req.deadline, datetime):
         raise InvalidTaskError(f"deadline must be a datetime, got {req.deadline!r}")
     if req.process_at is not None and not isinstance(req.process_at, datetime):

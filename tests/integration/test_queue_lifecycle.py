@@ -76,6 +76,11 @@ async def test_bad_input_is_rejected_without_writing(
         {"unique_for": 0.5},
         {"task_id": " "},
         {"process_in": float("nan")},
+        {"timeout": float("nan")},
+        {"timeout": float("inf")},
+        {"timeout": True},
+        {"timeout": "60"},
+        {"retention": -1},
     ):
         with pytest.raises(InvalidTaskError):
             await queue_client.enqueue("t", b"x", **kwargs)  # type: ignore[arg-type]
