@@ -43,21 +43,29 @@ class SubmitFastLane:
         await self.app(scope, receive, send)
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer a POST on one of ``routes`` (``sytq api``'s protocol calls this directly)."""
+        """Answer a POST on one of ``routes``."""
         legacy = scope["path"].startswith(LEGACY_PREFIX)
         if declared_length(scope) > self.max_body_bytes:
             await send_413(send, self.max_body_bytes, legacy)
             return
-        scope["app"] = self.app  # what app_state(request) reads
-        request = CappedRequest(scope, receive, self.max_body_bytes)
         try:
-            response = await self.routes[scope["path"]](request)
+            response = await self.respond(scope, receive)
         except BodyTooLarge:
             await send_413(send, self.max_body_bytes, legacy)
             return
-        except Exception as exc:
-            response = await self._handler_for(exc)(request, exc)
         await response(scope, receive, send)
+
+    async def respond(self, scope: Scope, receive: Receive) -> Response:
+        """The route's answer, or its exception handler's; raises BodyTooLarge for a body past the
+        cap (``sytq api``'s protocol calls this directly for bodies it knows to fit)."""
+        scope["app"] = self.app  # what app_state(request) reads
+        request = CappedRequest(scope, receive, self.max_body_bytes)
+        try:
+            return await self.routes[scope["path"]](request)
+        except BodyTooLarge:
+            raise
+        except Exception as exc:
+            return await self._handler_for(exc)(request, exc)
 
     def _handler_for(self, exc: Exception) -> ExceptionHandler:
         """The app's handler for ``exc``, found as Starlette finds it: the nearest class in the MRO."""
@@ -72,6 +80,14 @@ class SubmitFastLane:
         )  # type: ignore[assignment]
         self._handlers[kind] = handler
         return handler
+
+
+def plain_parts(response: Response) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+    """What ``response`` sends when it is plain (its class sends with ``Response.__call__``: one
+    start, one body) and has no background task; None for any other."""
+    if type(response).__call__ is Response.__call__ and response.background is None:
+        return response.status_code, response.raw_headers, bytes(response.body)
+    return None
 
 
 class BodyTooLarge(Exception):

@@ -18,7 +18,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, STATUS_LINE
 from uvicorn.protocols.utils import get_client_addr
 
-from api.fast_lane import SubmitFastLane
+from api.fast_lane import SubmitFastLane, plain_parts
 from sytq_cli.one_write_http import OneWriteHttpToolsProtocol
 
 Message = MutableMapping[str, Any]  # an ASGI message
@@ -104,6 +104,11 @@ class Answer:
             self._body(message.get("body", b""), message.get("more_body", False))
         else:
             raise InvalidAnswer(f"{message['type']!r} sent after the answer was complete")
+
+    def whole(self, status: int, headers: Any, body: bytes) -> None:
+        """The answer of a plain Response: its start and its one body message."""
+        self._start(status, headers)
+        self._body(body, False)
 
     def _start(self, status: int, headers: Any) -> None:
         # Started even if a header is refused below: uvicorn then drops the connection unanswered.
@@ -234,7 +239,12 @@ class DirectSubmitProtocol(OneWriteHttpToolsProtocol):
         assert self._lane is not None
         answer = Answer()
         try:
-            await self._lane.serve(request.scope, request.receive, answer.send)
+            response = await self._lane.respond(request.scope, request.receive)
+            parts = plain_parts(response)
+            if parts is not None:
+                answer.whole(*parts)
+            else:
+                await response(request.scope, request.receive, answer.send)
             if not answer.complete:
                 raise InvalidAnswer("the app returned without completing its answer")
         except BaseException as exc:
