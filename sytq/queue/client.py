@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from sytq import redis_keys as keys
 from sytq.coalesce import Coalescer
 from sytq.queue import redis_ops
-from sytq.queue.codec import TaskMessage, to_unix
+from sytq.queue.codec import TaskMessage, encode_new_task, to_unix
 from sytq.queue.info import task_info
 from sytq.queue.models import (
     DuplicateTaskError,
@@ -80,26 +80,48 @@ def new_task_id() -> str:
 
 
 class _Prepared:
-    """A checked, encoded task. Its TaskInfo is built only for callers that ask for one."""
+    """A checked, encoded task. Its TaskMessage and TaskInfo are built only for callers that ask."""
 
-    __slots__ = ("item", "msg", "next_process_at", "unique")
+    __slots__ = ("fields", "item", "next_process_at", "queue", "unique")
 
     def __init__(
         self,
         item: redis_ops.EnqueueItem,
-        msg: TaskMessage,
+        fields: _NewTaskFields,
         unique: str | None,
         next_process_at: datetime | None,
     ) -> None:
         self.item = item
-        self.msg = msg
+        self.fields = fields
+        self.queue = fields[3]
         self.unique = unique
         self.next_process_at = next_process_at  # None: pending now (the batch's moment)
 
+    @property
+    def task_id(self) -> str:
+        return self.item[0]
+
     def info(self, moment: _Moment) -> TaskInfo:
+        f = self.fields
+        msg = TaskMessage(
+            type=f[0],
+            payload=f[1],
+            id=f[2],
+            queue=f[3],
+            retry=f[4],
+            timeout=f[5],
+            deadline=f[6],
+            unique_key=f[7],
+            retention=f[8],
+            headers=f[9],
+        )
         if self.next_process_at is None:
-            return task_info(self.msg, TaskState.PENDING, next_process_at=moment.pending_next_at)
-        return task_info(self.msg, TaskState.SCHEDULED, next_process_at=self.next_process_at)
+            return task_info(msg, TaskState.PENDING, next_process_at=moment.pending_next_at)
+        return task_info(msg, TaskState.SCHEDULED, next_process_at=self.next_process_at)
+
+
+# encode_new_task's arguments, in its order
+_NewTaskFields = tuple[str, bytes, str, str, int, int, int, str, int, dict[str, str]]
 
 
 class _Moment:
@@ -187,17 +209,17 @@ def _prepare(req: EnqueueRequest, moment: _Moment) -> _Prepared:
 
     payload = req.payload if type(req.payload) is bytes else bytes(req.payload)
     unique = keys.unique_key(queue, req.type, payload) if req.unique_for else None
-    msg = TaskMessage(
-        type=req.type,
-        payload=payload,
-        id=task_id,
-        queue=queue,
-        retry=req.max_retry,
-        timeout=timeout,
-        deadline=deadline,
-        unique_key=unique or "",
-        retention=math.ceil(req.retention or 0),
-        headers=headers,
+    fields: _NewTaskFields = (
+        req.type,
+        payload,
+        task_id,
+        queue,
+        req.max_retry,
+        timeout,
+        deadline,
+        unique or "",
+        math.ceil(req.retention or 0),
+        headers,
     )
     if process_at is None and unique is None:
         placement = moment.pending_placement
@@ -207,20 +229,20 @@ def _prepare(req: EnqueueRequest, moment: _Moment) -> _Prepared:
             unique_ttl = math.ceil(req.unique_for + max(0.0, (process_at or now) - now))
         scheduled_at = None if process_at is None else int(process_at)
         placement = redis_ops.enqueue_placement(scheduled_at, time.time_ns(), unique or "", unique_ttl)
-    item: redis_ops.EnqueueItem = (task_id, msg.encode(), placement)
+    item: redis_ops.EnqueueItem = (task_id, encode_new_task(*fields), placement)
     scheduled = None if process_at is None else datetime.fromtimestamp(process_at, UTC)
-    return _Prepared(item, msg, unique, scheduled)
+    return _Prepared(item, fields, unique, scheduled)
 
 
 def _refusal(code: object, prepared: _Prepared) -> QueueError | None:
     """The error for a task the enqueue script did not write (None: written)."""
     if code == 1:
         return None
-    msg = prepared.msg
+    task_id = prepared.task_id
     if isinstance(code, Exception):
-        return QueueError(f"enqueue of {msg.id} failed: {code}")
+        return QueueError(f"enqueue of {task_id} failed: {code}")
     if code == 0:
-        return TaskIdConflictError(f"task id {msg.id!r} already exists in queue {msg.queue!r}")
+        return TaskIdConflictError(f"task id {task_id!r} already exists in queue {prepared.queue!r}")
     return DuplicateTaskError(f"a task with the same type and payload holds {prepared.unique}")
 
 
@@ -295,7 +317,7 @@ class QueueClient:
         """``enqueue_many`` answering each task's id instead of its TaskInfo (what an API answers)."""
         moment = _Moment()
         outcomes = await self._enqueue_prepared([_prepared_or_error(req, moment) for req in requests])
-        return [outcome if isinstance(outcome, QueueError) else outcome.msg.id for outcome in outcomes]
+        return [outcome if isinstance(outcome, QueueError) else outcome.task_id for outcome in outcomes]
 
     async def enqueue_request_id(self, request: EnqueueRequest) -> str:
         """``enqueue_request`` answering the task's id; concurrent calls share one round trip."""
@@ -308,13 +330,13 @@ class QueueClient:
             return prepared
         by_queue: dict[str, list[_Prepared]] = {}
         for p in valid:
-            by_queue.setdefault(p.msg.queue, []).append(p)
+            by_queue.setdefault(p.queue, []).append(p)
         chunks = [
             group[start : start + _BATCH_CHUNK]
             for group in by_queue.values()
             for start in range(0, len(group), _BATCH_CHUNK)
         ]
-        calls = [redis_ops.enqueue_batch_call(c[0].msg.queue, [p.item for p in c]) for c in chunks]
+        calls = [redis_ops.enqueue_batch_call(c[0].queue, [p.item for p in c]) for c in chunks]
         # SADD asynq:queues rides along every round trip: remembering registered queues (as asynq's client
         # does) would leave a queue unlisted after Redis lost its data, e.g. a restart without persistence.
         queues = sorted(by_queue)

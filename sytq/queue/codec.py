@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from sytq.queue.models import QueueError
 from sytq.queue.proto import DecodeError, TaskMessageProto
 
-__all__ = ["CorruptTaskError", "TaskMessage", "as_text", "from_unix", "to_unix"]
+__all__ = ["CorruptTaskError", "TaskMessage", "as_text", "encode_new_task", "from_unix", "to_unix"]
 
 
 class CorruptTaskError(QueueError):
@@ -111,3 +111,30 @@ class TaskMessage:
 
     def replace(self, **changes: object) -> TaskMessage:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def encode_new_task(
+    type: str,
+    payload: bytes,
+    id: str,
+    queue: str,
+    retry: int,
+    timeout: int,
+    deadline: int,
+    unique_key: str,
+    retention: int,
+    headers: dict[str, str],
+) -> bytes:
+    """``TaskMessage(...).encode()`` of a task not run yet (nothing retried, failed or completed),
+    without building the dataclass: an enqueue encodes one per task."""
+    proto = TaskMessageProto(type=type, payload=payload, id=id, queue=queue, retry=retry, timeout=timeout)
+    if deadline:
+        proto.deadline = deadline
+    if unique_key:
+        proto.unique_key = unique_key
+    if retention:
+        proto.retention = retention
+    if headers:
+        proto.headers.update(headers)
+    data: bytes = proto.SerializeToString()
+    return data

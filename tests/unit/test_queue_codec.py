@@ -7,11 +7,13 @@ import os
 import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sytq import redis_keys as keys
 from sytq.queue import ServerConfig, default_retry_delay
 from sytq.queue.client import new_task_id
-from sytq.queue.codec import CorruptTaskError, TaskMessage
+from sytq.queue.codec import CorruptTaskError, TaskMessage, encode_new_task
 from sytq.queue.processor import queue_order
 from sytq.queue.proto import ServerInfoProto, WorkerInfoProto
 
@@ -22,6 +24,51 @@ def test_task_message_uses_asynq_field_numbers() -> None:
     assert msg.encode() == b"\x0a\x01t\x12\x01p\x1a\x01i\x22\x01q\x28\x19\x30\x01"
     with_headers = TaskMessage(type="t", payload=b"", id="i", queue="q", retry=0, headers={"k": "v"})
     assert b"\x7a" in with_headers.encode()  # field 15, length-delimited
+
+
+_INT32 = st.integers(min_value=0, max_value=2**31 - 1)
+_INT64 = st.integers(min_value=0, max_value=2**62)
+
+
+@given(
+    st.text(min_size=1),
+    st.binary(),
+    st.text(min_size=1),
+    st.text(min_size=1),
+    _INT32,
+    _INT64,
+    _INT64,
+    st.text(),
+    _INT64,
+    st.dictionaries(st.text(), st.text(), max_size=3),
+)
+def test_a_new_tasks_bytes_are_its_task_messages(
+    type_: str,
+    payload: bytes,
+    task_id: str,
+    queue: str,
+    retry: int,
+    timeout: int,
+    deadline: int,
+    unique_key: str,
+    retention: int,
+    headers: dict[str, str],
+) -> None:
+    fields = (type_, payload, task_id, queue, retry, timeout, deadline, unique_key, retention, headers)
+    message = TaskMessage(
+        type=type_,
+        payload=payload,
+        id=task_id,
+        queue=queue,
+        retry=retry,
+        timeout=timeout,
+        deadline=deadline,
+        unique_key=unique_key,
+        retention=retention,
+        headers=headers,
+    )
+    assert encode_new_task(*fields) == message.encode()
+    assert TaskMessage.decode(encode_new_task(*fields)) == message
 
 
 @pytest.mark.parametrize("data", [b"", None, b"\xff\xff\xff\xff", b"\x0a\x05ab"])
