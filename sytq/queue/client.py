@@ -165,14 +165,12 @@ def _prepare(req: EnqueueRequest, moment: _Moment) -> _Prepared:
         not isinstance(max_retry, int) or isinstance(max_retry, bool) or not 0 <= max_retry < 2**31
     ):
         raise InvalidTaskError(f"max_retry must be an integer >= 0, got {max_retry!r}")
-    timeout_ = req.timeout
-    plain_timeout = timeout_ is None or (type(timeout_) in _PLAIN_NUMBERS and 0 <= timeout_ < math.inf)
-    if (
-        not plain_timeout
-        or req.process_in is not None
-        or req.unique_for is not None
-        or req.retention is not None
-    ):
+    # The usual case, a plain finite timeout and retention and nothing else, skips the four checks.
+    timeout_, retention_ = req.timeout, req.retention
+    plain = (timeout_ is None or (type(timeout_) in _PLAIN_NUMBERS and 0 <= timeout_ < math.inf)) and (
+        retention_ is None or (type(retention_) in _PLAIN_NUMBERS and 0 <= retention_ < math.inf)
+    )
+    if not plain or req.process_in is not None or req.unique_for is not None:
         _checked_number("timeout", req.timeout)
         _checked_number("process_in", req.process_in)
         _checked_number("unique_for", req.unique_for)

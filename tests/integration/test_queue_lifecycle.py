@@ -81,6 +81,8 @@ async def test_bad_input_is_rejected_without_writing(
         {"timeout": True},
         {"timeout": "60"},
         {"retention": -1},
+        {"retention": float("nan")},
+        {"retention": True},
     ):
         with pytest.raises(InvalidTaskError):
             await queue_client.enqueue("t", b"x", **kwargs)  # type: ignore[arg-type]
