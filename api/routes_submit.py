@@ -130,8 +130,12 @@ def chat_payload_json(req: ChatTaskRequest, default_model: str, client_id: str, 
     does not share are checked here: the parameters' own validators, a user turn in explicit
     messages, and the payload's message count once a system turn is added.
     """
-    has_parameters = any(
-        v is not None for v in (req.temperature, req.max_tokens, req.top_p, req.stop, req.response_format)
+    has_parameters = not (
+        req.temperature is None
+        and req.max_tokens is None
+        and req.top_p is None
+        and req.stop is None
+        and req.response_format is None
     )
     one_prompt = req.messages is None and req.prompt is not None and text_size <= _CONTENT_LIMIT
     if one_prompt and not has_parameters and not req.metadata:
