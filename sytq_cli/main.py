@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import pydantic
 
@@ -22,22 +23,31 @@ def _cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.auth import load_identities
+    from sytq_cli.api_workers import ApiWorkers, WorkersFailed
     from sytq_cli.direct_http import DirectSubmitProtocol
 
     settings = get_settings()
     load_identities(settings)  # no keys and no SYTQ_AUTH_DISABLED: refuse here, in one clear line
-    uvicorn.run(
-        "api.app:create_asgi_app",
-        factory=True,
-        http=DirectSubmitProtocol,
-        host=args.host or settings.api_host,
-        port=args.port or settings.api_port,
-        workers=args.workers or settings.api_workers,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        proxy_headers=False,  # nothing here reads the client address: no X-Forwarded-* scan per request
-    )
-    return 0
+    options: dict[str, Any] = {
+        "app": "api.app:create_asgi_app",
+        "factory": True,
+        "http": DirectSubmitProtocol,
+        "host": args.host or settings.api_host,
+        "port": args.port or settings.api_port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+        "proxy_headers": False,  # nothing here reads the client address: no X-Forwarded-* scan per request
+    }
+    workers = args.workers or settings.api_workers
+    if workers == 1:
+        uvicorn.run(**options)
+        return 0
+    uvicorn.Config(**options)  # sets up logging as each worker does
+    try:
+        return ApiWorkers(options, workers).run()
+    except (WorkersFailed, OSError) as exc:
+        print(f"sytq: {exc}", file=sys.stderr)
+        return 1
 
 
 def _cmd_worker(_: argparse.Namespace) -> int:
