@@ -283,7 +283,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"alternating round(s); {result['cores']} cores shared by wrk, the server and redis-server "
         f"(load average before: {load}). "
         f"Single submits: 64 connections; batch: 8 connections x {result['batch_size']} tasks per request. "
-        "Processes: ours is `sytq api --workers N` (uvicorn worker processes, its one-write protocol), "
+        "Processes: ours is `sytq api --workers N` (N > 1: a process per worker, each on its own "
+        "SO_REUSEPORT socket; its HTTP protocol: plain submits answered without an ASGI cycle, one write "
+        "per answer), "
         "the ceiling stock uvicorn workers, the Go peer GOMAXPROCS "
         f"({result['go_peer']}). CPU columns: server (all its processes) and Redis CPU time per request. "
         "No authentication on any peer.",
@@ -318,20 +320,27 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         "",
         "| processes | ours / Go peer, v1 submit (req/s) | ours / Go peer, record submit "
-        "| CPU/req ratio v1 | CPU/req ratio record |",
-        "|---|---|---|---|---|",
+        "| CPU/req ratio v1 | CPU/req ratio record | p99 ratio v1 | p99 ratio record "
+        "| batch tasks/s, each round |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         cpu_v1 = row["submit"]["server_cpu_us_per_request"] / row["go_submit"]["server_cpu_us_per_request"]
         cpu_rec = row["record"]["server_cpu_us_per_request"] / row["go_record"]["server_cpu_us_per_request"]
+        p99_v1 = row["submit"]["p99_ms"] / row["go_submit"]["p99_ms"]
+        p99_rec = row["record"]["p99_ms"] / row["go_record"]["p99_ms"]
+        rounds = " / ".join(
+            f"{run['requests_per_second'] * result['batch_size']:,.0f}" for run in row["samples"]["batch"]
+        )
         lines.append(
             f"| {row['processes']} | {row['submit_vs_go']:.2f} | {row['record_vs_go']:.2f} | "
-            f"{cpu_v1:.2f} | {cpu_rec:.2f} |"
+            f"{cpu_v1:.2f} | {cpu_rec:.2f} | {p99_v1:.2f} | {p99_rec:.2f} | {rounds} |"
         )
     lines += [
         "",
         f"Load average after: {after}. Other work on the 2 cores moves req/s and latency most; CPU per "
         "request moves less, but it does move (caches, and smaller coalesced Redis batches).",
+        "Ratios above 1 are ours higher (req/s: better; CPU and p99: worse).",
         "Where a submit's CPU goes (profile): [api-profile.md](api-profile.md).",
         "Targets: single submits >= 1.0x the Go peer's req/s on both contracts, server CPU <= 80 us per "
         "single submit, p99 <= the Go peer's; batch >= 100,000 tasks/s.",
