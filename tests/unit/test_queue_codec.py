@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -30,7 +31,8 @@ _INT32 = st.integers(min_value=0, max_value=2**31 - 1)
 _INT64 = st.integers(min_value=0, max_value=2**62)
 
 
-@given(
+# encode_new_task's arguments, in its order
+_NEW_TASKS = st.tuples(
     st.text(min_size=1),
     st.binary(),
     st.text(min_size=1),
@@ -42,31 +44,13 @@ _INT64 = st.integers(min_value=0, max_value=2**62)
     _INT64,
     st.dictionaries(st.text(), st.text(), max_size=3),
 )
-def test_a_new_tasks_bytes_are_its_task_messages(
-    type_: str,
-    payload: bytes,
-    task_id: str,
-    queue: str,
-    retry: int,
-    timeout: int,
-    deadline: int,
-    unique_key: str,
-    retention: int,
-    headers: dict[str, str],
-) -> None:
-    fields = (type_, payload, task_id, queue, retry, timeout, deadline, unique_key, retention, headers)
-    message = TaskMessage(
-        type=type_,
-        payload=payload,
-        id=task_id,
-        queue=queue,
-        retry=retry,
-        timeout=timeout,
-        deadline=deadline,
-        unique_key=unique_key,
-        retention=retention,
-        headers=headers,
-    )
+
+
+@given(_NEW_TASKS)
+def test_a_new_tasks_bytes_are_its_task_messages(fields: tuple[Any, ...]) -> None:
+    names = ["type", "payload", "id", "queue", "retry", "timeout", "deadline", "unique_key", "retention"]
+    names.append("headers")
+    message = TaskMessage(**dict(zip(names, fields, strict=True)))
     assert encode_new_task(*fields) == message.encode()
     assert TaskMessage.decode(encode_new_task(*fields)) == message
 
@@ -160,11 +144,10 @@ def test_transient_replies_are_told_apart() -> None:
 
 
 def test_invalid_enqueue_arguments_are_rejected_before_redis() -> None:
-    import time
     from datetime import datetime
 
     from sytq.queue import EnqueueRequest, InvalidTaskError
-    from sytq.queue.client import _prepare
+    from sytq.queue.client import _Moment, _prepare
 
     for bad in (
         EnqueueRequest("t", "not bytes"),  # type: ignore[arg-type]
@@ -180,7 +163,7 @@ def test_invalid_enqueue_arguments_are_rejected_before_redis() -> None:
         EnqueueRequest("t", b"", headers=[1, 2]),  # type: ignore[arg-type]
     ):
         with pytest.raises(InvalidTaskError):
-            _prepare(bad, time.time())
+            _prepare(bad, _Moment())
 
 
 def test_a_forked_child_draws_task_ids_of_its_own() -> None:
