@@ -138,6 +138,12 @@ class OperatorEnv:
         events = json.loads(self.kubectl("get", "events", "--field-selector", selector, "-o", "json").stdout)
         return {e["reason"] for e in events["items"]}
 
+    def events_once_posted(self, name: str, expected: set[str], within: float = 30) -> set[str]:
+        """The Event reasons about ``name`` once ``expected`` are among them (kopf posts Events
+        asynchronously, after the status patch a test may have waited for)."""
+        wait_until(lambda: expected <= self.event_reasons(name), within, lambda: f"{expected} posted")
+        return self.event_reasons(name)
+
     def start_controller(self, **env: str) -> Proc:
         base = {
             "KUBECONFIG": str(self.controller_kubeconfig),
