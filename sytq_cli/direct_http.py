@@ -65,6 +65,12 @@ class DirectRequest:
         return {"type": "http.request", "body": body, "more_body": False}
 
 
+# Headers seen valid, with their lower-cased names: an app answers with the same few headers (and
+# the same few lengths) again and again, so most answers skip uvicorn's two header checks.
+_CHECKED: dict[tuple[bytes, bytes], bytes] = {}
+_CHECKED_MAX = 1024
+
+
 class InvalidAnswer(RuntimeError):
     """The app sent messages uvicorn would refuse too (raised where uvicorn's ``send`` raises)."""
 
@@ -115,11 +121,15 @@ class Answer:
         head = self._head = [b""]
         head[0], self.status = STATUS_LINE[status], status
         for raw_name, value in headers:
-            if HEADER_RE.search(raw_name) or HEADER_VALUE_RE.search(value):
-                raise InvalidAnswer("invalid HTTP header")
-            name = raw_name.lower()
+            name = _CHECKED.get((raw_name, value))
+            if name is None:
+                if HEADER_RE.search(raw_name) or HEADER_VALUE_RE.search(value):
+                    raise InvalidAnswer("invalid HTTP header")
+                name = raw_name.lower()
+                if len(_CHECKED) < _CHECKED_MAX:
+                    _CHECKED[raw_name, value] = name
             if name == b"content-length" and not self._chunked and self._length is None:
-                self._length = int(value.decode())
+                self._length = int(value)
             elif name == b"transfer-encoding" and value.lower() == b"chunked":
                 self._length, self._chunked = None, True
             elif name == b"connection" and b"close" in [t.lower().strip() for t in value.split(b",")]:
@@ -146,9 +156,7 @@ class Answer:
 
     def render(self, default_headers: list[tuple[bytes, bytes]], keep_alive: bool) -> bytes:
         """Status line, the server's default headers, the app's, then what uvicorn adds."""
-        out = [self._head[0]]
-        for name, value in default_headers:
-            out += (name, b": ", value, b"\r\n")
+        out = [self._head[0], _rendered(default_headers)]
         out += self._head[1:]
         if not keep_alive and not self._closes:
             out.append(b"connection: close\r\n")
@@ -157,6 +165,19 @@ class Answer:
         out.append(b"\r\n")
         out += self._parts
         return b"".join(out)
+
+
+_last_defaults: tuple[object, bytes] = (None, b"")
+
+
+def _rendered(default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The server's default headers as bytes. uvicorn replaces the list when the date changes (once
+    a second), so the last rendering is kept for as long as the list is the same object."""
+    global _last_defaults
+    if _last_defaults[0] is not default_headers:
+        lines = b"".join(name + b": " + value + b"\r\n" for name, value in default_headers)
+        _last_defaults = (default_headers, lines)
+    return _last_defaults[1]
 
 
 _INTERNAL_ERROR: list[Message] = [

@@ -14,7 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from api.fast_lane import SubmitFastLane
 from api.responses import ReadyResponse
-from sytq_cli.direct_http import DirectRequest, DirectSubmitProtocol
+from sytq_cli.direct_http import Answer, DirectRequest, DirectSubmitProtocol
 from tests.harness.raw_http import answers, closed, exchange, masked, post, serving
 
 
@@ -185,3 +185,17 @@ async def test_requests_within_the_timeout_keep_the_connection_open() -> None:
         finally:
             writer.close()
     assert timeout - 0.1 <= idle < timeout + 3, idle
+
+
+async def test_the_rendered_date_follows_the_servers_headers() -> None:
+    """uvicorn swaps in a new default-header list each second; each answer carries the current one."""
+    rendered = []
+    for date in (b"Fri, 04 Dec 2026 10:00:00 GMT", b"Fri, 04 Dec 2026 10:00:01 GMT"):
+        answer = Answer()
+        answer.whole(200, [(b"content-length", b"2")], b"{}")
+        rendered.append(answer.render([(b"date", date), (b"server", b"uvicorn")], keep_alive=True))
+    tail = b"\r\nserver: uvicorn\r\ncontent-length: 2\r\n\r\n{}"
+    assert rendered == [
+        b"HTTP/1.1 200 OK\r\ndate: Fri, 04 Dec 2026 10:00:00 GMT" + tail,
+        b"HTTP/1.1 200 OK\r\ndate: Fri, 04 Dec 2026 10:00:01 GMT" + tail,
+    ]
