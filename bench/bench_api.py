@@ -341,7 +341,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Load average after: {after}. Other work on the 2 cores moves req/s and latency most; CPU per "
         "request moves less, but it does move (caches, and smaller coalesced Redis batches).",
         "Ratios above 1 are ours higher (req/s: better; CPU and p99: worse).",
-        "Where a submit's CPU goes (profile): [api-profile.md](api-profile.md).",
+        "Where a submit's CPU goes (profile): [api-profile.md](api-profile.md); earlier runs: "
+        "[api-history.md](api-history.md).",
         "Targets: single submits >= 1.0x the Go peer's req/s on both contracts, server CPU <= 80 us per "
         "single submit, p99 <= the Go peer's; batch >= 100,000 tasks/s.",
         "",
