@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from sytq import redis_keys as keys
 from sytq.coalesce import Coalescer
 from sytq.queue import redis_ops
-from sytq.queue.codec import TaskMessage, encode_new_task, to_unix
+from sytq.queue.codec import TaskMessage, encode_task, to_unix
 from sytq.queue.info import task_info
 from sytq.queue.models import (
     DuplicateTaskError,
@@ -120,7 +120,7 @@ class _Prepared:
         return task_info(msg, TaskState.SCHEDULED, next_process_at=self.next_process_at)
 
 
-# encode_new_task's arguments, in its order
+# encode_task's arguments, in its order
 _NewTaskFields = tuple[str, bytes, str, str, int, int, int, str, int, dict[str, str]]
 
 
@@ -227,7 +227,7 @@ def _prepare(req: EnqueueRequest, moment: _Moment) -> _Prepared:
             unique_ttl = math.ceil(req.unique_for + max(0.0, (process_at or now) - now))
         scheduled_at = None if process_at is None else int(process_at)
         placement = redis_ops.enqueue_placement(scheduled_at, time.time_ns(), unique or "", unique_ttl)
-    item: redis_ops.EnqueueItem = (task_id, encode_new_task(*fields), placement)
+    item: redis_ops.EnqueueItem = (task_id, encode_task(*fields), placement)
     scheduled = None if process_at is None else datetime.fromtimestamp(process_at, UTC)
     return _Prepared(item, fields, unique, scheduled)
 

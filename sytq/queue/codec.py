@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from sytq.queue.models import QueueError
 from sytq.queue.proto import DecodeError, TaskMessageProto
 
-__all__ = ["CorruptTaskError", "TaskMessage", "as_text", "encode_new_task", "from_unix", "to_unix"]
+__all__ = ["CorruptTaskError", "TaskMessage", "as_text", "encode_task", "from_unix", "to_unix"]
 
 
 class CorruptTaskError(QueueError):
@@ -33,17 +33,8 @@ def to_unix(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-_OPTIONAL_FIELDS = (
-    "retried",
-    "error_msg",
-    "timeout",
-    "deadline",
-    "unique_key",
-    "last_failed_at",
-    "retention",
-    "completed_at",
-    "group_key",
-)
+# What a task gets only after its enqueue (runs, failures, completion) or only in a group.
+_LATER_FIELDS = ("retried", "error_msg", "last_failed_at", "completed_at", "group_key")
 
 
 @dataclass(slots=True)
@@ -70,18 +61,19 @@ class TaskMessage:
     headers: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        proto = TaskMessageProto(
-            type=self.type, payload=self.payload, id=self.id, queue=self.queue, retry=self.retry
+        return encode_task(
+            self.type,
+            self.payload,
+            self.id,
+            self.queue,
+            self.retry,
+            self.timeout,
+            self.deadline,
+            self.unique_key,
+            self.retention,
+            self.headers,
+            later=self,
         )
-        # Set only non-default fields: proto3 leaves defaults off the wire anyway; this is the hot path.
-        for name in _OPTIONAL_FIELDS:
-            value = getattr(self, name)
-            if value:
-                setattr(proto, name, value)
-        if self.headers:
-            proto.headers.update(self.headers)
-        data: bytes = proto.SerializeToString()
-        return data
 
     @classmethod
     def decode(cls, data: bytes | None) -> TaskMessage:
@@ -113,7 +105,7 @@ class TaskMessage:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
-def encode_new_task(
+def encode_task(
     type: str,
     payload: bytes,
     id: str,
@@ -124,10 +116,15 @@ def encode_new_task(
     unique_key: str,
     retention: int,
     headers: dict[str, str],
+    later: TaskMessage | None = None,
 ) -> bytes:
-    """``TaskMessage(...).encode()`` of a task not run yet (nothing retried, failed or completed),
-    without building the dataclass: an enqueue encodes one per task."""
-    proto = TaskMessageProto(type=type, payload=payload, id=id, queue=queue, retry=retry, timeout=timeout)
+    """A TaskMessage's bytes from the fields a task has at its enqueue, plus what ``later`` gathered
+    since (runs, failures, completion, group). An enqueue calls it per task without building the
+    dataclass."""
+    # Only non-default fields are set: proto3 leaves defaults off the wire anyway; this is the hot path.
+    proto = TaskMessageProto(type=type, payload=payload, id=id, queue=queue, retry=retry)
+    if timeout:
+        proto.timeout = timeout
     if deadline:
         proto.deadline = deadline
     if unique_key:
@@ -136,5 +133,10 @@ def encode_new_task(
         proto.retention = retention
     if headers:
         proto.headers.update(headers)
+    if later is not None:
+        for name in _LATER_FIELDS:
+            value = getattr(later, name)
+            if value:
+                setattr(proto, name, value)
     data: bytes = proto.SerializeToString()
     return data

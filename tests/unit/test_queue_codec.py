@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from sytq import redis_keys as keys
 from sytq.queue import ServerConfig, default_retry_delay
 from sytq.queue.client import new_task_id
-from sytq.queue.codec import CorruptTaskError, TaskMessage, encode_new_task
+from sytq.queue.codec import CorruptTaskError, TaskMessage, encode_task
 from sytq.queue.processor import queue_order
-from sytq.queue.proto import ServerInfoProto, WorkerInfoProto
+from sytq.queue.proto import ServerInfoProto, TaskMessageProto, WorkerInfoProto
 
 
 def test_task_message_uses_asynq_field_numbers() -> None:
@@ -31,7 +31,7 @@ _INT32 = st.integers(min_value=0, max_value=2**31 - 1)
 _INT64 = st.integers(min_value=0, max_value=2**62)
 
 
-# encode_new_task's arguments, in its order
+# encode_task's arguments, in its order
 _NEW_TASKS = st.tuples(
     st.text(min_size=1),
     st.binary(),
@@ -46,13 +46,23 @@ _NEW_TASKS = st.tuples(
 )
 
 
-@given(_NEW_TASKS)
-def test_a_new_tasks_bytes_are_its_task_messages(fields: tuple[Any, ...]) -> None:
+_LATER = st.tuples(_INT32, st.text(), _INT64, _INT64, st.text())  # retried, error, failed/completed at, group
+
+
+@given(_NEW_TASKS, _LATER)
+def test_a_task_messages_bytes_are_protobufs_own(fields: tuple[Any, ...], later: tuple[Any, ...]) -> None:
     names = ["type", "payload", "id", "queue", "retry", "timeout", "deadline", "unique_key", "retention"]
     names.append("headers")
-    message = TaskMessage(**dict(zip(names, fields, strict=True)))
-    assert encode_new_task(*fields) == message.encode()
-    assert TaskMessage.decode(encode_new_task(*fields)) == message
+    new = dict(zip(names, fields, strict=True))
+    # What protobuf writes given every field at once, against our writer that sets only non-defaults.
+    assert encode_task(*fields) == TaskMessageProto(**new).SerializeToString()
+    assert TaskMessage.decode(encode_task(*fields)) == TaskMessage(**new)
+    history = dict(
+        zip(["retried", "error_msg", "last_failed_at", "completed_at", "group_key"], later, strict=True)
+    )
+    message = TaskMessage(**new, **history)
+    assert message.encode() == TaskMessageProto(**new, **history).SerializeToString()
+    assert TaskMessage.decode(message.encode()) == message
 
 
 @pytest.mark.parametrize("data", [b"", None, b"\xff\xff\xff\xff", b"\x0a\x05ab"])
