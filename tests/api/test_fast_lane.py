@@ -109,7 +109,7 @@ async def test_a_body_growing_past_the_cap_is_refused_alike(settings: Settings, 
 async def _answers(settings: Settings, protocol: Any, *, pipelined: bool) -> bytes:
     requests = [post(path, body, headers) for path, headers, body in CASES]
     path, headers, body = CASES[0]
-    last = post(path, body, headers, close=True)  # ends the pipelined exchange
+    last = closed(post(path, body, headers))  # ends the pipelined exchange
     async with serving(create_asgi_app(settings), protocol, lifespan="on") as port:
         if pipelined:
             return masked(await exchange(port, b"".join([*requests, last])))

@@ -43,20 +43,18 @@ async def exchange(port: int, data: bytes, within: float = 30.0) -> bytes:
         writer.close()
 
 
-def post(path: str, body: bytes, headers: dict[str, str] | None = None, *, close: bool = False) -> bytes:
-    """A raw ``POST`` with a Content-Length (and ``Connection: close`` to end an exchange)."""
+def post(path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+    """A raw ``POST`` with a Content-Length."""
     lines = [f"POST {path} HTTP/1.1", "host: api", f"content-length: {len(body)}"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    if close:
-        lines.append("connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def closed(request: bytes) -> bytes:
     """``request`` with ``connection: close`` (HTTP/1.0 closes anyway): one answer per exchange."""
-    if b" HTTP/1.0\r\n" in request.partition(b"\r\n\r\n")[0]:
-        return request
     head, _, body = request.partition(b"\r\n\r\n")
+    if b" HTTP/1.0\r\n" in head:
+        return request
     return head + b"\r\nconnection: close\r\n\r\n" + body
 
 

@@ -120,9 +120,7 @@ async def test_each_answer_is_byte_for_byte_uvicorns() -> None:
 
 
 async def test_pipelined_requests_are_answered_in_order() -> None:
-    requests = (
-        post("/ok", b"1") + post("/ok", b"22") + post("/stream", b"") + post("/ok", b"4444", close=True)
-    )
+    requests = post("/ok", b"1") + post("/ok", b"22") + post("/stream", b"") + closed(post("/ok", b"4444"))
     CountingProtocol.direct = 0
     async with serving(LANE, CountingProtocol) as port:
         ours = masked(await exchange(port, requests))
