@@ -33,6 +33,7 @@ class SubmitFastLane:
     def __init__(self, app: FastAPI, routes: Mapping[str, Route], max_body_bytes: int) -> None:
         self.app = app
         self.routes = dict(routes)
+        self.raw_paths = {path.encode(): path for path in self.routes}  # request targets as sent
         self.max_body_bytes = max_body_bytes
         self._handlers: dict[type[BaseException], ExceptionHandler] = {}
 

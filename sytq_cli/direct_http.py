@@ -202,7 +202,7 @@ class DirectSubmitProtocol(OneWriteHttpToolsProtocol):
         lane = self.app if isinstance(self.app, SubmitFastLane) else None
         plain_server = self.limit_concurrency is None and not self.root_path
         self._lane = lane if plain_server else None
-        self._paths = {path.encode(): path for path in lane.routes} if lane is not None else {}
+        self._paths = lane.raw_paths if lane is not None else {}
 
     def _direct_path(self) -> str | None:
         """The route this request may be served directly on, or None for uvicorn's own path."""
