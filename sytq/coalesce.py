@@ -37,15 +37,24 @@ class Coalescer(Generic[Item, Result]):
         self._senders: list[asyncio.Task[None]] = []
 
     async def submit(self, item: Item) -> Result:
+        return await self.submit_soon(item)
+
+    def submit_soon(self, item: Item) -> asyncio.Future[Result]:
+        """``submit`` without a coroutine: the future of ``item``'s result (for callers that answer
+        from a done-callback). Must be called from a running event loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
         self._waiting.append((item, future))
+        senders = self._senders
+        # The usual case: the one sender is running on this loop and will take the item.
+        if len(senders) == self._senders_max == 1 and not senders[0].done() and senders[0].get_loop() is loop:
+            return future
         # A sender bound to another (closed) event loop can never run again: start one here.
-        senders = [t for t in self._senders if not t.done() and t.get_loop() is loop]
+        senders = [t for t in senders if not t.done() and t.get_loop() is loop]
         if len(senders) < self._senders_max:
             senders.append(asyncio.create_task(self._send_waiting()))
         self._senders = senders
-        return await future
+        return future
 
     def _take(self) -> list[tuple[Item, asyncio.Future[Result]]]:
         cap = self._max_batch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 import os
@@ -320,6 +321,10 @@ class QueueClient:
     async def enqueue_request_id(self, request: EnqueueRequest) -> str:
         """``enqueue_request`` answering the task's id; concurrent calls share one round trip."""
         return await self._id_coalescer.submit(request)
+
+    def enqueue_request_id_soon(self, request: EnqueueRequest) -> asyncio.Future[str]:
+        """``enqueue_request_id`` as a future (for callers that answer from its done-callback)."""
+        return self._id_coalescer.submit_soon(request)
 
     async def _enqueue_prepared(self, prepared: list[_Prepared | QueueError]) -> list[_Prepared | QueueError]:
         """Writes the valid tasks; each slot is then its task, written, or why it was not."""

@@ -118,3 +118,19 @@ async def test_one_sender_never_has_two_batches_in_flight() -> None:
     third = asyncio.create_task(coalescer.submit(3))
     assert await asyncio.gather(first, second, third) == [10, 20, 30]
     assert recorder.batches == [[1], [2, 3]]
+
+
+async def test_submit_soon_answers_through_futures_and_shares_round_trips_with_submit() -> None:
+    recorder = Recorder()
+    coalescer: Coalescer[int, int] = Coalescer(recorder.send)
+    first = coalescer.submit_soon(1)
+    await asyncio.sleep(0)  # the first batch is in flight
+    later = [coalescer.submit_soon(2), coalescer.submit_soon(-3), asyncio.ensure_future(coalescer.submit(4))]
+    assert await first == 10
+    outcomes = await asyncio.gather(*later, return_exceptions=True)
+    assert outcomes[0] == 20 and outcomes[2] == 40
+    assert isinstance(outcomes[1], ValueError) and str(outcomes[1]) == "bad -3"
+    assert recorder.batches == [[1], [2, -3, 4]]
+    # Once the sender has finished, the next item starts a new one.
+    assert await coalescer.submit_soon(5) == 50
+    assert recorder.batches[-1] == [5]
