@@ -24,7 +24,7 @@ from api import (
 )
 from api.auth import load_identities
 from api.errors import install_error_handlers
-from api.fast_lane import SubmitFastLane
+from api.fast_lane import InstantRoute, SubmitFastLane
 from api.go_request_metrics import GoRequestMetrics
 from api.middleware import BodyLimitMiddleware, JsonByDefaultMiddleware
 from api.openapi import install_openapi
@@ -163,7 +163,11 @@ def create_asgi_app(settings: Settings | None = None) -> ASGIApp:
         routes_submit.BATCH_PATH: routes_submit.submit_llm_batch,
         routes_legacy.SUBMIT_PATH: routes_legacy.submit_process,
     }
-    served: ASGIApp = SubmitFastLane(app, routes, settings.api_max_body_bytes)
+    instant: dict[str, InstantRoute] = {
+        routes_submit.SUBMIT_PATH: routes_submit.submit_llm_now,
+        routes_legacy.SUBMIT_PATH: routes_legacy.submit_process_now,
+    }
+    served: ASGIApp = SubmitFastLane(app, routes, settings.api_max_body_bytes, instant)
     if settings.metrics_go_compat:
         metrics_go.enable()
         served = GoRequestMetrics(served, fixed_paths=routes, renamed=routes_legacy.GIN_FULL_PATHS)

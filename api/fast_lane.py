@@ -11,8 +11,10 @@ OpenAPI.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import Any, NamedTuple
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -21,18 +23,44 @@ from starlette.types import Receive, Scope, Send
 
 from api.errors import LEGACY_PREFIX
 from api.middleware import declared_length, send_413
+from api.state import AppState
 
 log = logging.getLogger("sytq.api")
 Route = Callable[[Request], Awaitable[Response]]
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+Headers = list[tuple[bytes, bytes]]
+
+
+AppResponse = Response  # what a route answers, named for the layers that do not import the framework
+Finish = Callable[[asyncio.Future[Any]], Response]
+
+
+class Pending(NamedTuple):
+    """An answer waiting for its enqueue: ``finish`` builds it from the done ``future``."""
+
+    future: asyncio.Future[Any]
+    finish: Finish
+
+
+# A submit route's synchronous form (state, headers, complete body): the route's own answer, or
+# one pending on its enqueue, or None when only the route can answer (it has to await something
+# first: a rate limit, an idempotency claim, a callback host's address, a refusal's handler).
+InstantRoute = Callable[[AppState, Headers, bytes], "Response | Pending | None"]
 
 
 class SubmitFastLane:
     """Dispatches ``POST <path>`` for the paths in ``routes`` straight to their functions."""
 
-    def __init__(self, app: FastAPI, routes: Mapping[str, Route], max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        routes: Mapping[str, Route],
+        max_body_bytes: int,
+        instant: Mapping[str, InstantRoute] | None = None,
+    ) -> None:
         self.app = app
         self.routes = dict(routes)
+        self.instant = dict(instant or {})
         self.raw_paths = {path.encode(): path for path in self.routes}  # request targets as sent
         self.max_body_bytes = max_body_bytes
         self._handlers: dict[type[BaseException], ExceptionHandler] = {}
@@ -67,6 +95,27 @@ class SubmitFastLane:
             raise
         except Exception as exc:
             return await self._handler_for(exc)(request, exc)
+
+    async def refusal(self, scope: Scope, receive: Receive, exc: Exception) -> Response:
+        """The app's answer to ``exc``, raised for this request after its route's instant form
+        enqueued it (the queue refused): what ``respond`` answers when the route raises it."""
+        scope["app"] = self.app
+        return await self._handler_for(exc)(CappedRequest(scope, receive, self.max_body_bytes), exc)
+
+    def answer_now(self, path: str, headers: Headers, body: bytes) -> Response | Pending | None:
+        """The answer of a complete request without a task per request, where the route has an
+        instant form and needs nothing awaited before its enqueue; None: call ``respond``.
+
+        An instant form validates only (nothing is written before its enqueue), so a request it
+        declines or fails on is answered by ``respond`` exactly as if it had not been tried."""
+        instant = self.instant.get(path)
+        state: AppState | None = getattr(self.app.state, "sytq", None)
+        if instant is None or state is None:
+            return None
+        try:
+            return instant(state, headers, body)
+        except Exception:
+            return None  # the route meets the same failure and answers it through its handlers
 
     def _handler_for(self, exc: Exception) -> ExceptionHandler:
         """The app's handler for ``exc``, found as Starlette finds it: the nearest class in the MRO."""

@@ -195,6 +195,9 @@ class ResourceSubmitter:
         await self._remember(task_id, name)
         return task_id
 
+    def submit_chat_soon(self, item: ChatSubmission) -> asyncio.Future[str]:
+        return asyncio.ensure_future(self.submit_chat(item))
+
     async def submit_chat_many(self, items: Sequence[ChatSubmission]) -> list[str | Exception]:
         gate = asyncio.Semaphore(CREATES_AT_ONCE)
 
@@ -209,8 +212,10 @@ class ResourceSubmitter:
 
         return list(await asyncio.gather(*(one(item) for item in items)))
 
-    async def submit_process(self, task_id: str, table_name: str, record_id: int, owner: str) -> str:
-        return await self._process.submit_process(task_id, table_name, record_id, owner)
+    def submit_process(
+        self, task_id: str, table_name: str, record_id: int, owner: str
+    ) -> asyncio.Future[str]:
+        return self._process.submit_process(task_id, table_name, record_id, owner)
 
     async def find(self, task_id: str) -> dict[str, Any] | None:
         """The LLMTask behind a task id this API handed out, or None."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 from datetime import datetime
 
@@ -10,13 +13,14 @@ from fastapi.responses import Response
 
 from api import metrics
 from api.auth import ApiKey
+from api.fast_lane import Headers, Pending
 from api.gobind import BindError, bind_create_task, bind_list_query
 from api.gojson import GIN_JSON_TYPE, envelope, gin_json
 from api.models import Envelope, ProcessTaskRequest
 from api.ownership import may_see_original, owner_of
 from api.responses import ReadyResponse
-from api.security import BEARER_SECURITY, authorize, require
-from api.state import AppState, app_state, raw_header
+from api.security import BEARER_SECURITY, authenticate, authorize, require
+from api.state import AppState, app_state, header_value, raw_header
 from sytq.gojson import GoMap, go_string
 from sytq.queue import TaskInfo, TaskNotFoundError, TaskState, new_task_id
 from sytq.tasks import DEFAULT_QUEUE
@@ -74,23 +78,55 @@ def created_at(info: TaskInfo) -> int:
 async def submit_process(request: Request) -> Response:
     state = app_state(request)
     key = await authorize(state, raw_header(request, b"authorization"), "submit", compat=True)
+    record = _bound_record(state, await request.body())
+    if isinstance(record, Response):
+        return record
+    enqueued = _enqueue_process(state, key, record)
+    with contextlib.suppress(Exception):  # the answer reads the outcome from the future
+        await enqueued.future
+    return enqueued.finish(enqueued.future)
+
+
+def submit_process_now(state: AppState, headers: Headers, raw: bytes) -> Response | Pending | None:
+    """``submit_process`` without awaiting (the API's direct path): the same answers, or None where
+    the route has to await before its enqueue (a rate limit) or to answer a refusal through the
+    app's handlers (an unknown caller's 401 is raised here)."""
+    if state.limiter.enabled:
+        return None
+    key = authenticate(state, header_value(headers, b"authorization"), compat=True)
+    if not key.allows("submit"):
+        return None
+    record = _bound_record(state, raw)
+    return record if isinstance(record, Response) else _enqueue_process(state, key, record)
+
+
+def _bound_record(state: AppState, raw: bytes) -> tuple[str, int] | Response:
+    """``(table_name, id)`` of an allowed table, or the 400 the original answered."""
     try:
-        table_name, record_id = bind_create_task(await request.body())
+        table_name, record_id = bind_create_task(raw)
     except BindError as exc:
         return gin_json(400, envelope(400, str(exc)))
     if table_name not in state.record_tables:
         message = f"table_name {table_name!r} is not allowed (SYTQ_RECORD_TABLES)"
         return gin_json(400, envelope(400, message))
-    try:
-        task_id = await state.submitter.submit_process(new_task_id(), table_name, record_id, key.name)
-    except Exception as exc:  # the original answered every enqueue failure the same way
-        log.warning("enqueue of llm:process %s/%s failed: %s", table_name, record_id, exc)
+    return table_name, record_id
+
+
+def _enqueue_process(state: AppState, key: ApiKey, record: tuple[str, int]) -> Pending:
+    future = state.submitter.submit_process(new_task_id(), record[0], record[1], key.name)
+    return Pending(future, functools.partial(_process_answer, record))
+
+
+def _process_answer(record: tuple[str, int], enqueued: asyncio.Future[str]) -> Response:
+    exc = enqueued.exception()
+    if exc is not None:  # the original answered every enqueue failure the same way
+        log.warning("enqueue of llm:process %s/%s failed: %s", record[0], record[1], exc)
         return gin_json(500, envelope(500, "Failed to enqueue task"), {"Retry-After": "2"})
     _PROCESS_SUBMITTED.inc()
     # marshal(envelope(200, "Success", {"task_id": …, "status": "enqueued"})), written directly.
     body = (
         b'{"code":200,"message":"Success","data":{"task_id":%s,"status":"enqueued"}}'
-        % go_string(task_id).encode()
+        % go_string(enqueued.result()).encode()
     )
     return ReadyResponse(body, _GIN_JSON_TYPE)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable, Iterable
 from typing import TypeVar
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from api import metrics
 from api.auth import ApiKey
 from api.errors import FieldError
+from api.fast_lane import Headers, Pending
 from api.models import (
     BatchRequest,
     BatchResponse,
@@ -23,12 +25,12 @@ from api.models import (
     TaskAccepted,
 )
 from api.responses import ReadyResponse
-from api.security import BEARER_SECURITY, authorize, charge
-from api.state import AppState, app_state, raw_header
+from api.security import BEARER_SECURITY, authenticate, authorize, charge
+from api.state import AppState, app_state, header_value, raw_header
 from api.submitter import AlreadySubmitted, ChatSubmission
 from sytq.callbacks import UnsafeCallbackURL, check_callback_url
 from sytq.idempotency import MAX_KEY_LENGTH, IdempotencyKeyReused, fingerprint
-from sytq.queue import new_task_id
+from sytq.queue import TaskIdConflictError, new_task_id
 from sytq.tasks import DEFAULT_QUEUE, ChatMessage, LLMChatPayload, LLMParameters, build_messages
 
 router = APIRouter()
@@ -259,6 +261,36 @@ async def submit_llm(request: Request) -> Response:
         if idempotency_key and fresh_claim:
             await _release_quietly(state, key.name, idempotency_key)
         raise
+    return _accepted(task_id)
+
+
+def submit_llm_now(state: AppState, headers: Headers, raw: bytes) -> Pending | None:
+    """``submit_llm`` without awaiting (the API's direct path): the same answer, or None where the
+    route has to await before its enqueue (a rate limit, an idempotency claim, a callback host's
+    address) or to answer a refusal through the app's handlers (they are raised here)."""
+    if state.limiter.enabled or header_value(headers, b"idempotency-key"):
+        return None
+    key = authenticate(state, header_value(headers, b"authorization"))
+    if not key.allows("submit"):
+        return None
+    body = parse_body(ChatTaskRequest, raw)
+    if body.callback_url:
+        return None
+    item = _submission(state, body, key, new_task_id(), ["body"])
+    return Pending(state.submitter.submit_chat_soon(item), functools.partial(_enqueued_answer, item.task_id))
+
+
+def _enqueued_answer(task_id: str, enqueued: asyncio.Future[str]) -> Response:
+    """``submit_llm``'s answer once ``submit_chat_soon`` is done; raises what the route would."""
+    try:
+        return _accepted(enqueued.result())
+    except AlreadySubmitted as exc:
+        return _accepted(exc.task_id)
+    except TaskIdConflictError:
+        return _accepted(task_id)
+
+
+def _accepted(task_id: str) -> Response:
     _SINGLE_SUBMITTED.inc()
     return ReadyResponse(accepted_body(task_id), _JSON_TYPE)
 

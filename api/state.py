@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +72,12 @@ def app_state(request: Request) -> AppState:
 
 def raw_header(request: Request, name: bytes) -> str | None:
     """The first ``name`` header (lower-case, as ASGI gives them), read without building ``Headers``."""
-    for key, value in request.scope["headers"]:
+    return header_value(request.scope["headers"], name)
+
+
+def header_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The first ``name`` header of an ASGI header list (names lower-case), as text."""
+    for key, value in headers:
         if key == name:
             text: str = value.decode("latin-1")
             return text

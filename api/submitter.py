@@ -7,6 +7,7 @@ instead; routes only ever talk to this protocol.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -47,11 +48,19 @@ class TaskSubmitter(Protocol):
     async def submit_chat(self, item: ChatSubmission) -> str:
         """Enqueue one chat task; raises AlreadySubmitted when its id exists."""
 
+    def submit_chat_soon(self, item: ChatSubmission) -> asyncio.Future[str]:
+        """``submit_chat`` as a future, for the API's direct path (it answers from a callback). Its
+        item has a fresh id; should that id exist, the future fails with AlreadySubmitted or the
+        queue's TaskIdConflictError."""
+
     async def submit_chat_many(self, items: Sequence[ChatSubmission]) -> list[str | Exception]:
         """Enqueue many in one round trip; per item the task id or the error."""
 
-    async def submit_process(self, task_id: str, table_name: str, record_id: int, owner: str) -> str:
-        """Enqueue the Go original's ``llm:process`` task on behalf of ``owner``."""
+    def submit_process(
+        self, task_id: str, table_name: str, record_id: int, owner: str
+    ) -> asyncio.Future[str]:
+        """Enqueue the Go original's ``llm:process`` task on behalf of ``owner``: the future of its
+        task id (a future, not a coroutine: the API's direct path answers from its callback)."""
 
 
 # json.dumps(str) without its dispatch: the same C function writes the same bytes.
@@ -92,9 +101,12 @@ class QueueSubmitter:
 
     async def submit_chat(self, item: ChatSubmission) -> str:
         try:
-            return await self._client.enqueue_request_id(_request(item))
+            return await self.submit_chat_soon(item)
         except TaskIdConflictError as exc:
             raise AlreadySubmitted(item.task_id) from exc
+
+    def submit_chat_soon(self, item: ChatSubmission) -> asyncio.Future[str]:
+        return self._client.enqueue_request_id_soon(_request(item))
 
     async def submit_chat_many(self, items: Sequence[ChatSubmission]) -> list[str | Exception]:
         outcomes = await self._client.enqueue_ids([_request(i) for i in items])
@@ -108,7 +120,9 @@ class QueueSubmitter:
                 results.append(outcome)
         return results
 
-    async def submit_process(self, task_id: str, table_name: str, record_id: int, owner: str) -> str:
+    def submit_process(
+        self, task_id: str, table_name: str, record_id: int, owner: str
+    ) -> asyncio.Future[str]:
         # Default options, default queue: exactly what the original's asynq.Client.Enqueue did (the
         # owner header is extra; Go workers ignore it). A chat task names its owner in the payload's
         # client_id instead: a header costs more to encode than the rest of the message.
@@ -119,4 +133,4 @@ class QueueSubmitter:
             task_id,
             headers={OWNER_HEADER: owner},
         )
-        return await self._client.enqueue_request_id(request)
+        return self._client.enqueue_request_id_soon(request)

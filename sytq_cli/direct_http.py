@@ -12,13 +12,14 @@ concurrency limit or root path, an app wrapped in other middleware), takes uvico
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+import functools
+from collections.abc import Coroutine, MutableMapping
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, STATUS_LINE
 from uvicorn.protocols.utils import get_client_addr
 
-from api.fast_lane import SubmitFastLane, plain_parts
+from api.fast_lane import AppResponse, Finish, Pending, SubmitFastLane, plain_parts
 from sytq_cli.one_write_http import OneWriteHttpToolsProtocol
 
 Message = MutableMapping[str, Any]  # an ASGI message
@@ -180,17 +181,10 @@ def _rendered(default_headers: list[tuple[bytes, bytes]]) -> bytes:
     return _last_defaults[1]
 
 
-_INTERNAL_ERROR: list[Message] = [
-    {
-        "type": "http.response.start",
-        "status": 500,
-        "headers": [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", b"21"),
-            (b"connection", b"close"),
-        ],
-    },
-    {"type": "http.response.body", "body": b"Internal Server Error"},
+_INTERNAL_ERROR_HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", b"21"),
+    (b"connection", b"close"),
 ]
 
 
@@ -238,6 +232,9 @@ class DirectSubmitProtocol(OneWriteHttpToolsProtocol):
         scope["raw_path"] = self.url
         scope["query_string"] = b""
         self.cycle = DirectRequest(scope, http_version != "1.0" and self.parser.should_keep_alive())  # type: ignore[assignment]
+        # Busy, even when an earlier request of the same read was answered (and marked the
+        # connection idle) while it was parsed.
+        self._unset_keepalive_if_required()
 
     def on_body(self, body: bytes) -> None:
         cycle: Any = self.cycle
@@ -252,15 +249,66 @@ class DirectSubmitProtocol(OneWriteHttpToolsProtocol):
             super().on_message_complete()
             return
         cycle.more_body = False
-        task = self.loop.create_task(self._answer(cycle))
+        assert self._lane is not None
+        scope = cycle.scope
+        now = self._lane.answer_now(scope["path"], scope["headers"], bytes(cycle.body))
+        if now is None:
+            self._start_task(self._answer(cycle))
+        elif isinstance(now, Pending):
+            now.future.add_done_callback(functools.partial(self._finish, cycle, now.finish))
+        else:
+            self._answer_with(cycle, now)
+
+    def _start_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(coro)
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
 
-    async def _answer(self, request: DirectRequest) -> None:
-        assert self._lane is not None
+    def _finish(self, request: DirectRequest, finish: Finish, enqueued: Any) -> None:
+        try:
+            response = finish(enqueued)
+        except Exception as exc:  # the queue refused: the app's handler answers
+            self._start_task(self._answer(request, exc))
+            return
+        except BaseException as exc:
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            self._send(request, _internal_error())
+            return
+        self._answer_with(request, response)
+
+    def _answer_with(self, request: DirectRequest, response: AppResponse) -> None:
+        """Send ``response`` now when it is plain (what instant routes answer), else from a task."""
+        parts = plain_parts(response)
+        if parts is None:
+            self._start_task(self._render(request, response))
+            return
         answer = Answer()
         try:
-            response = await self._lane.respond(request.scope, request.receive)
+            answer.whole(*parts)
+        except InvalidAnswer as exc:
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            self.transport.close()  # started: uvicorn drops the connection unanswered
+            return
+        self._send(request, answer)
+
+    async def _answer(self, request: DirectRequest, refused: Exception | None = None) -> None:
+        """The route's answer (or, when ``refused``, its handler's for that exception)."""
+        lane = self._lane
+        assert lane is not None
+        try:
+            if refused is None:
+                response = await lane.respond(request.scope, request.receive)
+            else:
+                response = await lane.refusal(request.scope, request.receive, refused)
+        except BaseException as exc:
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            self._send(request, _internal_error())
+            return
+        await self._render(request, response)
+
+    async def _render(self, request: DirectRequest, response: AppResponse) -> None:
+        answer = Answer()
+        try:
             parts = plain_parts(response)
             if parts is not None:
                 answer.whole(*parts)
@@ -273,9 +321,10 @@ class DirectSubmitProtocol(OneWriteHttpToolsProtocol):
             if answer.started:
                 self.transport.close()
                 return
-            answer = Answer()
-            for message in _INTERNAL_ERROR:
-                await answer.send(message)
+            answer = _internal_error()
+        self._send(request, answer)
+
+    def _send(self, request: DirectRequest, answer: Answer) -> None:
         if self.access_log:
             self.access_logger.info(
                 '%s - "%s %s HTTP/%s" %d',
@@ -293,3 +342,10 @@ class DirectSubmitProtocol(OneWriteHttpToolsProtocol):
         if not keep_alive:
             self.transport.close()
         self.on_response_complete()
+
+
+def _internal_error() -> Answer:
+    """uvicorn's answer when the app fails before it started one."""
+    answer = Answer()
+    answer.whole(500, _INTERNAL_ERROR_HEADERS, b"Internal Server Error")
+    return answer

@@ -16,7 +16,7 @@ from api.fast_lane import SubmitFastLane
 from sytq.settings import Settings
 from tests.api.helpers import key_entry
 from tests.harness.raw_http import answers, closed, exchange, masked, post, serving
-from tests.harness.services import RedisServer
+from tests.harness.services import RedisServer, free_port
 from tests.unit.test_direct_http import CountingProtocol
 
 KEY = "fast-lane-key"
@@ -117,9 +117,12 @@ async def _answers(settings: Settings, protocol: Any, *, pipelined: bool) -> byt
 
 
 async def test_each_submit_case_answers_as_uvicorns_protocol(settings: Settings) -> None:
-    CountingProtocol.direct = 0
+    CountingProtocol.direct = CountingProtocol.routed = 0
     ours = await _answers(settings, CountingProtocol, pipelined=False)
     assert CountingProtocol.direct == len(CASES) - 1  # all but the body over the cap (uvicorn's path: 413)
+    # A known caller's single submits that need nothing awaited before their enqueue (two v1, three
+    # record) are answered by the route's instant form; the rest by the route.
+    assert CountingProtocol.direct - CountingProtocol.routed == 5
     theirs = await _answers(settings, "httptools", pipelined=False)
     assert ours == theirs
     assert len(answers(ours)) == len(CASES)
@@ -131,3 +134,44 @@ async def test_pipelined_submits_answer_in_order_as_uvicorns_protocol(settings: 
     theirs = await _answers(settings, "httptools", pipelined=True)
     assert ours == theirs
     assert len(answers(ours)) == len(CASES) + 1
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "ending"),
+    [
+        ("/api/tasks/llm", 500, b'{"code":500,"message":"Failed to enqueue task"}'),
+        ("/api/v1/tasks/llm", 503, b"}"),
+    ],
+)
+async def test_a_submit_redis_refuses_answers_as_uvicorns_protocol(
+    settings: Settings, path: str, status: int, ending: bytes
+) -> None:
+    """The instant form's enqueue fails (nothing listens at the Redis address): the route's answer
+    (the original's 500; the seed's 503 through the app's handler)."""
+    unreachable = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    _, headers, body = next(case for case in CASES if case[0] == path)
+    CountingProtocol.direct = CountingProtocol.routed = 0
+    results = []
+    for protocol in (CountingProtocol, "httptools"):
+        async with serving(create_asgi_app(unreachable), protocol, lifespan="on") as port:
+            results.append(masked(await exchange(port, closed(post(path, body, headers)))))
+    ours, theirs = results
+    assert ours == theirs
+    assert CountingProtocol.direct == 1
+    assert CountingProtocol.routed == (1 if status == 503 else 0)  # the handler answers from a task
+    assert ours.startswith(b"HTTP/1.1 %d " % status)
+    assert b"retry-after: 2\r\n" in ours.lower()
+    assert ours.endswith(ending)
+
+
+@pytest.mark.parametrize("path", ["/api/tasks/llm", "/api/v1/tasks/llm"])
+async def test_a_rate_limited_submit_is_answered_by_the_route(settings: Settings, path: str) -> None:
+    """A rate limit has to be awaited before the enqueue: the route answers, and the limit holds."""
+    limited = settings.model_copy(update={"api_rate_limit_per_minute": 1})
+    _, headers, body = next(case for case in CASES if case[0] == path)
+    CountingProtocol.direct = CountingProtocol.routed = 0
+    async with serving(create_asgi_app(limited), CountingProtocol, lifespan="on") as port:
+        first = await exchange(port, closed(post(path, body, headers)))
+        second = await exchange(port, closed(post(path, body, headers)))
+    assert first.startswith(b"HTTP/1.1 200 ") and second.startswith(b"HTTP/1.1 429 ")
+    assert CountingProtocol.direct == CountingProtocol.routed == 2

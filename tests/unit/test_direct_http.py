@@ -21,11 +21,16 @@ from tests.harness.raw_http import answers, closed, exchange, masked, post, serv
 class CountingProtocol(DirectSubmitProtocol):
     """Counts the requests answered on the direct path (the rest went through uvicorn's cycle)."""
 
-    direct = 0
+    direct = 0  # answered on the direct path
+    routed = 0  # of those, through the route's coroutine (the others by its instant form)
 
-    async def _answer(self, request: DirectRequest) -> None:
+    def _send(self, request: DirectRequest, answer: Answer) -> None:
         CountingProtocol.direct += 1
-        await super()._answer(request)
+        super()._send(request, answer)
+
+    async def _answer(self, request: DirectRequest, refused: Exception | None = None) -> None:
+        CountingProtocol.routed += 1
+        await super()._answer(request, refused)
 
 
 async def _ok(request: Request) -> Response:
