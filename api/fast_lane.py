@@ -109,7 +109,8 @@ class SubmitFastLane:
         An instant form validates only (nothing is written before its enqueue), so a request it
         declines or fails on is answered by ``respond`` exactly as if it had not been tried."""
         instant = self.instant.get(path)
-        state: AppState | None = getattr(self.app.state, "sytq", None)
+        # State's own dict: its __getattr__ (and the failed lookup before it) costs a request more.
+        state: AppState | None = self.app.state._state.get("sytq")
         if instant is None or state is None:
             return None
         try:

@@ -70,6 +70,8 @@ class DirectRequest:
 # the same few lengths) again and again, so most answers skip uvicorn's two header checks.
 _CHECKED: dict[tuple[bytes, bytes], bytes] = {}
 _CHECKED_MAX = 1024
+# The same for a plain answer's whole start (status and header list): what _start made of it.
+_STARTED: dict[tuple[Any, ...], tuple[list[bytes], int | None, bool, bool, bool]] = {}
 
 
 class InvalidAnswer(RuntimeError):
@@ -114,7 +116,19 @@ class Answer:
 
     def whole(self, status: int, headers: Any, body: bytes) -> None:
         """The answer of a plain Response: its start and its one body message."""
-        self._start(status, headers)
+        key = (status, *headers)
+        try:
+            started = _STARTED.get(key)
+            remember = len(_STARTED) < _CHECKED_MAX
+        except TypeError:  # a header given as a list: not remembered
+            started, remember = None, False
+        if started is None:
+            self._start(status, headers)
+            if remember:
+                _STARTED[key] = (self._head, self._length, self._chunked, self._auto_chunked, self._closes)
+        else:
+            self.status = status
+            self._head, self._length, self._chunked, self._auto_chunked, self._closes = started
         self._body(body, False)
 
     def _start(self, status: int, headers: Any) -> None:

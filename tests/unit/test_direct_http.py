@@ -14,7 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from api.fast_lane import SubmitFastLane
 from api.responses import ReadyResponse
-from sytq_cli.direct_http import Answer, DirectRequest, DirectSubmitProtocol
+from sytq_cli.direct_http import Answer, DirectRequest, DirectSubmitProtocol, InvalidAnswer
 from tests.harness.raw_http import answers, closed, exchange, masked, post, serving
 
 
@@ -202,3 +202,22 @@ async def test_the_rendered_date_follows_the_servers_headers() -> None:
         b"HTTP/1.1 200 OK\r\ndate: Fri, 04 Dec 2026 10:00:00 GMT" + tail,
         b"HTTP/1.1 200 OK\r\ndate: Fri, 04 Dec 2026 10:00:01 GMT" + tail,
     ]
+
+
+def test_a_plain_answer_renders_alike_from_its_remembered_start() -> None:
+    headers = [(b"content-length", b"2"), (b"Content-Type", b"application/json")]
+    rendered = []
+    for _ in range(2):
+        answer = Answer()
+        answer.whole(201, headers, b"{}")
+        rendered.append((answer.status, answer.render([], keep_alive=False)))
+    expected = b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\ncontent-type: application/json\r\n"
+    assert rendered[0] == rendered[1] == (201, expected + b"connection: close\r\n\r\n{}")
+    with pytest.raises(InvalidAnswer, match="longer than Content-Length"):
+        Answer().whole(201, headers, b"{}{}")  # a remembered start still holds its body to its length
+    for _ in range(2):  # a refused start is refused every time, never remembered
+        with pytest.raises(InvalidAnswer, match="invalid HTTP header"):
+            Answer().whole(200, [(b"x-bad", b"a\nb")], b"")
+    answer = Answer()
+    answer.whole(200, [[b"content-length", b"0"]], b"")  # an unhashable header list: not remembered
+    assert answer.render([], keep_alive=True) == b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
