@@ -42,13 +42,17 @@ class Coalescer(Generic[Item, Result]):
     def submit_soon(self, item: Item) -> asyncio.Future[Result]:
         """``submit`` without a coroutine: the future of ``item``'s result (for callers that answer
         from a done-callback). Must be called from a running event loop."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Result] = loop.create_future()
-        self._waiting.append((item, future))
         senders = self._senders
-        # The usual case: the one sender is running on this loop and will take the item.
-        if len(senders) == self._senders_max == 1 and not senders[0].done() and senders[0].get_loop() is loop:
+        if len(senders) == self._senders_max == 1 and not senders[0].done():
+            # The usual case: the one sender is running and will take the item. Its loop is the
+            # running one (a loop that ends cancels its tasks), and asking Python for the running
+            # loop costs a getpid() system call per item on 3.11.
+            future: asyncio.Future[Result] = senders[0].get_loop().create_future()
+            self._waiting.append((item, future))
             return future
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._waiting.append((item, future))
         # A sender bound to another (closed) event loop can never run again: start one here.
         senders = [t for t in senders if not t.done() and t.get_loop() is loop]
         if len(senders) < self._senders_max:
