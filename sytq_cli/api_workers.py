@@ -8,16 +8,20 @@ connections across the workers instead.
 
 The parent only supervises: a worker that dies is started again (one that keeps dying within
 seconds of its start stops the whole server with a clear error), and SIGTERM or SIGINT is passed
-to every worker, which finishes its requests as uvicorn does on its own.
+to every worker, which finishes its requests as uvicorn does on its own. A supervisor that is
+killed outright takes its workers with it (on Linux).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +33,7 @@ QUICK_DEATH_SECONDS = 10.0  # a worker dying this soon after its start counts as
 FAILED_STARTS_ALLOWED = 3  # in a row, per worker slot
 SUPERVISE_EVERY_SECONDS = 0.5
 STOP_GRACE_SECONDS = 30.0  # beyond uvicorn's own graceful shutdown of a worker
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
 class WorkersFailed(RuntimeError):
@@ -49,9 +54,25 @@ def serve_one(config_options: dict[str, Any]) -> None:
     """A worker process: uvicorn serving the app on a socket of its own."""
     import uvicorn
 
+    _stop_with_supervisor()
     config = uvicorn.Config(**config_options)
     sock = listening_socket(config.host, config.port)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _stop_with_supervisor() -> None:
+    """Linux: the kernel sends this worker SIGTERM (uvicorn's graceful stop) when its supervisor
+    dies, however it dies: a supervisor killed with SIGKILL would otherwise leave its workers
+    serving on, unsupervised and holding the port."""
+    supervisor = multiprocessing.parent_process()
+    if supervisor is None or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        log.warning("API worker: cannot ask to stop with its supervisor (errno %d)", ctypes.get_errno())
+        return
+    if os.getppid() != supervisor.pid:  # it died before the request above took effect
+        raise SystemExit(0)
 
 
 @dataclass

@@ -151,6 +151,20 @@ async def test_a_dead_worker_is_replaced_and_sigterm_stops_all(
     await wait_until(lambda: not [pid for pid in children if _alive(pid)], what="no process left")
 
 
+async def test_a_supervisor_killed_outright_takes_its_workers_with_it(
+    api_workers: tuple[subprocess.Popen[bytes], int],
+) -> None:
+    proc, port = api_workers
+    await wait_until(lambda: _both_listening(proc.pid, port), what="two workers listening")
+    workers = _workers(proc.pid, port)
+    proc.kill()  # SIGKILL: the supervisor cannot pass anything on
+    proc.wait(30)
+    await wait_until(lambda: not [pid for pid in workers if _alive(pid)], what="the orphaned workers gone")
+    with socket.socket() as probe:  # and the port is free again
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
+
+
 def _exits_at_once(options: dict[str, object]) -> None:
     raise SystemExit(3)
 
