@@ -113,7 +113,11 @@ def _bound_record(state: AppState, raw: bytes) -> tuple[str, int] | Response:
 
 
 def _enqueue_process(state: AppState, key: ApiKey, record: tuple[str, int]) -> Pending:
-    future = state.submitter.submit_process(new_task_id(), record[0], record[1], key.name)
+    try:
+        future = state.submitter.submit_process(new_task_id(), record[0], record[1], key.name)
+    except Exception as exc:  # refused before it was queued: answered as any failed enqueue
+        future = asyncio.get_running_loop().create_future()
+        future.set_exception(exc)
     return Pending(future, functools.partial(_process_answer, record))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +14,8 @@ from fastapi.routing import APIRoute
 from api import routes_legacy, routes_submit
 from api.app import create_app, create_asgi_app
 from api.fast_lane import SubmitFastLane
+from api.submitter import QueueSubmitter
+from sytq.queue import QueueClient, QueueError
 from sytq.settings import Settings
 from tests.api.helpers import key_entry
 from tests.harness.raw_http import answers, closed, exchange, masked, post, serving
@@ -175,3 +178,26 @@ async def test_a_rate_limited_submit_is_answered_by_the_route(settings: Settings
         second = await exchange(port, closed(post(path, body, headers)))
     assert first.startswith(b"HTTP/1.1 200 ") and second.startswith(b"HTTP/1.1 429 ")
     assert CountingProtocol.direct == CountingProtocol.routed == 2
+
+
+class _RefusingSubmitter(QueueSubmitter):
+    """Refuses an llm:process task before queuing it (raises instead of returning its future)."""
+
+    def submit_process(
+        self, task_id: str, table_name: str, record_id: int, owner: str
+    ) -> asyncio.Future[str]:
+        raise QueueError("refused before it was queued")
+
+
+async def test_a_record_submit_refused_before_its_enqueue_is_the_originals_500(settings: Settings) -> None:
+    path, headers, body = next(case for case in CASES if case[0] == "/api/tasks/llm")
+    lane = create_asgi_app(settings)
+    assert isinstance(lane, SubmitFastLane)
+    async with serving(lane, CountingProtocol, lifespan="on") as port:
+        state = lane.app.state.sytq
+        state.submitter = _RefusingSubmitter(QueueClient(state.redis))
+        CountingProtocol.direct = CountingProtocol.routed = 0
+        answer = await exchange(port, closed(post(path, body, headers)))
+    assert CountingProtocol.direct == 1 and CountingProtocol.routed == 0
+    assert answer.startswith(b"HTTP/1.1 500 ")
+    assert answer.endswith(b'{"code":500,"message":"Failed to enqueue task"}')
