@@ -285,25 +285,9 @@ class DirectSubmitProtocol(OneWriteHttpToolsProtocol):
             self._start_task(self._answer(request, exc))
             return
         except BaseException as exc:
-            self.logger.error("Exception in ASGI application\n", exc_info=exc)
-            self._send(request, _internal_error())
+            self._failed(request, Answer(), exc)
             return
         self._answer_with(request, response)
-
-    def _answer_with(self, request: DirectRequest, response: AppResponse) -> None:
-        """Send ``response`` now when it is plain (what instant routes answer), else from a task."""
-        parts = plain_parts(response)
-        if parts is None:
-            self._start_task(self._render(request, response))
-            return
-        answer = Answer()
-        try:
-            answer.whole(*parts)
-        except InvalidAnswer as exc:
-            self.logger.error("Exception in ASGI application\n", exc_info=exc)
-            self.transport.close()  # started: uvicorn drops the connection unanswered
-            return
-        self._send(request, answer)
 
     async def _answer(self, request: DirectRequest, refused: Exception | None = None) -> None:
         """The route's answer (or, when ``refused``, its handler's for that exception)."""
@@ -315,28 +299,43 @@ class DirectSubmitProtocol(OneWriteHttpToolsProtocol):
             else:
                 response = await lane.refusal(request.scope, request.receive, refused)
         except BaseException as exc:
-            self.logger.error("Exception in ASGI application\n", exc_info=exc)
-            self._send(request, _internal_error())
+            self._failed(request, Answer(), exc)
             return
-        await self._render(request, response)
+        self._answer_with(request, response)
 
-    async def _render(self, request: DirectRequest, response: AppResponse) -> None:
+    def _answer_with(self, request: DirectRequest, response: AppResponse) -> None:
+        """Send ``response``: at once when it is plain (one start, one body), else from a task."""
+        parts = plain_parts(response)
+        if parts is None:
+            self._start_task(self._render(request, response))
+            return
         answer = Answer()
         try:
-            parts = plain_parts(response)
-            if parts is not None:
-                answer.whole(*parts)
-            else:
-                await response(request.scope, request.receive, answer.send)
+            answer.whole(*parts)
+        except BaseException as exc:
+            self._failed(request, answer, exc)
+            return
+        self._send(request, answer)
+
+    async def _render(self, request: DirectRequest, response: AppResponse) -> None:
+        """A response that sends itself (streamed, or with a background task)."""
+        answer = Answer()
+        try:
+            await response(request.scope, request.receive, answer.send)
             if not answer.complete:
                 raise InvalidAnswer("the app returned without completing its answer")
         except BaseException as exc:
-            self.logger.error("Exception in ASGI application\n", exc_info=exc)
-            if answer.started:
-                self.transport.close()
-                return
-            answer = _internal_error()
+            self._failed(request, answer, exc)
+            return
         self._send(request, answer)
+
+    def _failed(self, request: DirectRequest, answer: Answer, exc: BaseException) -> None:
+        """As uvicorn: log it; an answer already started drops the connection, else a 500."""
+        self.logger.error("Exception in ASGI application\n", exc_info=exc)
+        if answer.started:
+            self.transport.close()
+        else:
+            self._send(request, _internal_error())
 
     def _send(self, request: DirectRequest, answer: Answer) -> None:
         if self.access_log:
