@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from sytq.queue import Inspector
 from sytq.storage import LLMOutcome, NewTask, TaskStore
 from tests.harness.api_fixtures import RunningApi
+from tests.harness.queue_fixtures import wait_until
 from tests.harness.services import RedisServer, free_port
 
 
@@ -37,22 +38,23 @@ async def test_redis_killed_during_submits(
 
     async with httpx.AsyncClient(timeout=15) as http:
         workers = [asyncio.create_task(submitter(http)) for _ in range(8)]
-        await asyncio.sleep(0.5)
+        await wait_until(lambda: len(acknowledged) >= 20, what="submits flowing before the outage")
         redis_server.kill()
-        await asyncio.sleep(1.5)
-        failed_during = statuses.count(503)
+        refused_before = statuses.count(503)
+        await wait_until(lambda: statuses.count(503) >= refused_before + 8, what="503s during the outage")
         readyz = await http.get(f"{api.url}/readyz")
         redis_server.start()
         recovered_from = len(acknowledged)
-        await asyncio.sleep(1.5)
+        await wait_until(
+            lambda: len(acknowledged) > recovered_from + 10, within=30, what="submits after Redis came back"
+        )
         stop.set()
         await asyncio.gather(*workers)
 
-    assert failed_during > 0
+    assert refused_before == 0, "a submit was refused before Redis went down"
     assert readyz.status_code == 503 and readyz.json()["redis"] == "down"
     assert set(statuses) <= {200, 503}
     after_restart = acknowledged[recovered_from:]
-    assert len(after_restart) > 10, "submits did not recover after Redis came back"
     # Redis restarted empty (no persistence): what it holds now is exactly what was acknowledged
     # after the restart. A 503'd submit left no orphan task behind.
     fresh = aioredis.Redis.from_url(redis_server.url)

@@ -9,11 +9,8 @@ connections seen and bytes sent.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
-import time
-from collections.abc import Callable
 
 from tests.harness.services import free_port
 
@@ -124,13 +121,3 @@ class HostileReceiver:
             return self._stop.is_set() or not conn.recv(1)
         except TimeoutError:
             return self._stop.is_set()
-
-
-async def wait_until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    """Poll ``condition()`` every 20 ms; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"condition not met within {within}s")

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from sytq.callbacks import verify_signature
-from tests.harness.hostile_receivers import HostileReceiver, wait_until
+from tests.harness.hostile_receivers import HostileReceiver
 from tests.harness.llm_fixtures import (
     CallbackReceiver,
     PipelineEnv,
@@ -20,6 +20,7 @@ from tests.harness.llm_fixtures import (
     wait_callback_state,
     wait_row,
 )
+from tests.harness.queue_fixtures import wait_until
 from tests.integration.test_pipeline_chat import chat_payload, enqueue
 from worker.pipeline import Pipeline
 
