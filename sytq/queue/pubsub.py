@@ -32,7 +32,7 @@ async def subscribe(
 ) -> None:
     """Run until cancelled, handing every message on ``channel`` to ``on_message``. After a lost
     connection it subscribes again; messages sent in between are lost, so ``on_subscribed`` (called
-    after every subscribe) is where a listener catches up."""
+    once Redis confirmed each subscribe) is where a listener catches up."""
     while True:
         node = None
         if is_cluster(redis):
@@ -41,14 +41,15 @@ async def subscribe(
                 log.warning("no node of the Redis Cluster answers; subscribing to %s again soon", channel)
                 await asyncio.sleep(RESUBSCRIBE_DELAY_SECONDS)
                 continue
-        pubsub = (node or redis).pubsub(ignore_subscribe_messages=True)
+        pubsub = (node or redis).pubsub()
         try:
             await pubsub.subscribe(channel)
-            if on_subscribed is not None:
-                on_subscribed()
             async for message in pubsub.listen():
-                if message.get("type") == "message":
+                kind = message.get("type")
+                if kind == "message":
                     on_message(message["data"])
+                elif kind == "subscribe" and on_subscribed is not None:
+                    on_subscribed()  # Redis confirmed it (a refused subscribe raises from listen)
         except (RedisError, OSError) as exc:
             log.warning(
                 "subscription to %s lost (%s); subscribing again in %.0fs",

@@ -46,6 +46,9 @@ from sytq.queue.task_events import TASK_EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
 
+# How long a starting server waits for its cancel listener before it takes tasks anyway.
+CANCEL_LISTENER_WAIT_SECONDS = 5.0
+
 
 class Server:
     def __init__(self, redis: aioredis.Redis, config: ServerConfig, handlers: Mapping[str, Handler]) -> None:
@@ -99,6 +102,7 @@ class Server:
             config.concurrency,
         )
         queues = list(config.queues)
+        listening = asyncio.Event()
         background = [
             self._periodic("heartbeat", self._heartbeat.beat, self._heartbeat.tick),
             asyncio.create_task(watch_leases(self._held, config.lease_seconds), name="sytq-lease-watchdog"),
@@ -111,10 +115,12 @@ class Server:
                 functools.partial(delete_expired_completed, self._ops, queues),
                 config.janitor_interval,
             ),
-            asyncio.create_task(listen_for_cancels(self._redis, self._held), name="sytq-cancel-listener"),
+            asyncio.create_task(
+                listen_for_cancels(self._redis, self._held, listening.set), name="sytq-cancel-listener"
+            ),
         ]
         flusher = asyncio.create_task(self._acknowledger.run(), name="sytq-acknowledger")
-        fetcher = asyncio.create_task(self._processor.fetch_loop(), name="sytq-processor")
+        fetcher = asyncio.create_task(self._fetch_once_listening(listening), name="sytq-processor")
         try:
             self._started.set()
             await self._stop.wait()
@@ -129,6 +135,19 @@ class Server:
             with contextlib.suppress(*REDIS_ERRORS):
                 await self._ops.run(redis_ops.clear_server_state_calls(self._server_key, self._workers_key))
             log.info("queue server %s stopped", config.server_name)
+
+    async def _fetch_once_listening(self, listening: asyncio.Event) -> None:
+        """Take tasks once the cancel listener has subscribed: a cancel published before then is
+        never delivered (pub/sub keeps nothing), so a task taken earlier could not be cancelled."""
+        try:
+            await asyncio.wait_for(listening.wait(), CANCEL_LISTENER_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning(
+                "cancel listener not subscribed after %.0fs; taking tasks anyway (a cancel sent "
+                "before it subscribes is not heard)",
+                CANCEL_LISTENER_WAIT_SECONDS,
+            )
+        await self._processor.fetch_loop()
 
     @staticmethod
     def _periodic(name: str, step: Callable[[], Awaitable[None]], interval: float) -> asyncio.Task[None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +26,9 @@ from sytq.queue import (
     TaskNotFoundError,
     TaskState,
 )
+from sytq.queue import server as server_module
 from sytq.queue.codec import TaskMessage
+from sytq.redis_keys import CANCEL_CHANNEL
 from tests.harness.queue_fixtures import ServerRunner, running_server, wait_until
 from tests.harness.services import RedisServer
 
@@ -283,10 +286,47 @@ async def test_cancel_active_task(
     info = await queue_client.enqueue("slow", b"")
     async with queue_server({"slow": slow}):
         await asyncio.wait_for(started.wait(), 5)
-        await asyncio.sleep(0.2)  # the listener subscribes at start
+        # No wait for the listener: a server takes tasks only once it listens for their cancels.
+        assert await _cancel_subscribers(redis_client) == 1
         await inspector.cancel_task(info.id)
         await wait_until(lambda: _state_is(inspector, info.id, TaskState.ARCHIVED))
     assert (await inspector.get_task("default", info.id)).last_error == "context canceled"
+
+
+async def test_a_server_takes_tasks_only_once_it_listens_for_cancels(
+    redis_server: RedisServer,
+    redis_client: aioredis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A Redis user that may not subscribe to the cancel channel: the listener keeps failing, so the
+    # server must hold its fetcher back for the whole wait (then warn and take tasks anyway).
+    await redis_client.acl_setuser(
+        "deaf", enabled=True, nopass=True, keys=["*"], channels=[TASK_EVENTS_CHANNEL], commands=["+@all"]
+    )
+    deaf = aioredis.Redis.from_url(redis_server.url.replace("redis://", "redis://deaf:@"))
+    monkeypatch.setattr(server_module, "CANCEL_LISTENER_WAIT_SECONDS", 1.0)
+    await QueueClient(deaf).enqueue("job", b"")
+    ran_after: list[float] = []
+    started = time.monotonic()
+
+    async def handler(task: Task) -> None:
+        ran_after.append(time.monotonic() - started)
+
+    try:
+        async with running_server(deaf, {"job": handler}):
+            await wait_until(lambda: ran_after, what="the task ran")
+    finally:
+        await deaf.aclose()
+        await redis_client.acl_deluser("deaf")
+    assert ran_after[0] >= 1.0
+    assert "cancel listener not subscribed after 1s" in caplog.text
+
+
+async def _cancel_subscribers(redis_client: aioredis.Redis) -> int:
+    """Listeners on the cancel channel (a cancel published before one subscribes is not heard)."""
+    counts = await redis_client.pubsub_numsub(CANCEL_CHANNEL)
+    return int(counts[0][1])
 
 
 async def _events_until(pubsub: PubSub, count: int) -> list[dict[str, Any]]:
