@@ -308,15 +308,19 @@ class QueueClient:
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[TaskInfo | QueueError]:
         """Enqueue all in one round trip. Invalid requests come back as errors in their slot;
         QueueUnavailableError is raised when Redis cannot be reached (nothing is known to be written)."""
-        moment = _Moment()
-        outcomes = await self._enqueue_prepared([_prepared_or_error(req, moment) for req in requests])
+        moment, outcomes = await self._enqueue_requests(requests)
         return [outcome if isinstance(outcome, QueueError) else outcome.info(moment) for outcome in outcomes]
 
     async def enqueue_ids(self, requests: Sequence[EnqueueRequest]) -> list[str | QueueError]:
         """``enqueue_many`` answering each task's id instead of its TaskInfo (what an API answers)."""
-        moment = _Moment()
-        outcomes = await self._enqueue_prepared([_prepared_or_error(req, moment) for req in requests])
+        _, outcomes = await self._enqueue_requests(requests)
         return [outcome if isinstance(outcome, QueueError) else outcome.task_id for outcome in outcomes]
+
+    async def _enqueue_requests(
+        self, requests: Sequence[EnqueueRequest]
+    ) -> tuple[_Moment, list[_Prepared | QueueError]]:
+        moment = _Moment()
+        return moment, await self._enqueue_prepared([_prepared_or_error(req, moment) for req in requests])
 
     async def enqueue_request_id(self, request: EnqueueRequest) -> str:
         """``enqueue_request`` answering the task's id; concurrent calls share one round trip."""
