@@ -33,7 +33,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import redis
@@ -43,6 +43,11 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 GO_DIR = Path(__file__).resolve().parent / "go"
 PROCESSED_KEY = "asynq:{default}:processed"
 FAILED_KEY = "asynq:{default}:failed"  # failed attempts are "processed" too: a fast failure is no result
+
+
+def _counter(client: redis.Redis, key: str) -> int:
+    """An integer counter the workers INCR (0 before the first)."""
+    return int(cast(bytes | None, client.get(key)) or 0)
 
 
 def _pinned(cmd: list[str], core: int) -> list[str]:
@@ -293,7 +298,7 @@ def run_peer(
     deadline = started + max(120.0, 10 * n * latency / concurrency)
     with httpx.Client() as http:
         while True:
-            processed = int(r.get(PROCESSED_KEY) or 0)
+            processed = _counter(r, PROCESSED_KEY)
             stub_stats = http.get(f"{stub_url}/_stub/stats?brief=1").json()
             now = time.monotonic()
             samples.append((now, processed, int(stub_stats["in_flight"])))
@@ -324,7 +329,7 @@ def run_peer(
         throughput = done / total
     if done < n:
         notes.append(f"only {done} of {n} done")
-    failed = int(r.get(FAILED_KEY) or 0)
+    failed = _counter(r, FAILED_KEY)
     if failed:
         notes.append(f"{failed} failed attempts")
     if peer == "ours":

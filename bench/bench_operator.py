@@ -38,7 +38,7 @@ import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
@@ -169,12 +169,17 @@ def _label(argv: list[bytes]) -> str:
     return "other"
 
 
+def _custom_objects(kubeconfig: Path) -> kclient.CustomObjectsApi:
+    client = kconfig.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
+    return kclient.CustomObjectsApi(client)
+
+
 def _cpu_delta(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
-    totals: Counter[str] = Counter()
+    totals: dict[str, float] = {}
     for pid, (label, cpu) in after.items():
         if pid in before:
-            totals[label] += cpu - before[pid][1]
-    return dict(totals)
+            totals[label] = totals.get(label, 0.0) + cpu - before[pid][1]
+    return totals
 
 
 def _percentile(values: list[float], pct: float) -> float:
@@ -210,7 +215,7 @@ class EventClock:
                     if self.expected is not None and len(self.done) >= self.expected:
                         self.all_done.set()
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
             await conn.aclose()
 
 
@@ -236,8 +241,10 @@ class SucceededWatch:
         self.names: dict[str, str] = {}  # LLMTask name -> task id
         self.reconnects = 0
         self.cpu_seconds = 0.0  # the watching process's own
-        api = kclient.CustomObjectsApi(kconfig.new_client_from_config(str(kubeconfig)))
-        listing = api.list_namespaced_custom_object("llm.syt.io", "v1alpha1", NAMESPACE, "llmtasks")
+        api = _custom_objects(kubeconfig)
+        listing = cast(
+            dict[str, Any], api.list_namespaced_custom_object("llm.syt.io", "v1alpha1", NAMESPACE, "llmtasks")
+        )
         self.resource_version: str = listing["metadata"]["resourceVersion"]
         api.api_client.close()
         self._receiver, self._sender = multiprocessing.get_context("fork").Pipe(duplex=False)
@@ -270,9 +277,9 @@ class SucceededWatch:
             self._sender.send((self.seen, self.names, self.reconnects, _own_cpu_seconds()))
 
     def _watch(self) -> None:
-        api = kclient.CustomObjectsApi(kconfig.new_client_from_config(str(self.kubeconfig)))
+        api = _custom_objects(self.kubeconfig)
         while len(self.seen) < self.expected:
-            response = api.list_namespaced_custom_object(
+            response: Any = api.list_namespaced_custom_object(
                 "llm.syt.io",
                 "v1alpha1",
                 NAMESPACE,

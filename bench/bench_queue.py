@@ -28,10 +28,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -189,7 +189,7 @@ async def arq_worker(url: str, n: int) -> None:
 
 
 def run_role(role: str, url: str, n: int) -> None:
-    roles: dict[str, Callable[[], Awaitable[None]]] = {
+    roles: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
         "ours-enqueue": lambda: ours_enqueue(url, n, "batch"),
         "ours-enqueue-single": lambda: ours_enqueue(url, n, "single"),
         "ours-worker": lambda: ours_worker(url, n),
@@ -202,6 +202,11 @@ def run_role(role: str, url: str, n: int) -> None:
 # ---------------------------------------------------------------------------------------- parent
 
 
+def _info(client: redis.Redis, section: str) -> dict[str, Any]:
+    """INFO ``section`` as a dict (redis-py types every reply as possibly awaitable)."""
+    return cast(dict[str, Any], client.info(section))
+
+
 class RedisUnderTest:
     """The test harness's throw-away redis-server (free loopback port, no persistence) plus counters."""
 
@@ -212,13 +217,13 @@ class RedisUnderTest:
         self.server.start()
         self.url = self.server.url
         self.client = redis.Redis(port=self.server.port)
-        self.version = str(self.client.info("server")["redis_version"])
+        self.version = str(_info(self.client, "server")["redis_version"])
 
     def counters(self) -> tuple[int, int]:
         """(commands executed, socket reads served): the second counts client round trips, since
         a pipeline arrives in one read (a large one in a few)."""
-        commands = sum(int(v["calls"]) for v in self.client.info("commandstats").values())
-        return commands, int(self.client.info("stats")["total_reads_processed"])
+        commands = sum(int(v["calls"]) for v in _info(self.client, "commandstats").values())
+        return commands, int(_info(self.client, "stats")["total_reads_processed"])
 
     def fresh(self) -> None:
         self.client.flushall()
@@ -260,7 +265,7 @@ def _python_role(role: str) -> Callable[[str, int], list[str]]:
 
 
 def _asynq_pending(client: redis.Redis) -> int:
-    return int(client.llen("asynq:{default}:pending"))
+    return int(cast(int, client.llen("asynq:{default}:pending")))
 
 
 def peers(probe: Path | None) -> dict[str, Peer]:
@@ -273,7 +278,7 @@ def peers(probe: Path | None) -> dict[str, Peer]:
             "arq",
             _python_role("arq-enqueue"),
             _python_role("arq-worker"),
-            lambda c: int(c.zcard("arq:queue")),
+            lambda c: int(cast(int, c.zcard("arq:queue"))),
         ),
     }
     if probe is not None:
@@ -331,7 +336,8 @@ class Child:
         if self.proc.returncode != 0:
             raise RuntimeError(f"{self.cmd[:4]} failed with {self.proc.returncode}")
         lines = [json.loads(line) for line in out.splitlines() if line.strip()]
-        return lines[-1]
+        last: dict[str, Any] = lines[-1]
+        return last
 
 
 def _phase(n: int, seconds: float, before: tuple[int, int], after: tuple[int, int]) -> dict[str, float]:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from sytq.settings import Settings
 from sytq.storage import TaskStore, upgrade
@@ -112,7 +113,7 @@ class ApiProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for_port(self.port, timeout=60.0, proc=self.proc)  # type: ignore[arg-type]
+        wait_for_port(self.port, timeout=60.0, proc=self.proc)
 
     @property
     def url(self) -> str:
@@ -191,7 +192,7 @@ class Chaos:
     def _settings(self, redis: RedisServer, mariadb: MariaDBServer, stub: StubLLMProcess) -> Settings:
         plan = self.plan
         # Short retry delays and deadlines: the run settles within a minute of its last submit.
-        fast_retries = {
+        fast_retries: dict[str, Any] = {
             "llm_retry_base_seconds": 0.3,
             "llm_retry_max_seconds": 2.0,
             "llm_read_timeout": 5.0,
@@ -204,8 +205,8 @@ class Chaos:
             redis_url=redis.url,
             database_url=mariadb.create_database(f"chaos_{self.run_tag}"),
             llm_base_url=stub.url,
-            deepseek_api_key="chaos-key",
-            callback_secret="chaos-secret",
+            deepseek_api_key=SecretStr("chaos-key"),
+            callback_secret=SecretStr("chaos-secret"),
             callback_allow_nets="127.0.0.0/8",
             task_max_retry=plan.max_retry,
             callback_max_attempts=plan.callback_attempts,
