@@ -15,7 +15,7 @@ import pytest
 from sytq_cli.api_workers import ApiWorkers, WorkersFailed
 from tests.harness.queue_fixtures import wait_until
 from tests.harness.raw_http import post
-from tests.harness.services import RedisServer, free_port
+from tests.harness.services import RedisServer, env_without_settings, free_port
 
 pytestmark = pytest.mark.slow  # starts the command in subprocesses
 
@@ -64,7 +64,7 @@ def _held(pid: int, port: int, state: str) -> int:
 @pytest.fixture
 def api_workers(redis_server: RedisServer) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYTQ_")}
+    env = env_without_settings()
     env.update(
         SYTQ_REDIS_URL=redis_server.url,
         SYTQ_AUTH_DISABLED="true",
@@ -180,7 +180,7 @@ def test_a_port_in_use_is_one_clear_line() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SYTQ_")}
+        env = env_without_settings()
         env.update(SYTQ_AUTH_DISABLED="true", SYTQ_REDIS_URL="redis://127.0.0.1:1/0", SYTQ_ID_SECRET="x")
         run = subprocess.run(
             [sys.executable, "-m", "sytq_cli", "api", "--port", str(port), "--workers", "2"],

@@ -20,6 +20,7 @@ from api.auth import (
 )
 from api.security import authenticate
 from sytq.settings import ConfigError, Settings
+from tests.harness.services import env_without_settings
 
 
 def test_parse_and_match() -> None:
@@ -88,11 +89,10 @@ def test_contradictory_auth_settings_are_refused(values: dict[str, object], comp
 
 @pytest.mark.slow  # starts the command in a subprocess
 def test_sytq_api_without_keys_exits_with_one_clear_line() -> None:
-    import os
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYTQ_")}
+    env = env_without_settings()
     run = subprocess.run(
         [sys.executable, "-m", "sytq_cli", "api"], env=env, capture_output=True, text=True, timeout=60
     )

@@ -17,7 +17,7 @@ import pytest
 
 from sytq.callbacks import encode_body, signed_headers
 from tests.harness.php_example import PHP_DIR, start_php_receiver
-from tests.harness.services import free_port, wait_for_port
+from tests.harness.services import env_without_settings, free_port, wait_for_port
 
 pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
 
@@ -39,7 +39,7 @@ def callback_receiver(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 def local_system(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """``sytq run`` exactly as ``make run`` starts it, with no connection configured."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYTQ_") and k != "DEEPSEEK_API_KEY"}
+    env = env_without_settings(llm_key=False)
     env.update(
         SYTQ_DATA_DIR=str(tmp_path / "var"),
         SYTQ_API_PORT=str(port),

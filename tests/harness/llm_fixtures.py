@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from sytq.queue import ServerConfig
 from sytq.settings import Settings
 from sytq.storage import TaskRecord, TaskStore, upgrade
-from tests.harness.services import MariaDBServer, RedisServer, _ServerProcess, free_port
+from tests.harness.services import MariaDBServer, RedisServer, _ServerProcess, env_without_settings, free_port
 from worker.pipeline import Pipeline, build_pipeline
 from worker.servers import WorkerServers, server_config
 
@@ -272,7 +272,7 @@ async def wait_callback_state(store: TaskStore, task_id: str, state: str, within
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes ``Settings()`` in a child process equal ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYTQ_") and k != "DEEPSEEK_API_KEY"}
+    env = env_without_settings(llm_key=False)
     for name, value in settings.model_dump(exclude_none=True).items():
         if name == "deepseek_api_key":
             key = settings.deepseek_api_key

@@ -29,6 +29,16 @@ def die_with_parent() -> None:
     os.setsid()
 
 
+def env_without_settings(*, llm_key: bool = True) -> dict[str, str]:
+    """This process's environment without any ``SYTQ_*`` setting (and without the provider key
+    unless ``llm_key``): a child started with it sees only the configuration a test gives it."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SYTQ_") and (llm_key or k != "DEEPSEEK_API_KEY")
+    }
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 import yaml
 
 from tests.harness.llm_fixtures import VALUATION_RECORDS_DDL, StubLLMProcess
-from tests.harness.services import MariaDBServer, RedisServer, free_port, wait_for_port
+from tests.harness.services import MariaDBServer, RedisServer, env_without_settings, free_port, wait_for_port
 
 pytestmark = pytest.mark.slow  # end to end: seconds each; left out of `make unit`
 
@@ -90,7 +90,7 @@ async def test_the_originals_config_starts_api_and_worker(
     )
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYTQ_") and k != "DEEPSEEK_API_KEY"}
+    env = env_without_settings(llm_key=False)
     env |= {"SYTQ_CONFIG": str(path), "SYTQ_CALLBACK_SECRET": "kept-in-the-environment"}
 
     with _service("worker", env, tmp_path / "worker.log"), _service("api", env, tmp_path / "api.log") as api:

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from sytq.settings import ConfigError, Settings, parse_queue_weights
+from tests.harness.services import env_without_settings
 
 
 def test_queue_weights_parse() -> None:
@@ -79,11 +80,10 @@ def test_a_realm_with_control_characters_is_refused() -> None:
 
 @pytest.mark.slow  # starts the command in a subprocess
 def test_sytq_worker_without_a_callback_secret_exits_with_one_clear_line() -> None:
-    import os
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYTQ_")}
+    env = env_without_settings()
     env["SYTQ_REDIS_URL"] = "redis://127.0.0.1:1/0"  # never reached: the check comes first
     run = subprocess.run(
         [sys.executable, "-m", "sytq_cli", "worker"], env=env, capture_output=True, text=True, timeout=60
