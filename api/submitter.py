@@ -76,18 +76,19 @@ def process_payload(table_name: str, record_id: int) -> bytes:
 def _request(item: ChatSubmission) -> EnqueueRequest:
     # Positional (type, payload, queue, task_id, max_retry, timeout, deadline, process_at,
     # process_in, unique_for, retention, headers): keywords cost twice as much, once per task.
+    task_id, payload_json, queue, max_retry, timeout, retention, process_at, process_in = item
     return EnqueueRequest(
         TYPE_LLM_CHAT,
-        item.payload_json,
-        item.queue,
-        item.task_id,
-        item.max_retry,
-        item.timeout_seconds,
+        payload_json,
+        queue,
+        task_id,
+        max_retry,
+        timeout,
         None,
-        item.process_at,
-        item.process_in,
+        process_at,
+        process_in,
         None,
-        item.retention_seconds or None,
+        retention or None,
         None,
     )
 
