@@ -41,6 +41,7 @@ class DirectRequest:
 
     __slots__ = (
         "body",
+        "body_taken",
         "disconnected",
         "keep_alive",
         "message_event",
@@ -55,14 +56,16 @@ class DirectRequest:
         self.body = bytearray()
         self.more_body = True
         self.response_complete = False
-        self.disconnected = False
+        self.disconnected = False  # uvicorn's protocol sets it when the connection drops
+        self.body_taken = False
         self.message_event = _NO_EVENT
 
     async def receive(self) -> Message:
-        if self.more_body or self.disconnected:
+        # The body is given once, whole; a second receive (or one after a drop) sees the end.
+        if self.more_body or self.disconnected or self.body_taken:
             return _DISCONNECT
         body, self.body = bytes(self.body), bytearray()
-        self.disconnected = True  # the body is given once; a second receive sees the end
+        self.body_taken = True
         return {"type": "http.request", "body": body, "more_body": False}
 
 

@@ -221,3 +221,18 @@ def test_a_plain_answer_renders_alike_from_its_remembered_start() -> None:
     answer = Answer()
     answer.whole(200, [[b"content-length", b"0"]], b"")  # an unhashable header list: not remembered
     assert answer.render([], keep_alive=True) == b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+
+
+async def test_a_route_gets_the_body_once_and_then_the_end() -> None:
+    request = DirectRequest({"type": "http"}, keep_alive=True)
+    request.body += b'{"prompt":"q"}'
+    request.more_body = False
+    assert await request.receive() == {"type": "http.request", "body": b'{"prompt":"q"}', "more_body": False}
+    assert await request.receive() == {"type": "http.disconnect"}
+    assert not request.disconnected  # a body taken is not a dropped connection
+
+    dropped = DirectRequest({"type": "http"}, keep_alive=True)
+    dropped.body += b"{}"
+    dropped.more_body = False
+    dropped.disconnected = True  # what uvicorn's protocol writes when the client goes
+    assert await dropped.receive() == {"type": "http.disconnect"}
