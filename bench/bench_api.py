@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from tests.harness.services import free_port, wait_for_port
+from tests.harness.services import env_without_settings, free_port, wait_for_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,7 +179,7 @@ def run(quick: bool) -> dict[str, Any]:
     wait_for_port(redis_port, timeout=60, proc=redis_proc)
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     client = redis.Redis.from_url(redis_url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYTQ_")}
+    env = env_without_settings()
     env.update(
         BENCH_REDIS_URL=redis_url,
         SYTQ_REDIS_URL=redis_url,
