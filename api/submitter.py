@@ -76,19 +76,18 @@ def process_payload(table_name: str, record_id: int) -> bytes:
 def _request(item: ChatSubmission) -> EnqueueRequest:
     # Positional (type, payload, queue, task_id, max_retry, timeout, deadline, process_at,
     # process_in, unique_for, retention, headers): keywords cost twice as much, once per task.
-    task_id, payload_json, queue, max_retry, timeout, retention, process_at, process_in = item
     return EnqueueRequest(
         TYPE_LLM_CHAT,
-        payload_json,
-        queue,
-        task_id,
-        max_retry,
-        timeout,
+        item.payload_json,
+        item.queue,
+        item.task_id,
+        item.max_retry,
+        item.timeout_seconds,
         None,
-        process_at,
-        process_in,
+        item.process_at,
+        item.process_in,
         None,
-        retention or None,
+        item.retention_seconds or None,
         None,
     )
 
